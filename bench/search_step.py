@@ -1,0 +1,91 @@
+"""Fast path vs plain path: seconds per search step, first and second order, and peak memory.
+
+    python bench/search_step.py [--steps 5] [--warmup 1] [--no-memory]
+
+The config is the one the reference was timed at (DARTS_FACTS.md section 8): C=8, 5 cells, batch 32,
+3x32x32 inputs, 10 classes, on the CPU. All four (order x path) steps run in this one process,
+interleaved step by step, so a busy machine slows each of them alike and the ratios stay meaningful.
+Memory is a per-process figure, so each combination also runs once in a fresh child process to measure it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.benchmark import SearchStep, machine_info, measure_search_step  # noqa: E402
+from engine.config import SearchConfig  # noqa: E402
+
+CONFIG = SearchConfig(dataset="fake", image_size=32, in_channels=3, num_classes=10, init_channels=8, layers=5,
+                      batch_size=32, device="cpu")
+ORDERS = ("first", "second")
+PATHS = {"fast": True, "plain": False}
+
+
+def time_interleaved(steps: int, warmup: int) -> dict[tuple[str, str], list[float]]:
+    """Seconds of each timed step, per (order, path); one step of each combination in turn."""
+    runners = {(order, path): SearchStep(CONFIG.replace(order=order, fast=fast))
+               for order in ORDERS for path, fast in PATHS.items()}
+    seconds: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+    for i in range(warmup + steps):
+        for key, run in runners.items():
+            elapsed = run()
+            if i >= warmup:
+                seconds[key].append(elapsed)
+        print(f"  round {i + 1}/{warmup + steps}" + (" (warm-up)" if i < warmup else ""), file=sys.stderr)
+    return seconds
+
+
+def memory_in_child(order: str, path: str) -> dict:
+    """measure_search_step (one warm-up, one step) in a fresh process, so the peak is this combination's own."""
+    out = subprocess.run([sys.executable, __file__, "--child", order, path], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no-memory", action="store_true", help="skip the child processes that measure memory")
+    parser.add_argument("--child", nargs=2, metavar=("ORDER", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        order, path = args.child
+        print(json.dumps(measure_search_step(CONFIG.replace(order=order, fast=PATHS[path]), steps=1, warmup=1)))
+        return
+
+    info, c = machine_info(), CONFIG
+    print(f"machine: {info['platform']}, {info['processor']}, {info['cpu_count']} CPUs, "
+          f"{info['threads']} torch threads, torch {info['torch']}, python {info['python']}")
+    print(f"config: C={c.init_channels}, {c.layers} cells, batch {c.batch_size}, "
+          f"{c.in_channels}x{c.image_size}x{c.image_size}, {c.num_classes} classes, SGD+clip weight step; "
+          f"{args.steps} steps after {args.warmup} warm-up, interleaved")
+    seconds = time_interleaved(args.steps, args.warmup)
+    memory = {} if args.no_memory else {(o, p): memory_in_child(o, p) for o in ORDERS for p in PATHS}
+
+    print(f"\n{'order':<7} {'path':<6} {'s/step':>7} {'min':>6} {'max':>6} {'MB before':>10} {'peak MB':>8}")
+    for order in ORDERS:
+        for path in PATHS:
+            s = seconds[(order, path)]
+            mem = memory.get((order, path))
+            mem_text = f"{mem['baseline_memory_mb']:>10.0f} {mem['peak_memory_mb']:>8.0f}" if mem else ""
+            print(f"{order:<7} {path:<6} {statistics.median(s):>7.3f} {min(s):>6.3f} {max(s):>6.3f} {mem_text}")
+        fast, plain = seconds[(order, "fast")], seconds[(order, "plain")]
+        # Interference only ever adds time, so the minima are the steadier comparison on a shared machine.
+        print(f"{order:<7} fast is {statistics.median(plain) / statistics.median(fast):.2f}x as fast as plain "
+              f"(medians), {min(plain) / min(fast):.2f}x (minima)")
+    if memory:
+        kind = next(iter(memory.values()))["memory_kind"]
+        print(f"\nmemory: {kind} of a fresh process per row, before its first step and at its peak "
+              "(one warm-up step and one timed step)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Device selection and mixed precision: CUDA, then MPS, then the CPU; no hard-coded `.cuda()`."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+__all__ = ["select_device", "autocast", "amp_dtype"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU; an explicit name that is not available is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} was asked for but CUDA is not available here; use device=auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device='mps' was asked for but MPS is not available here; use device=auto or cpu")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """fp16 where the hardware is built for it (CUDA, MPS), bf16 on the CPU."""
+    return torch.bfloat16 if device.type == "cpu" else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Autocast for forward passes when `enabled`; a no-op context otherwise."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device))

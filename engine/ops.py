@@ -1,0 +1,136 @@
+"""Candidate operations of the DARTS search space and their registry.
+
+`OPS[name](C, stride, affine)` builds one op that keeps the channel count C and divides the spatial size
+by `stride` (rounding up, so odd sizes work). The registry order is `PRIMITIVES`, which is also the
+column order of every alpha matrix: adding an op to the search space is one entry here.
+
+The search network builds every op with `affine=False` and puts a BatchNorm after the pools itself
+(engine/supernet.py); the network built from a genotype (engine/network.py) uses `affine=True` and
+no extra BatchNorm, as the reference does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PRIMITIVES", "OPS", "OpFactory", "Zero", "Identity", "FactorizedReduce", "ReLUConvBN", "SepConv",
+           "DilConv"]
+
+OpFactory = Callable[[int, int, bool], nn.Module]  # (C, stride, affine) -> module
+
+
+class Zero(nn.Module):
+    """The `none` op: zeros shaped like the (strided) input. Lets a node drop an edge."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)  # (B, C, ceil(H/s), ceil(W/s))
+
+
+class Identity(nn.Module):
+    """The `skip_connect` op at stride 1 (a class of its own so a network can recognise it, e.g. for drop path)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class ReLUConvBN(nn.Module):
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the spatial size without losing every other pixel: two 1x1 stride-2 convs, one shifted by a pixel."""
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = x[:, :, 1:, 1:]
+        if x.size(2) % 2 or x.size(3) % 2:
+            # On an odd size the shifted branch would come out one pixel smaller than the other; a zero
+            # row/column at the far edge evens them (for even sizes the stride never reaches it).
+            shifted = F.pad(shifted, (0, x.size(3) % 2, 0, x.size(2) % 2))
+        out = torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)  # (B, C_out, ceil(H/2), ceil(W/2))
+        return self.bn(out)
+
+
+class SepConv(nn.Module):
+    """Depthwise-separable conv applied twice (the second time at stride 1), as in DARTS/NASNet."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_in, 1, padding=0, bias=False),
+            nn.BatchNorm2d(C_in, affine=affine),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride=1, padding=padding, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class DilConv(nn.Module):
+    """Dilated depthwise conv + 1x1 conv: a wide receptive field for few parameters."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=C_in,
+                      bias=False),
+            nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:
+    return Identity() if stride == 1 else FactorizedReduce(C, C, affine=affine)
+
+
+# The search space. Insertion order is the alpha column order (see PRIMITIVES).
+OPS: dict[str, OpFactory] = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "skip_connect": _skip_connect,
+    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine=affine),
+    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine=affine),
+    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine=affine),
+    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine=affine),
+}
+
+PRIMITIVES: tuple[str, ...] = tuple(OPS)

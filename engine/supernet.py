@@ -1,0 +1,187 @@
+"""The DARTS supernet: mixed ops on every edge, search cells, and the search network that owns the alphas.
+
+Two code paths compute the same function:
+- fast (`fast=True`, the default): channels_last memory format for weights and activations (depthwise
+  convolutions, which dominate on a CPU, run several times faster in it), except for the few ops that are
+  slower in it (see MixedOp); and the `none` op is skipped in the mixed sum (its output is zero, so the
+  sum, the loss and every alpha gradient are unchanged; the softmax still normalises over it).
+- plain (`fast=False`): the reference's structure, every op run, default memory format. Kept to check the
+  fast path against and to measure what it buys (bench/search_step.py).
+
+`forward` puts its input into the right memory format itself; callers pass ordinary NCHW tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SearchConfig
+from .ops import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
+from .relax import CELL_KINDS, make_relaxation
+
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "edge_count"]
+
+
+def edge_count(nodes: int) -> int:
+    """Edges of a cell: node i has one incoming edge from each of the 2 cell inputs and the i earlier nodes."""
+    return sum(2 + i for i in range(nodes))
+
+
+def _strided_dilated(op: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) and m.stride[0] > 1 and m.dilation[0] > 1 for m in op.modules())
+
+
+class MixedOp(nn.Module):
+    """One edge of the supernet: every candidate op, summed with the edge's op weights."""
+
+    def __init__(self, C: int, stride: int, fast: bool):
+        super().__init__()
+        self.ops = nn.ModuleList()
+        for name in PRIMITIVES:
+            op = OPS[name](C, stride, False)
+            if isinstance(op, (nn.MaxPool2d, nn.AvgPool2d)):
+                # Parameter-free outputs would otherwise live on a different scale from the BN'ed conv
+                # outputs they are summed with (the reference does the same).
+                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+            self.ops.append(op)
+        # Indices of the ops the sum runs; on the fast path `none` is left out, as it only adds w * 0.
+        self.live = tuple(k for k, name in enumerate(PRIMITIVES) if not (fast and name == "none"))
+        # On the CPU, oneDNN's channels_last depthwise kernel is about 3x slower than the default format for
+        # a dilated conv at stride 2 (PyTorch 2.14, 2-core EPYC: 4.0 vs 1.4 ms forward+backward for 16
+        # channels at 32x32), so the fast path runs those ops (dil_conv_* on reduction edges) in the
+        # default format, on an NCHW copy of the input made once per edge.
+        self.nchw = frozenset(k for k, op in enumerate(self.ops) if fast and _strided_dilated(op))
+
+    def use_channels_last(self) -> None:
+        self.to(memory_format=torch.channels_last)
+        for k in self.nchw:
+            self.ops[k].to(memory_format=torch.contiguous_format)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # weights: (ops,)
+        x_nchw = x.contiguous() if self.nchw else x
+        return sum(weights[k] * self._op(k, x, x_nchw) for k in self.live)  # (B, C, H/stride, W/stride)
+
+    def _op(self, k: int, x: torch.Tensor, x_nchw: torch.Tensor) -> torch.Tensor:
+        if k in self.nchw:
+            return self.ops[k](x_nchw).contiguous(memory_format=torch.channels_last)
+        return self.ops[k](x)
+
+
+class SearchCell(nn.Module):
+    """A cell of `nodes` intermediate nodes; each node sums one mixed op per earlier state."""
+
+    def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 fast: bool):
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        # The previous-previous state is twice as large when the previous cell reduced; halve it to match.
+        self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
+                            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        # Edge rows in the alpha order: node 0 from (s0, s1), node 1 from (s0, s1, n0), ...
+        # In a reduction cell only the edges leaving the two cell inputs have stride 2.
+        self.edges = nn.ModuleList(
+            MixedOp(C, 2 if reduction and j < 2 else 1, fast) for i in range(nodes) for j in range(2 + i)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
+        row = 0
+        for _ in range(self.nodes):
+            node = sum(self.edges[row + j](h, weights[row + j]) for j, h in enumerate(states))
+            row += len(states)
+            states.append(node)
+        return torch.cat(states[2:], dim=1)  # (B, nodes*C, H', W')
+
+
+class SearchNetwork(nn.Module):
+    """Stem, `layers` search cells (reductions at layers//3 and 2*layers//3), global pool, linear head.
+
+    The architecture parameters are registered parameters (`alphas_normal`, `alphas_reduce`, plus any the
+    variant adds), so `state_dict()` holds everything a resumed search needs.
+    """
+
+    def __init__(self, C: int, num_classes: int, layers: int, in_channels: int = 3, nodes: int = 4,
+                 variant: str = "darts", fast: bool = True, stem_multiplier: int = 3):
+        super().__init__()
+        self.model_args: dict[str, Any] = dict(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
+                                               nodes=nodes, variant=variant, fast=fast,
+                                               stem_multiplier=stem_multiplier)
+        self.fast = fast
+        self.relaxation = make_relaxation(variant)
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            self.cells.append(SearchCell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, fast))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, nodes * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+        edges = edge_count(nodes)
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(edges, len(PRIMITIVES)))  # (edges, ops)
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(edges, len(PRIMITIVES)))  # (edges, ops)
+        # arch key (as in arch_state and the relaxation) -> attribute name of the parameter
+        self._arch_attrs = {"normal": "alphas_normal", "reduce": "alphas_reduce"}
+        for name, init in self.relaxation.extra_parameters(edges, len(PRIMITIVES)).items():
+            self.register_parameter(name, nn.Parameter(init))
+            self._arch_attrs[name] = name
+        if fast:
+            self.to(memory_format=torch.channels_last)
+            for mixed_op in self.modules():
+                if isinstance(mixed_op, MixedOp):
+                    mixed_op.use_channels_last()
+
+    @classmethod
+    def from_config(cls, config: SearchConfig, in_channels: int, num_classes: int) -> SearchNetwork:
+        """Build from a SearchConfig; channels and classes come from the data, not the config."""
+        return cls(config.init_channels, num_classes, config.layers, in_channels=in_channels, nodes=config.nodes,
+                   variant=config.variant, fast=config.fast)
+
+    def arch(self) -> dict[str, nn.Parameter]:
+        """The architecture parameters by arch key: "normal", "reduce", then the variant's extras."""
+        return {key: getattr(self, attr) for key, attr in self._arch_attrs.items()}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.arch().values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch_ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch_ids]
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The memory format the weights are in; forward calls this, so callers need not."""
+        return x.contiguous(memory_format=torch.channels_last) if self.fast else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, in_channels, H, W)
+        weights = self.relaxation.weights(self.arch())  # {"normal": (edges, ops), "reduce": (edges, ops)}
+        s0 = s1 = self.stem(self.prepare_input(x))  # (B, 3C, H, W)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+        pooled = self.global_pooling(s1).flatten(1)  # (B, nodes*C_last)
+        return self.classifier(pooled)  # (B, num_classes)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self(x), y)
+
+    def arch_state(self) -> dict[str, np.ndarray]:
+        """Raw architecture parameters as numpy copies (safe to hand to another thread)."""
+        return {key: p.detach().cpu().numpy().copy() for key, p in self.arch().items()}
+
+    @torch.no_grad()
+    def op_weights(self) -> dict[str, np.ndarray]:
+        """The op weights the mixed ops use (softmax rows for DARTS), as numpy copies: (edges, ops) per cell kind."""
+        weights = self.relaxation.weights(self.arch())
+        return {kind: weights[kind].float().cpu().numpy().copy() for kind in CELL_KINDS}

@@ -1,0 +1,114 @@
+"""The search network: exact parameter counts, alphas in the state dict, shapes, fast == plain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import config
+from engine.ops import PRIMITIVES
+from engine.relax import RELAXATIONS, make_relaxation
+from engine.supernet import SearchNetwork, edge_count
+
+
+def _count(params: list[torch.nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)
+
+
+def test_relaxation_registry_matches_config_variants():
+    assert tuple(RELAXATIONS) == config.VARIANTS
+    with pytest.raises(ValueError, match="unknown variant"):
+        make_relaxation("nope")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_parameter_counts_are_the_papers(fast: bool):
+    net = SearchNetwork(16, 10, 8, fast=fast)
+    assert _count(net.weight_parameters()) == 1_930_618
+    assert _count(net.arch_parameters()) == 224
+    assert _count(SearchNetwork(8, 10, 5, fast=fast).weight_parameters()) == 394_210
+
+
+def test_alphas_are_registered_parameters_in_the_state_dict():
+    net = SearchNetwork(4, 3, 3)
+    state = net.state_dict()
+    for name in ("alphas_normal", "alphas_reduce"):
+        assert state[name].shape == (14, len(PRIMITIVES))
+        assert state[name].abs().max() < 1e-2  # 1e-3 * randn
+    arch_ids = {id(p) for p in net.arch_parameters()}
+    assert len(arch_ids) == 2 and not arch_ids & {id(p) for p in net.weight_parameters()}
+    assert _count(net.arch_parameters()) + _count(net.weight_parameters()) == _count(list(net.parameters()))
+
+
+def test_arch_state_and_op_weights_are_numpy_copies():
+    net = SearchNetwork(4, 3, 3, nodes=3)
+    arch, weights = net.arch_state(), net.op_weights()
+    assert set(arch) == set(weights) == {"normal", "reduce"}
+    assert arch["normal"].shape == (edge_count(3), len(PRIMITIVES)) == (9, 8)
+    np.testing.assert_allclose(weights["reduce"].sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(weights["normal"], torch.softmax(net.alphas_normal, -1).detach().numpy(), rtol=1e-6)
+    arch["normal"][:] = 5.0
+    weights["normal"][:] = 5.0
+    assert net.alphas_normal.abs().max() < 1.0 and net.op_weights()["normal"].max() < 1.0
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("size", [8, 16])
+@pytest.mark.parametrize("fast", [True, False])
+def test_forward_shapes(in_channels: int, size: int, fast: bool):
+    net = SearchNetwork(4, 5, 3, in_channels=in_channels, fast=fast)
+    assert net(torch.randn(2, in_channels, size, size)).shape == (2, 5)
+
+
+def test_odd_image_size():
+    assert SearchNetwork(4, 5, 3, in_channels=1)(torch.randn(2, 1, 9, 9)).shape == (2, 5)
+
+
+def test_from_config_and_model_args_rebuild_the_network():
+    cfg = config.PRESETS["smoke"]
+    net = SearchNetwork.from_config(cfg, in_channels=1, num_classes=7)
+    twin = SearchNetwork(**net.model_args)
+    twin.load_state_dict(net.state_dict())
+    assert net.model_args["in_channels"] == 1 and net.classifier.out_features == 7
+    assert _count(list(twin.parameters())) == _count(list(net.parameters()))
+
+
+def test_fast_path_uses_channels_last_and_skips_none():
+    fast, plain = SearchNetwork(4, 3, 3, fast=True), SearchNetwork(4, 3, 3, fast=False)
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.prepare_input(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
+    assert PRIMITIVES.index("none") not in fast.cells[0].edges[0].live
+    assert plain.cells[0].edges[0].live == tuple(range(len(PRIMITIVES)))
+    # Strided dilated convs (reduction edges from the cell inputs) stay in the default format.
+    reduce_edge = fast.cells[1].edges[0]
+    dil = PRIMITIVES.index("dil_conv_3x3")
+    assert reduce_edge.nchw == {dil, PRIMITIVES.index("dil_conv_5x5")} and not fast.cells[0].edges[0].nchw
+    depthwise = reduce_edge.ops[dil].op[1].weight  # (C, 1, 3, 3): only the strides tell the formats apart
+    assert depthwise.stride() == torch.empty(depthwise.shape).stride()
+    assert not plain.cells[1].edges[0].nchw
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_fast_and_plain_give_the_same_loss_and_alpha_gradients(in_channels: int):
+    torch.manual_seed(0)
+    plain = SearchNetwork(4, 3, 3, in_channels=in_channels, fast=False)
+    with torch.no_grad():  # spread the op weights so that every op matters to the result
+        for alpha in plain.arch_parameters():
+            alpha.normal_()
+    fast = SearchNetwork(4, 3, 3, in_channels=in_channels, fast=True)
+    fast.load_state_dict(plain.state_dict())
+    x, y = torch.randn(4, in_channels, 8, 8), torch.randint(0, 3, (4,))
+    results = []
+    for net in (plain, fast):
+        loss = net.loss(x, y)
+        grads = torch.autograd.grad(loss, net.arch_parameters() + net.weight_parameters())
+        results.append((loss, grads))
+    (loss_p, grads_p), (loss_f, grads_f) = results
+    torch.testing.assert_close(loss_f, loss_p, rtol=1e-5, atol=1e-6)
+    n_arch = len(plain.arch_parameters())
+    for gf, gp in zip(grads_f[:n_arch], grads_p[:n_arch], strict=True):
+        torch.testing.assert_close(gf, gp, rtol=1e-4, atol=1e-6)
+    for gf, gp in zip(grads_f[n_arch:], grads_p[n_arch:], strict=True):  # summation order differs by memory format
+        torch.testing.assert_close(gf, gp, rtol=1e-3, atol=1e-5)
+    assert grads_f[0][:, PRIMITIVES.index("none")].abs().sum() > 0  # `none` still learns through the softmax
