@@ -1,0 +1,270 @@
+"""The command line: python -m engine search | derive | inspect | export | runs | bench.
+
+Exit status: 0 on success, 1 when a search itself failed, 2 on bad input with a one-line reason on
+stderr (never a traceback for bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from .config import PRESETS, ConfigError, from_preset, parse_overrides
+
+_BAD_INPUT = ("ConfigError", "DataError", "CheckpointError", "RunDirError", "GraphvizMissingError")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+class BadInput(Exception):
+    pass
+
+
+def _progress_callback():
+    from .hooks import Callback
+
+    class Progress(Callback):
+        """A progress bar on a terminal; one line per epoch otherwise (logs, CI)."""
+
+        def __init__(self) -> None:
+            self.tty = sys.stderr.isatty()
+
+        def on_step_end(self, event) -> None:
+            s = event.status
+            total = max(int(s.get("total_steps") or 1), 1)
+            frac = event.step / total
+            m = event.metrics or {}
+            eta = s.get("eta_s")
+            text = (f"step {event.step}/{total} epoch {event.epoch + 1} "
+                    f"{'' if eta is None else f'eta {eta:5.0f}s '}"
+                    + " ".join(f"{k} {m[k]:.3f}" for k in ("train_loss", "valid_acc") if k in m))
+            if self.tty:
+                bar = "#" * int(30 * frac)
+                print(f"\r[{bar:<30}] {text}", end="", file=sys.stderr, flush=True)
+
+        def on_epoch_end(self, event, genotype_row) -> None:
+            if self.tty:
+                print(file=sys.stderr)
+            print(f"epoch {event.epoch + 1} done at step {event.step}: "
+                  + json.dumps({k: round(v, 4) for k, v in (event.metrics or {}).items()
+                                if k in ("train_loss", "train_acc", "valid_loss", "valid_acc")}), file=sys.stderr)
+
+        def on_state(self, status) -> None:
+            if status.get("message"):
+                print(f"\n{status['state']}: {status['message']}", file=sys.stderr)
+
+    return Progress()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .control import Control
+    from .hooks import Callback
+    from .job import resume_config
+    from .loop import run_search
+    from .snapshot import SnapshotBox
+
+    overrides = parse_overrides(args.set or [])
+    if args.resume:
+        run_dir = Path(args.resume)
+        status = rundir.read_status(run_dir)
+        if status.get("state") in ("running", "paused", "stopping") and not rundir.is_interrupted(status):
+            raise BadInput(f"{run_dir} is still {status['state']} in process {status.get('pid')}; stop it first")
+        config = resume_config(run_dir, overrides)
+    else:
+        config = from_preset(args.preset, overrides)
+        run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"{args.preset}-{config.dataset}")
+    control = Control()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop after this step with a checkpoint; second: abort
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+        control.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    box = SnapshotBox()
+    errors: list[str] = []
+
+    class _Errors(Callback):
+        def on_exception(self, exc, traceback_text):
+            errors.append(type(exc).__name__)
+
+    state = run_search(config, run_dir, control=control, callbacks=[_progress_callback(), _Errors()], box=box,
+                       resume=bool(args.resume))
+    if state == "failed":
+        print(f"\nfailed: {box.get().error}", file=sys.stderr)
+        return 2 if errors and errors[0] in _BAD_INPUT else 1
+    print(f"\n{state}: {run_dir}", file=sys.stderr)
+    genos = rundir.read_genotypes(run_dir)
+    if genos:
+        from .genotype import Genotype
+
+        print(Genotype.from_dict(genos[-1]["genotype"]).to_darts())
+    return 0
+
+
+def _load_alphas(source: Path) -> dict[str, Any]:
+    if source.is_dir():
+        rows = rundir.read_alphas(source)
+        if not rows:
+            raise BadInput(f"{source} has no alphas yet (alphas.jsonl is empty or missing)")
+        return rows[-1]
+    try:
+        data = json.loads(source.read_text())
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot read alphas from {source}: {e}") from None
+    if not isinstance(data, dict) or "normal" not in data or "reduce" not in data:
+        raise BadInput(f'{source} must hold {{"normal": [[8 numbers] x 14], "reduce": [...]}}')
+    return data
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .genotype import derive_genotype
+    from .ops import PRIMITIVES
+
+    data = _load_alphas(Path(args.source))
+    try:
+        normal, reduce = (np.asarray(data[k], dtype=np.float64) for k in ("normal", "reduce"))
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"alphas must be numeric matrices: {e}") from None
+    for name, a in (("normal", normal), ("reduce", reduce)):
+        if a.ndim != 2 or a.shape[1] != len(PRIMITIVES) or not np.isfinite(a).all():
+            raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
+    geno = derive_genotype(normal, reduce)
+    print(geno.to_json() if args.format == "json" else geno.to_darts())
+    return 0
+
+
+def _load_genotype(text: str):
+    from .genotype import KNOWN_GENOTYPES, Genotype
+
+    if text in KNOWN_GENOTYPES:
+        return KNOWN_GENOTYPES[text]
+    path = Path(text)
+    if path.is_dir():
+        rows = rundir.read_genotypes(path)
+        if not rows:
+            raise BadInput(f"{path} has no genotype yet (genotypes.jsonl is empty or missing)")
+        return Genotype.from_dict(rows[-1]["genotype"])
+    if path.is_file():
+        return Genotype.parse(path.read_text())
+    raise BadInput(f"{text!r} is neither a known genotype ({', '.join(KNOWN_GENOTYPES)}), a file, nor a run directory")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from .network import NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters
+
+    geno = _load_genotype(args.genotype)
+    if args.dataset == "imagenet":
+        c, layers, classes, size = args.init_channels or 48, args.layers or 14, 1000, 224
+        model = NetworkImageNet(c, classes, layers, True, geno)
+    else:
+        c, layers, classes, size = args.init_channels or 36, args.layers or 20, 10, 32
+        model = NetworkCIFAR(c, classes, layers, True, geno)
+    model.eval()
+    with torch.no_grad():
+        madds = count_multiply_adds(model, (1, 3, size, size))
+    print(json.dumps({"dataset": args.dataset, "init_channels": c, "layers": layers, "num_classes": classes,
+                      "parameters": count_parameters(model), "multiply_adds": madds,
+                      "genotype": geno.to_dict()}, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import write_export
+
+    run_dir = Path(args.run_dir)
+    rundir.read_config(run_dir)
+    geno = _load_genotype(str(run_dir))
+    path = write_export(run_dir, args.format, genotype=geno, out=args.out)
+    print(path)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = rundir.list_runs(args.runs_dir)
+    if not runs:
+        print(f"no runs under {rundir.runs_root(args.runs_dir)}")
+        return 0
+    print(f"{'run':<44} {'state':<12} {'step':>11} {'epoch':>7} {'valid_acc':>9}  genotype (normal | reduce)")
+    for r in runs:
+        acc = "" if r.valid_acc is None else f"{r.valid_acc:.3f}"
+        geno = "" if r.genotype is None else (" ".join(f"{op}:{i}" for op, i in r.genotype.normal) + " | "
+                                              + " ".join(f"{op}:{i}" for op, i in r.genotype.reduce))
+        print(f"{r.run_id:<44} {r.state:<12} {f'{r.step}/{r.total_steps}':>11} "
+              f"{f'{r.epoch}/{r.epochs}':>7} {acc:>9}  {geno}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import measure_search_step
+
+    config = from_preset(args.preset, parse_overrides(args.set or []))
+    print(json.dumps(measure_search_step(config, steps=args.steps), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m engine", description="dartboard: DARTS search engine")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("search", help="run a search headless, writing a run directory")
+    s.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    s.add_argument("--runs-dir", help="runs root (default $DARTBOARD_RUNS or ./runs)")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its checkpoint")
+    s.set_defaults(func=cmd_search)
+    d = sub.add_parser("derive", help="genotype of a run's latest alphas or of an alphas JSON file")
+    d.add_argument("source", metavar="RUN_DIR_OR_ALPHAS_JSON")
+    d.add_argument("--format", choices=("json", "darts"), default="darts")
+    d.set_defaults(func=cmd_derive)
+    i = sub.add_parser("inspect", help="parameters and mult-adds of the network built from a genotype")
+    i.add_argument("genotype", metavar="GENOTYPE", help="DARTS_V1, DARTS_V2, a JSON/DARTS file or a run directory")
+    i.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
+    i.add_argument("--init-channels", type=int)
+    i.add_argument("--layers", type=int)
+    i.set_defaults(func=cmd_inspect)
+    e = sub.add_parser("export", help="write the run's genotype or cell picture under RUN_DIR/exports/")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--format", choices=("json", "darts", "dot", "svg"), required=True)
+    e.add_argument("--out", help="file name inside the run directory")
+    e.set_defaults(func=cmd_export)
+    r = sub.add_parser("runs", help="list runs with state, progress, genotype and accuracy")
+    r.add_argument("--runs-dir")
+    r.set_defaults(func=cmd_runs)
+    b = sub.add_parser("bench", help="seconds per search step and peak memory for a config, as JSON")
+    b.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    b.add_argument("--set", action="append", metavar="KEY=VALUE")
+    b.add_argument("--steps", type=int, default=5)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (BadInput, ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - errors named by the engine for bad input files
+        if type(e).__name__ in _BAD_INPUT:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""SearchConfig: every knob of a search, validated, frozen, and named presets.
+
+A config is built once (from a preset plus `key=value` overrides, or from the sidebar) and never
+mutated: `dataclasses.replace` makes a changed copy, and the resolved config is written into the run
+directory so a search can be reproduced from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "VARIANTS", "ORDERS", "DEVICES",
+           "from_preset", "parse_overrides"]
+
+DATASETS = ("embedded", "fake", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "imagefolder")
+ORDERS = ("first", "second")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# Variants of DARTS live in engine/relax.py; this tuple is their names (kept in step by a test).
+VARIANTS = ("darts",)
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field, the value and what is allowed."""
+
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field}={value!r} is not valid: {allowed}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    # data
+    dataset: str = "embedded"        # see DATASETS; "embedded" = Fashion-MNIST subset in assets/
+    data_root: str = "./data"        # where torchvision sets / an ImageFolder tree live
+    download: bool = False           # torchvision may download into data_root only if True
+    subset: int | None = None        # use at most this many training images (None = all)
+    image_size: int | None = None    # resize to this (None = the data's own size; required by "fake")
+    in_channels: int = 3             # only read by "fake"; other datasets say their own
+    num_classes: int = 10            # only read by "fake"; other datasets say their own
+    train_portion: float = 0.5       # weight half / architecture half of the training set
+    # search network
+    init_channels: int = 16          # C of the first cell; 16 in the paper
+    layers: int = 8                  # cells; reductions at layers//3 and 2*layers//3
+    nodes: int = 4                   # intermediate nodes per cell (4 -> 14 edges)
+    # schedule
+    batch_size: int = 64
+    epochs: int = 50
+    order: str = "first"             # "first" | "second" (unrolled) architecture gradient
+    variant: str = "darts"           # see VARIANTS
+    # weight optimiser: SGD with cosine schedule
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    w_grad_clip: float = 5.0
+    # architecture optimiser: Adam
+    a_lr: float = 3e-4
+    a_betas: tuple[float, float] = (0.5, 0.999)
+    a_weight_decay: float = 1e-3
+    # run
+    seed: int = 2
+    device: str = "auto"             # "auto" = CUDA, then MPS, then CPU
+    amp: bool = False                # autocast (bf16 on the CPU, fp16 on CUDA) for forward passes
+    fast: bool = True                # channels_last + skip zero ops; False = the reference's plain path
+    log_every: int = 1               # steps between metrics/alphas lines
+    checkpoint_every_s: float = 120.0  # wall-clock seconds between checkpoints (and one per epoch)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.a_betas, list):
+            object.__setattr__(self, "a_betas", tuple(self.a_betas))
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["a_betas"] = list(self.a_betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        """Build from a mapping; unknown keys are an error (a typo must not be silently ignored)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(unknown[0], data[unknown[0]], f"unknown field; known fields: {', '.join(sorted(names))}")
+        return cls(**dict(data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check(cond: bool, field: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(field, value, allowed)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate(c: SearchConfig) -> None:
+    """Raise ConfigError for the first field that is out of range."""
+    _check(c.dataset in DATASETS, "dataset", c.dataset, f"one of {', '.join(DATASETS)}")
+    _check(isinstance(c.data_root, str) and c.data_root != "", "data_root", c.data_root, "a directory path")
+    _check(isinstance(c.download, bool), "download", c.download, "true or false")
+    _check(c.subset is None or (_is_int(c.subset) and c.subset >= 2), "subset", c.subset,
+           "an integer >= 2, or none for the whole training set")
+    _check(c.image_size is None or (_is_int(c.image_size) and 8 <= c.image_size <= 1024), "image_size",
+           c.image_size, "an integer from 8 to 1024, or none for the data's own size")
+    _check(c.dataset != "fake" or c.image_size is not None, "image_size", c.image_size,
+           "the fake dataset needs an image size")
+    _check(_is_int(c.in_channels) and 1 <= c.in_channels <= 64, "in_channels", c.in_channels, "an integer from 1 to 64")
+    _check(_is_int(c.num_classes) and 2 <= c.num_classes <= 100_000, "num_classes", c.num_classes,
+           "an integer from 2 to 100000")
+    _check(_is_num(c.train_portion) and 0.0 < c.train_portion < 1.0, "train_portion", c.train_portion,
+           "a number strictly between 0 and 1")
+    _check(_is_int(c.init_channels) and 2 <= c.init_channels <= 512 and c.init_channels % 2 == 0,
+           "init_channels", c.init_channels, "an even integer from 2 to 512")
+    _check(_is_int(c.layers) and 3 <= c.layers <= 64, "layers", c.layers, "an integer from 3 to 64")
+    _check(_is_int(c.nodes) and 1 <= c.nodes <= 8, "nodes", c.nodes, "an integer from 1 to 8")
+    _check(_is_int(c.batch_size) and 1 <= c.batch_size <= 4096, "batch_size", c.batch_size,
+           "an integer from 1 to 4096")
+    _check(_is_int(c.epochs) and 1 <= c.epochs <= 10_000, "epochs", c.epochs, "an integer from 1 to 10000")
+    _check(c.order in ORDERS, "order", c.order, f"one of {', '.join(ORDERS)}")
+    _check(c.variant in VARIANTS, "variant", c.variant, f"one of {', '.join(VARIANTS)}")
+    _check(_is_num(c.w_lr) and 0 < c.w_lr <= 10, "w_lr", c.w_lr, "a number in (0, 10]")
+    _check(_is_num(c.w_lr_min) and 0 <= c.w_lr_min <= c.w_lr, "w_lr_min", c.w_lr_min, f"a number in [0, w_lr={c.w_lr}]")
+    _check(_is_num(c.w_momentum) and 0 <= c.w_momentum < 1, "w_momentum", c.w_momentum, "a number in [0, 1)")
+    _check(_is_num(c.w_weight_decay) and 0 <= c.w_weight_decay < 1, "w_weight_decay", c.w_weight_decay,
+           "a number in [0, 1)")
+    _check(_is_num(c.w_grad_clip) and c.w_grad_clip > 0, "w_grad_clip", c.w_grad_clip, "a positive number")
+    _check(_is_num(c.a_lr) and 0 <= c.a_lr <= 10, "a_lr", c.a_lr, "a number in [0, 10]")
+    _check(isinstance(c.a_betas, tuple) and len(c.a_betas) == 2 and all(_is_num(b) and 0 <= b < 1 for b in c.a_betas),
+           "a_betas", c.a_betas, "two numbers in [0, 1), e.g. 0.5,0.999")
+    _check(_is_num(c.a_weight_decay) and 0 <= c.a_weight_decay < 1, "a_weight_decay", c.a_weight_decay,
+           "a number in [0, 1)")
+    _check(_is_int(c.seed) and 0 <= c.seed < 2**32, "seed", c.seed, "an integer from 0 to 2**32-1")
+    _check(c.device in DEVICES or (isinstance(c.device, str) and c.device.startswith("cuda:")
+                                   and c.device[5:].isdigit()), "device", c.device,
+           f"one of {', '.join(DEVICES)} or cuda:N")
+    _check(isinstance(c.amp, bool), "amp", c.amp, "true or false")
+    _check(isinstance(c.fast, bool), "fast", c.fast, "true or false")
+    _check(_is_int(c.log_every) and c.log_every >= 1, "log_every", c.log_every, "an integer >= 1")
+    _check(_is_num(c.checkpoint_every_s) and c.checkpoint_every_s > 0, "checkpoint_every_s", c.checkpoint_every_s,
+           "a positive number of seconds")
+
+
+# Presets: each number says why it is what it is.
+PRESETS: dict[str, SearchConfig] = {
+    # The default. Embedded Fashion-MNIST subset at 16x16 on a laptop CPU: small enough that one epoch
+    # takes under a minute, big enough that the supernet learns (>70 % validation accuracy).
+    # The paper's arch lr (3e-4) is tuned for ~20,000 steps; a demo has a few hundred, so the arch lr
+    # is raised (and Adam's weight decay on alphas, which pulls them back to uniform, dropped) so the
+    # softmax weights visibly leave 1/8 within the first epoch or two.
+    "demo": SearchConfig(dataset="embedded", image_size=16, subset=4000, init_channels=8, layers=5,
+                         batch_size=64, epochs=8, w_lr=0.05, w_lr_min=0.005, a_lr=3e-2,
+                         a_weight_decay=0.0, seed=2),
+    # The paper's search (DARTS second order): CIFAR-10 25k/25k, C=16, 8 cells, batch 64, 50 epochs.
+    "darts-cifar10": SearchConfig(dataset="cifar10", init_channels=16, layers=8, batch_size=64, epochs=50,
+                                  order="second"),
+    # The paper's cheaper first-order search: same setting, architecture gradient at w (no unrolling).
+    "darts-cifar10-first-order": SearchConfig(dataset="cifar10", init_channels=16, layers=8, batch_size=64,
+                                              epochs=50, order="first"),
+    # For tests: random images, a handful of steps, 4 channels, 3 cells (the fewest with both reductions).
+    "smoke": SearchConfig(dataset="fake", image_size=8, in_channels=3, num_classes=4, subset=32,
+                          init_channels=4, layers=3, batch_size=8, epochs=2, a_lr=3e-3, seed=0),
+}
+
+
+def from_preset(name: str, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    if name not in PRESETS:
+        raise ConfigError("preset", name, f"one of {', '.join(PRESETS)}")
+    base = PRESETS[name]
+    if not overrides:
+        return base
+    names = {f.name for f in fields(SearchConfig)}
+    for k, v in overrides.items():
+        if k not in names:
+            raise ConfigError(k, v, f"unknown field; known fields: {', '.join(sorted(names))}")
+    return dataclasses.replace(base, **dict(overrides))
+
+
+def _coerce(name: str, text: str) -> Any:
+    """Turn the text of `--set name=text` into the field's type (no eval)."""
+    default = next(f for f in fields(SearchConfig) if f.name == name).default
+    t = text.strip()
+    if t.lower() in ("none", "null") and name in ("subset", "image_size"):
+        return None
+    try:
+        if name == "a_betas":
+            parts = [p for p in t.strip("()[]").split(",") if p.strip()]
+            return tuple(float(p) for p in parts)
+        if isinstance(default, bool):
+            if t.lower() in ("true", "1", "yes", "on"):
+                return True
+            if t.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int) or name in ("subset", "image_size"):
+            return int(t)
+        if isinstance(default, float):
+            return float(t)
+    except ValueError:
+        kind = type(default).__name__ if default is not None else "int"
+        raise ConfigError(name, text, f"a value of type {kind}") from None
+    return t
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Parse `key=value` strings from the command line into typed overrides."""
+    names = {f.name for f in fields(SearchConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError("--set", pair, "key=value")
+        key, text = pair.split("=", 1)
+        key = key.strip()
+        if key not in names:
+            raise ConfigError(key, text, f"unknown field; known fields: {', '.join(sorted(names))}")
+        out[key] = _coerce(key, text)
+    return out

@@ -1,0 +1,216 @@
+"""Jobs: a search in a background thread (`Controller`), a run followed from its files (`Follower`),
+and the process-wide `Registry` the dashboard holds.
+
+The dashboard and the engine meet here: buttons call `pause()`, `resume()`, `step_once()`, `stop()`,
+`derive_now()` (all idempotent, all return at once), and the live panel calls `snapshot()`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from . import rundir
+from .config import SearchConfig
+from .control import Control
+from .hooks import Callback
+from .loop import run_search
+from .snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
+
+__all__ = ["JobError", "Controller", "Follower", "Registry", "resume_config"]
+
+
+class JobError(RuntimeError):
+    """A control request that cannot be honoured (e.g. a second search while one runs)."""
+
+
+def resume_config(run_dir: str | os.PathLike, overrides: dict | None = None) -> SearchConfig:
+    """The config a run was started with, with the (resumable) overrides applied."""
+    saved = rundir.read_config(run_dir)["config"]
+    return SearchConfig.from_dict({**saved, **(overrides or {})})
+
+
+class Controller:
+    """One search running in a daemon thread of this process."""
+
+    def __init__(self, config: SearchConfig, run_dir: Path, resume: bool = False,
+                 callbacks: list[Callback] | None = None):
+        self.config, self.run_dir, self.resume_run = config, Path(run_dir), resume
+        self.run_id = self.run_dir.name
+        self.control = Control()
+        self.box = SnapshotBox(Snapshot(run_id=self.run_id, run_dir=str(self.run_dir), state="queued",
+                                        epochs=config.epochs, config=config.to_dict(), updated_at=time.time()))
+        self._callbacks = callbacks
+        self._thread = threading.Thread(target=self._main, name=f"dartboard-search-{self.run_id}", daemon=True)
+        self.final_state: str | None = None
+
+    def start(self) -> Controller:
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        self.final_state = run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks,
+                                      box=self.box, resume=self.resume_run)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def snapshot(self) -> Snapshot:
+        return self.box.get()
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def step_once(self) -> bool:
+        return self.control.step_once()
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def derive_now(self) -> None:
+        self.control.derive_now()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class Follower:
+    """A run written by another process (command line, another machine on a shared disk): the snapshot
+    is rebuilt from its files, and controls go through its control.json."""
+
+    def __init__(self, run_dir: str | os.PathLike, min_interval_s: float = 0.5):
+        self.run_dir = Path(run_dir)
+        rundir.read_config(self.run_dir)  # a clear RunDirError now rather than later
+        self.run_id = self.run_dir.name
+        self._lock = threading.Lock()
+        self._snap: Snapshot | None = None
+        self._key: tuple | None = None
+        self._min_interval_s = min_interval_s
+        self._checked = 0.0
+
+    def _file_key(self) -> tuple:
+        key = []
+        for name in (rundir.STATUS, rundir.ALPHAS, rundir.METRICS, rundir.GENOTYPES):
+            try:
+                st = (self.run_dir / name).stat()
+                key.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                key.append(None)
+        return tuple(key)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            now = time.monotonic()
+            if self._snap is None or now - self._checked >= self._min_interval_s:
+                self._checked = now
+                key = self._file_key()
+                if key != self._key or self._snap.active:  # re-read while active: "interrupted" needs a clock
+                    self._snap, self._key = rundir.snapshot_from_dir(self.run_dir), key
+            return self._snap
+
+    @property
+    def alive(self) -> bool:
+        return self.snapshot().state in ACTIVE_STATES
+
+    def _request(self, command: str) -> None:
+        if self.alive:
+            rundir.request_control(self.run_dir, command)
+
+    def pause(self) -> None:
+        self._request("pause")
+
+    def resume(self) -> None:
+        self._request("resume")
+
+    def step_once(self) -> bool:
+        if self.snapshot().state != "paused":
+            return False
+        self._request("step")
+        return True
+
+    def stop(self) -> None:
+        self._request("stop")
+
+    def derive_now(self) -> None:
+        self._request("derive")
+
+
+class Registry:
+    """Every job of this process, by run id. One search runs at a time (they would share the cores)."""
+
+    def __init__(self, runs_dir: str | os.PathLike | None = None):
+        self.runs_dir = rundir.runs_root(runs_dir)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Controller | Follower] = {}
+        self._current: str | None = None
+
+    def _running(self) -> Controller | None:
+        return next((j for j in self._jobs.values() if isinstance(j, Controller) and j.alive), None)
+
+    def running(self) -> Controller | None:
+        """The search this process is running, if any."""
+        with self._lock:
+            return self._running()
+
+    def start(self, config: SearchConfig | None = None, resume: str | os.PathLike | None = None,
+              overrides: dict | None = None, slug: str | None = None) -> Controller:
+        """Start a new search (config) or resume a run directory (resume, optional overrides)."""
+        with self._lock:
+            running = self._running()
+            if running is not None:
+                raise JobError(f"a search is already running ({running.run_id}); stop it before starting another")
+            if resume is not None:
+                run_dir = Path(resume)
+                status = rundir.read_status(run_dir)
+                if status.get("state") in ACTIVE_STATES and not rundir.is_interrupted(status):
+                    raise JobError(f"{run_dir.name} is still {status['state']} in another process; "
+                                   "stop it there (or wait) before resuming it here")
+                cfg = resume_config(run_dir, overrides)
+                job = Controller(cfg, run_dir, resume=True)
+            else:
+                if config is None:
+                    raise JobError("nothing to start: give a config or a run directory to resume")
+                name = slug or f"{config.dataset}-{config.variant}-{config.order}"
+                job = Controller(config, rundir.new_run_dir(self.runs_dir, name))
+            self._jobs[job.run_id] = job
+            self._current = job.run_id
+            return job.start()
+
+    def follow(self, run_dir: str | os.PathLike) -> Controller | Follower:
+        run_dir = Path(run_dir)
+        with self._lock:
+            job = self._jobs.get(run_dir.name)
+            if isinstance(job, Controller) and job.alive:
+                return job
+            job = Follower(run_dir)
+            self._jobs[job.run_id] = job
+            return job
+
+    def get(self, run_id: str) -> Controller | Follower | None:
+        with self._lock:
+            return self._jobs.get(run_id)
+
+    def jobs(self) -> list[Controller | Follower]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def current(self) -> Controller | Follower | None:
+        with self._lock:
+            return self._jobs.get(self._current) if self._current else None
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop every search of this process and wait for it (tests, server shutdown)."""
+        for job in self.jobs():
+            if isinstance(job, Controller):
+                job.stop()
+        deadline = time.monotonic() + timeout
+        for job in self.jobs():
+            if isinstance(job, Controller):
+                job.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,59 @@
+import dataclasses
+
+import pytest
+
+from engine.config import PRESETS, ConfigError, SearchConfig, from_preset, parse_overrides
+
+
+def test_presets_are_valid_and_demo_is_default_dataset():
+    assert {"demo", "darts-cifar10", "darts-cifar10-first-order", "smoke"} <= set(PRESETS)
+    assert PRESETS["demo"].dataset == "embedded"
+    assert PRESETS["darts-cifar10"].order == "second"
+    assert PRESETS["darts-cifar10-first-order"].order == "first"
+    paper = PRESETS["darts-cifar10"]
+    assert (paper.init_channels, paper.layers, paper.batch_size, paper.epochs) == (16, 8, 64, 50)
+    assert (paper.w_lr, paper.w_lr_min, paper.a_lr, paper.a_betas, paper.a_weight_decay) == (
+        0.025, 0.001, 3e-4, (0.5, 0.999), 1e-3)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PRESETS["demo"].epochs = 3
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("epochs", 0, "epochs=0"), ("order", "third", "first, second"), ("w_lr", -1.0, "w_lr=-1.0"),
+    ("dataset", "imagenet21k", "embedded"), ("init_channels", 7, "even"), ("train_portion", 1.0, "between"),
+    ("device", "tpu", "cuda:N"), ("a_betas", (0.5,), "two numbers"), ("w_lr", float("nan"), "w_lr=nan"),
+    ("batch_size", True, "batch_size=True"), ("variant", "gdas", "darts"),
+])
+def test_bad_values_name_field_value_and_allowed(field, value, needle):
+    with pytest.raises(ConfigError) as err:
+        SearchConfig(**{field: value})
+    assert err.value.field == field
+    assert needle in str(err.value)
+
+
+def test_fake_needs_image_size():
+    with pytest.raises(ConfigError, match="image_size"):
+        SearchConfig(dataset="fake")
+
+
+def test_overrides_are_typed_and_unknown_keys_rejected():
+    o = parse_overrides(["epochs=3", "w_lr=0.1", "a_betas=0.9,0.99", "amp=true", "subset=none", "device=cpu"])
+    assert o == {"epochs": 3, "w_lr": 0.1, "a_betas": (0.9, 0.99), "amp": True, "subset": None, "device": "cpu"}
+    cfg = from_preset("smoke", o)
+    assert cfg.epochs == 3 and cfg.a_betas == (0.9, 0.99)
+    with pytest.raises(ConfigError, match="unknown field"):
+        parse_overrides(["epoch=3"])
+    with pytest.raises(ConfigError, match="epochs"):
+        parse_overrides(["epochs=three"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_round_trip_through_dict():
+    cfg = PRESETS["demo"]
+    assert SearchConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown field"):
+        SearchConfig.from_dict({**cfg.to_dict(), "bogus": 1})

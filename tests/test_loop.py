@@ -1,0 +1,180 @@
+"""The search loop on the tiny `smoke` preset: hooks, stop/resume exactness, NaN and failure handling."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine import rundir
+from engine.checkpoint import load_checkpoint
+from engine.config import from_preset
+from engine.control import Control
+from engine.genotype import Genotype, derive_genotype
+from engine.hooks import Callback
+from engine.loop import run_search
+from engine.snapshot import SnapshotBox
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at=None, control=None):
+        self.events, self.stop_at, self.control = [], stop_at, control
+
+    def on_run_start(self, info):
+        self.events.append("run_start")
+
+    def on_step_end(self, event):
+        self.events.append(("step", event.step))
+        if self.stop_at is not None and event.step == self.stop_at:
+            self.control.stop()
+
+    def on_epoch_end(self, event, genotype_row):
+        self.events.append(("epoch", event.epoch))
+
+    def on_exception(self, exc, tb):
+        self.events.append("exception")
+
+    def on_run_end(self, status):
+        self.events.append(("end", status["state"]))
+
+
+def _run(tmp_path, name, config, **kw):
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    return run_dir, run_search(config, run_dir, **kw)
+
+
+def test_finished_run_writes_every_file_and_the_final_genotype(tmp_path):
+    cfg = from_preset("smoke")
+    rec = Recorder()
+    box = SnapshotBox()
+    run_dir, state = _run(tmp_path, "a", cfg, callbacks=[rec], box=box)
+    assert state == "finished"
+    spe = 2  # smoke: 32 images -> 16/16 split, batch 8
+    steps = [("step", s) for s in range(1, cfg.epochs * spe + 1)]
+    assert rec.events[0] == "run_start" and rec.events[-1] == ("end", "finished")
+    body = [e for e in rec.events[1:-1] if e != ("step", 0)]   # step 0: the initial checkpoint
+    assert [e for e in body if e[0] == "step"] == steps
+    assert body.index(("epoch", 0)) == body.index(("step", spe)) + 1
+    for name in ("config.json", "status.json", "metrics.jsonl", "alphas.jsonl", "genotypes.jsonl", "checkpoint.pt"):
+        assert (run_dir / name).exists(), name
+    record = rundir.read_config(run_dir)
+    assert record["config"] == cfg.to_dict() and record["torch"] == torch.__version__
+    assert record["dataset"]["fingerprint"]
+    assert rundir.read_status(run_dir)["state"] == "finished"
+    metrics = rundir.read_metrics(run_dir)
+    assert [m["step"] for m in metrics] == [s for _, s in steps]
+    alphas = rundir.read_alphas(run_dir)
+    final = rundir.read_genotypes(run_dir)[-1]
+    assert final["kind"] == "final" and final["step"] == cfg.epochs * spe
+    # the final genotype is the one of the alphas after the last step (not the start of the last epoch)
+    last = alphas[-1]
+    assert Genotype.from_dict(final["genotype"]) == derive_genotype(np.array(last["normal"]), np.array(last["reduce"]))
+    snap = box.get()
+    assert snap.state == "finished" and snap.step == cfg.epochs * spe and snap.genotype == Genotype.from_dict(
+        final["genotype"])
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    assert ckpt["step"] == cfg.epochs * spe and "alphas_normal" in ckpt["model"]
+
+
+def test_stop_and_resume_matches_an_uninterrupted_run(tmp_path):
+    cfg = from_preset("smoke", {"epochs": 3})
+    full_dir, state = _run(tmp_path, "full", cfg)
+    assert state == "finished"
+    control = Control()
+    part_dir, state = _run(tmp_path, "part", cfg, control=control, callbacks=[Recorder(stop_at=3, control=control)])
+    assert state == "stopped"
+    assert rundir.read_status(part_dir)["state"] == "stopped"
+    assert load_checkpoint(part_dir / "checkpoint.pt")["step"] == 3   # stop finished step 3, then checkpointed
+    state = run_search(cfg, part_dir, resume=True)
+    assert state == "finished"
+    a = rundir.read_alphas(full_dir)
+    b = rundir.read_alphas(part_dir)
+    assert [r["step"] for r in a] == [r["step"] for r in b]            # no step lost, none repeated
+    for cell in ("normal", "reduce"):
+        np.testing.assert_allclose(np.array(b[-1][cell]), np.array(a[-1][cell]), atol=1e-6, rtol=0)
+    ma, mb = rundir.read_metrics(full_dir), rundir.read_metrics(part_dir)
+    assert ma[-1]["train_loss"] == pytest.approx(mb[-1]["train_loss"], abs=1e-6)
+    assert rundir.read_config(part_dir)["resumed"][0]["step"] == 3
+
+
+def test_resume_refuses_to_change_what_is_searched(tmp_path):
+    cfg = from_preset("smoke")
+    control = Control()
+    run_dir, _ = _run(tmp_path, "r", cfg, control=control, callbacks=[Recorder(stop_at=1, control=control)])
+    state = run_search(cfg.replace(init_channels=8), run_dir, resume=True, box=(box := SnapshotBox()))
+    assert state == "failed" and "init_channels" in box.get().error and "resumed" in box.get().error
+    state = run_search(cfg.replace(w_lr=0.01), run_dir, resume=True)   # a learning rate may change
+    assert state == "finished"
+    assert rundir.read_config(run_dir)["config"]["w_lr"] == 0.01
+
+
+def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypatch):
+    from engine import data as data_mod
+
+    real = data_mod.SearchData.batches
+
+    def poisoned(self, part, epoch, batch_size, start=0):
+        for i, (x, y) in enumerate(real(self, part, epoch, batch_size, start), start=start):
+            if part == "train" and epoch == 0 and i == 1:
+                x = torch.full_like(x, float("nan"))
+            yield x, y
+
+    monkeypatch.setattr(data_mod.SearchData, "batches", poisoned)
+    control = Control()
+    box = SnapshotBox()
+    seen = []
+
+    class Watch(Callback):
+        def on_state(self, status):
+            seen.append((status["state"], status["message"]))
+            if status["state"] == "paused":
+                control.stop()
+
+    run_dir, state = _run(tmp_path, "nan", from_preset("smoke"), control=control, callbacks=[Watch()], box=box)
+    paused = [m for s, m in seen if s == "paused"]
+    assert paused and "non-finite loss at step 2" in paused[0] and "w_lr" in paused[0]
+    assert "rolled back to the checkpoint at step 0" in paused[0]
+    assert state == "stopped"
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_an_exception_ends_the_run_failed_with_the_traceback(tmp_path, monkeypatch):
+    from engine import architect
+
+    calls = {"n": 0}
+    real = architect.Architect.step
+
+    def broken(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom in the arch step")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(architect.Architect, "step", broken)
+    rec = Recorder()
+    box = SnapshotBox()
+    run_dir, state = _run(tmp_path, "boom", from_preset("smoke"), callbacks=[rec], box=box)
+    assert state == "failed"
+    status = rundir.read_status(run_dir)
+    assert status["state"] == "failed" and "boom in the arch step" in status["error"]
+    assert "Traceback" in status["traceback"] and status["error_kind"] == "RuntimeError"
+    assert box.get().state == "failed" and "boom" in box.get().error
+    assert rec.events[-2:] == ["exception", ("end", "failed")]
+
+
+def test_a_missing_dataset_fails_clearly_and_leaves_no_empty_run(tmp_path):
+    cfg = from_preset("smoke").replace(dataset="cifar10", data_root=str(tmp_path / "nowhere"), image_size=None)
+    box = SnapshotBox()
+    run_dir, state = _run(tmp_path, "nodata", cfg, box=box)
+    assert state == "failed"
+    assert "nowhere" in box.get().error and "download" in box.get().error
+    assert not run_dir.exists()
+
+
+def test_amp_runs_on_the_cpu(tmp_path):
+    run_dir, state = _run(tmp_path, "amp", from_preset("smoke", {"amp": True, "epochs": 1}))
+    assert state == "finished"
+    assert all(np.isfinite(m["train_loss"]) for m in rundir.read_metrics(run_dir))
+    assert json.loads((run_dir / "config.json").read_text())["config"]["amp"] is True
