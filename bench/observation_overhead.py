@@ -52,7 +52,7 @@ def observed(cfg, steps: int) -> list[float]:
     clock = StepClock(control, steps)
     with tempfile.TemporaryDirectory() as tmp:
         run_search(cfg, Path(tmp), control=control, callbacks=[clock])
-    return [b - a for a, b in zip(clock.times, clock.times[1:])]
+    return [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
 
 
 def bare(cfg, steps: int) -> list[float]:

@@ -1,0 +1,239 @@
+"""Pure functions from search data to what the dashboard draws: plotly figures, DOT source, frames.
+
+No Streamlit here: every function takes plain data (numpy arrays, metric rows, alphas records,
+genotypes) and returns a plotly `Figure`, a DOT string or a pandas `DataFrame`, so it is tested
+without a browser and reused by every page (Search, Runs, Replay, Learn).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from itertools import zip_longest
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from engine import export as _export
+from engine.genotype import Genotype, derive_genotype, diff_genotypes, edge_labels, source_name, steps_of
+from engine.ops import PRIMITIVES
+from engine.rundir import weights_of
+
+__all__ = [
+    "HEATMAP_MODES", "CURVES", "weights_frame", "heatmap", "curve_figure", "overlay_figure",
+    "op_share_figure", "cell_dot", "weighted_cell_dot", "genotype_frame", "genotype_changes",
+    "compare_genotypes_frame", "replay_steps", "replay_index", "record_genotype",
+    "format_duration", "progress_text", "runs_frame",
+]
+
+# How a heatmap colours the softmax weights (key -> label shown in the page).
+HEATMAP_MODES = {
+    "softmax": "Weights (fixed 0..1)",
+    "uniform": "Centred on uniform (1/8)",
+    "change": "Change since start",
+}
+
+# The curves of the live panel: key -> (title, y axis, [(metric key, trace name), ...]).
+CURVES = {
+    "loss": ("Loss", "cross-entropy", [("train_loss", "train"), ("valid_loss", "valid")]),
+    "accuracy": ("Accuracy", "accuracy", [("train_acc", "train"), ("valid_acc", "valid")]),
+    "lr": ("Weight learning rate", "lr", [("w_lr", "w_lr")]),
+}
+
+# Parameter-free ops: the ones that take over in skip-connection collapse.
+_PARAM_FREE = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
+
+
+def weights_frame(weights: np.ndarray, ops: Sequence[str] = PRIMITIVES) -> pd.DataFrame:
+    """(edges, ops) weights as a frame: one row per edge labelled `source -> node`, one column per op."""
+    w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
+    return pd.DataFrame(w, index=list(edge_labels(steps_of(w.shape[0]))), columns=list(ops))
+
+
+def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
+            ops: Sequence[str] = PRIMITIVES, height: int = 430) -> go.Figure:
+    """Per-edge op weights of one cell as a heatmap.
+
+    mode "softmax": the weights on a fixed 0..1 scale (comparable across steps and runs).
+    mode "uniform": the same weights on a diverging scale centred on 1/ops, stretched to the largest
+        deviation, so the first small moves away from uniform are visible.
+    mode "change": weights minus `initial` (the weights at step 0) on a diverging scale centred on 0.
+    """
+    if mode not in HEATMAP_MODES:
+        raise ValueError(f"mode={mode!r}: one of {', '.join(HEATMAP_MODES)}")
+    frame = weights_frame(weights, ops)
+    w = frame.to_numpy()  # (edges, ops)
+    uniform = 1.0 / w.shape[1]
+    hover = "%{y}<br>%{x}<br>weight %{customdata[0]:.4f}<br>change since start %{customdata[1]:+.4f}<extra></extra>"
+    start = np.full_like(w, uniform) if initial is None else np.asarray(initial, dtype=np.float64)
+    custom = np.stack([w, w - start], axis=-1)  # (edges, ops, 2)
+    common = dict(x=list(frame.columns), y=list(frame.index), customdata=custom, hovertemplate=hover)
+    if mode == "softmax":
+        trace = go.Heatmap(z=w, zmin=0.0, zmax=1.0, colorscale="Viridis", texttemplate="%{z:.2f}",
+                           colorbar=dict(title="weight"), **common)
+    elif mode == "uniform":
+        span = max(float(np.abs(w - uniform).max()), 1e-4)
+        trace = go.Heatmap(z=w, zmin=uniform - span, zmax=uniform + span, zmid=uniform, colorscale="RdBu_r",
+                           texttemplate="%{z:.3f}", colorbar=dict(title="weight"), **common)
+    else:
+        delta = w - start
+        span = max(float(np.abs(delta).max()), 1e-4)
+        trace = go.Heatmap(z=delta, zmin=-span, zmax=span, zmid=0.0, colorscale="RdBu_r",
+                           texttemplate="%{z:+.3f}", colorbar=dict(title="change"), **common)
+    fig = go.Figure(trace)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(autorange="reversed", title=None)  # edge 0 at the top, as in the alpha matrix
+    fig.update_xaxes(side="top", tickangle=-30, title=None)
+    return fig
+
+
+def _series(metrics: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for row in metrics:
+        v = row.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and "step" in row:
+            xs.append(int(row["step"]))
+            ys.append(float(v))
+    return xs, ys
+
+
+def curve_figure(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 280) -> go.Figure:
+    """One of CURVES (loss, accuracy, lr) against the global step; rows missing a value are skipped."""
+    title, y_title, keys = CURVES[curve]
+    fig = go.Figure()
+    for key, name in keys:
+        xs, ys = _series(metrics, key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="step", yaxis_title=y_title, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str, title: str = "",
+                   height: int = 300) -> go.Figure:
+    """One metric of several runs on one plot (run label -> metric rows)."""
+    fig = go.Figure()
+    for label, metrics in runs.items():
+        xs, ys = _series(metrics, key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label))
+    fig.update_layout(title=title or key, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="step", yaxis_title=key, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def record_genotype(record: Mapping[str, Any]) -> Genotype:
+    """The genotype the derivation rule gives for the raw alphas of one record."""
+    return derive_genotype(np.asarray(record["normal"], dtype=np.float64),
+                           np.asarray(record["reduce"], dtype=np.float64))
+
+
+def op_share_figure(records: Sequence[Mapping[str, Any]], cell: str = "normal", height: int = 320) -> go.Figure:
+    """Mean softmax weight of each op over the cell's edges, against the step: one line per op.
+
+    Skip-connection collapse shows as the skip_connect line (and the other parameter-free ops)
+    climbing while the convolutions fall."""
+    steps = [int(r.get("step", i)) for i, r in enumerate(records)]
+    means = np.array([weights_of(r)[cell].mean(axis=0) for r in records]).reshape(len(records), -1)  # (T, ops)
+    fig = go.Figure()
+    for j, op in enumerate(PRIMITIVES):
+        dash = "dot" if op in _PARAM_FREE else "solid"
+        fig.add_trace(go.Scatter(x=steps, y=means[:, j] if len(records) else [], mode="lines", name=op,
+                                 line=dict(dash=dash)))
+    fig.update_layout(title=f"Mean weight per op ({cell} cell)", height=height, xaxis_title="step",
+                      yaxis_title="mean softmax weight", margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | None = None) -> str:
+    """DOT source of one cell of a genotype (op names on the edges); with `weights`, the (edges, ops) op
+    weights of that cell, each kept op's weight is on its label and sets the pen width."""
+    return _export.cell_dot(genotype, cell=cell, weights=weights)
+
+
+def weighted_cell_dot(weights: np.ndarray, cell: str = "normal") -> str:
+    """DOT source drawing every candidate edge of a cell, pen width by its strongest non-none weight."""
+    return _export.weighted_cell_dot(np.asarray(weights, dtype=np.float64), cell=cell)
+
+
+def genotype_frame(genotype: Genotype) -> pd.DataFrame:
+    """One row per kept edge: cell, node, input, op."""
+    rows = []
+    for cell in ("normal", "reduce"):
+        for node, pairs in enumerate(genotype.cell_nodes(cell)):
+            for op, j in pairs:
+                rows.append({"cell": cell, "node": node, "input": source_name(j), "op": op})
+    return pd.DataFrame(rows, columns=["cell", "node", "input", "op"])
+
+
+def _pair_text(pair: tuple[str, int] | None) -> str:
+    return "nothing" if pair is None else f"{pair[0]} from {source_name(pair[1])}"
+
+
+def genotype_changes(old: Genotype | None, new: Genotype | None) -> list[str]:
+    """What changed between two genotypes, one line per changed (cell, node, slot); empty when the same."""
+    if old is None or new is None:
+        return []
+    return [f"{c.cell} node {c.node}: {_pair_text(c.before)} -> {_pair_text(c.after)}"
+            for c in diff_genotypes(old, new)]
+
+
+def compare_genotypes_frame(a: Genotype, b: Genotype, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Two genotypes edge by edge (cell, node, slot), with a column saying where they agree."""
+    rows = []
+    for cell in ("normal", "reduce"):
+        for node, (pa, pb) in enumerate(zip_longest(a.cell_nodes(cell), b.cell_nodes(cell), fillvalue=())):
+            for ea, eb in zip_longest(pa, pb):
+                ta = "" if ea is None else f"{ea[0]} <- {source_name(ea[1])}"
+                tb = "" if eb is None else f"{eb[0]} <- {source_name(eb[1])}"
+                rows.append({"cell": cell, "node": node, names[0]: ta, names[1]: tb,
+                             "same": "yes" if ta == tb else "no"})
+    return pd.DataFrame(rows, columns=["cell", "node", names[0], names[1], "same"])
+
+
+def replay_steps(records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The global step of each recorded alphas line, in file order (non-decreasing for one run)."""
+    return [int(r.get("step", i)) for i, r in enumerate(records)]
+
+
+def replay_index(records: Sequence[Mapping[str, Any]], step: int) -> int:
+    """Index of the last record at or before `step` (the first record when `step` precedes them all)."""
+    if not records:
+        raise ValueError("no recorded alphas to replay")
+    steps = replay_steps(records)
+    return max(0, bisect.bisect_right(steps, step) - 1)
+
+
+def format_duration(seconds: float | None) -> str:
+    """12 s, 4 min 05 s, 2 h 07 min; an em dash when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def progress_text(epoch: int, epochs: int, step: int, total_steps: int) -> str:
+    """'epoch 2/8 · step 120/400' with epochs counted from 1 for people."""
+    shown_epoch = min(epoch + 1, epochs) if epochs else epoch + 1
+    return f"epoch {shown_epoch}/{epochs or '?'} · step {step}/{total_steps or '?'}"
+
+
+def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
+    """The runs table of the Runs page from engine.rundir.RunInfo rows."""
+    rows = []
+    for r in runs:
+        cfg = r.config or {}
+        rows.append({
+            "run": r.run_id, "state": r.state, "epoch": f"{min(r.epoch + 1, r.epochs or r.epoch + 1)}/{r.epochs}",
+            "step": f"{r.step}/{r.total_steps}", "valid acc": r.valid_acc, "dataset": cfg.get("dataset", ""),
+            "order": cfg.get("order", ""), "genotype": "yes" if r.genotype is not None else "no",
+            "created": r.created,
+        })
+    return pd.DataFrame(rows, columns=["run", "state", "epoch", "step", "valid acc", "dataset", "order",
+                                       "genotype", "created"])

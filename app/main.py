@@ -1,0 +1,15 @@
+"""dartboard: `streamlit run app/main.py`. The page shell and navigation only; pages live in app/views."""
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:  # `streamlit run` puts app/ on the path, not the repository root
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from app import nav  # noqa: E402
+
+st.set_page_config(page_title="dartboard", page_icon=":material/target:", layout="wide")
+st.navigation(list(nav.pages().values())).run()

@@ -1,0 +1,87 @@
+"""The Replay page: a slider (and Play) over a run's recorded alphas that redraws the heatmaps and the
+cells derived at that step; for showing how a cell emerged."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import streamlit as st
+
+from app import figures, state
+from app.views import cells
+from engine import rundir
+
+__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S"]
+
+PLAY_LABEL, STOP_LABEL = "Play", "Stop replay"
+TICK_S = 0.5          # seconds between frames while playing
+_FRAMES = 60          # a replay plays in about _FRAMES ticks, whatever the run's length
+
+
+def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str) -> None:
+    i = figures.replay_index(records, step)
+    record = records[i]
+    weights = rundir.weights_of(record)
+    st.caption(f"Record {i + 1} of {len(records)} · step {record.get('step', i)} · epoch "
+               f"{int(record.get('epoch', 0)) + 1}")
+    mode = cells.mode_picker(key=f"{key}.mode")
+    cells.render_heatmaps(weights, rundir.weights_of(records[0]), mode, key=key)
+    show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all")
+    cells.render_dags(figures.record_genotype(record), weights, show_all)
+
+
+def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
+    """Slider over the recorded steps; Play advances it on a timer until the last record."""
+    if not records:
+        st.info("This run has no recorded alphas yet.")
+        return
+    steps = figures.replay_steps(records)
+    slider_key, playing_key = f"{key}.step", f"{key}.playing"
+    playing = bool(st.session_state.get(playing_key)) and len(records) > 1
+    play, stop, _ = st.columns([1, 1, 4])
+    if play.button(PLAY_LABEL, key=f"{key}.play", disabled=playing or len(records) < 2, width="stretch"):
+        if st.session_state.get(slider_key, steps[-1]) >= steps[-1]:
+            st.session_state[slider_key] = steps[0]  # play from the start when at the end
+        st.session_state[playing_key] = True
+        st.rerun()
+    if stop.button(STOP_LABEL, key=f"{key}.stop", disabled=not playing, width="stretch"):
+        st.session_state[playing_key] = False
+        st.rerun()
+
+    @st.fragment(run_every=TICK_S if playing else None)
+    def frame() -> None:
+        if len(records) == 1:
+            _frame(records, steps[0], key)
+            return
+        if playing and st.session_state.get(playing_key):
+            i = figures.replay_index(records, st.session_state.get(slider_key, steps[0]))
+            stride = max(1, math.ceil(len(records) / _FRAMES))
+            st.session_state[slider_key] = steps[min(len(records) - 1, i + stride)]
+        current = st.session_state.get(slider_key, steps[-1])
+        st.session_state[slider_key] = min(max(current, steps[0]), steps[-1])
+        step = st.slider("Step", min_value=steps[0], max_value=steps[-1], key=slider_key)
+        _frame(records, step, key)
+        if playing and step >= steps[-1]:
+            st.session_state[playing_key] = False
+            st.rerun()  # the end: a full rerun recreates this fragment without run_every
+
+    frame()
+
+
+def page() -> None:
+    reg = state.registry()
+    st.title("Replay")
+    runs = rundir.list_runs(reg.runs_dir)
+    if not runs:
+        st.info("No runs to replay yet. Start one on the Search page.")
+        return
+    ids = [r.run_id for r in runs]
+    wanted = st.session_state.pop("replay.run", None)
+    if wanted in ids:
+        st.session_state["replay.selected"] = wanted
+    run_id = st.selectbox("Run", ids, key="replay.selected")
+    info = next(r for r in runs if r.run_id == run_id)
+    st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}")
+    render(state.alphas_records(info.path), key=f"replay.{run_id}")

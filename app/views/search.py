@@ -1,0 +1,52 @@
+"""The Search page: run setup in the sidebar, then the live panel of the selected run."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import state
+from app.views import live, setup
+from engine.config import SearchConfig
+from engine.job import JobError
+from engine.rundir import RunDirError
+
+__all__ = ["page", "REFRESH_CHOICES"]
+
+REFRESH_CHOICES = (0.5, 1.0, 2.0, 5.0)   # seconds between live redraws while a run is active
+DEFAULT_REFRESH_S = 2.0   # the live panel costs ~30-40 ms of server time per redraw
+
+
+def _start(config: SearchConfig | None) -> None:
+    if config is None:
+        return
+    try:
+        job = state.registry().start(config)
+    except (JobError, RunDirError, OSError) as err:
+        state.flash("error", f"Could not start the search: {err}")
+        return
+    state.select_run(job.run_id)
+
+
+def _busy() -> bool:
+    return state.registry().running() is not None
+
+
+def page() -> None:
+    reg = state.registry()
+    with st.sidebar:
+        setup.render(on_start=_start, busy=_busy())
+        st.divider()
+        refresh = st.selectbox("Live refresh (seconds)", REFRESH_CHOICES,
+                               index=REFRESH_CHOICES.index(DEFAULT_REFRESH_S), key="search.refresh",
+                               format_func=lambda s: f"{s:g} s",
+                               help="how often the live panel redraws while a search runs")
+    st.title("DARTS search")
+    state.show_flash()
+    job = state.selected_job(reg)
+    if job is None:
+        st.info("No search yet. Pick a preset in the sidebar (the `demo` preset runs on a laptop CPU, about a "
+                "minute an epoch) and press **Start search**. Runs started from the command line are on the "
+                "**Runs** page; the **Learn** page explains what you will see.")
+        return
+    st.caption(f"Run `{job.run_id}` · `{job.run_dir}`")
+    live.render(job, refresh)

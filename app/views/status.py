@@ -1,0 +1,22 @@
+"""The status strip: state, epoch and step, a progress bar with the ETA, steps/s, device."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import figures
+from engine.snapshot import Snapshot
+
+__all__ = ["render"]
+
+def render(snap: Snapshot) -> None:
+    cols = st.columns([1.2, 1, 1, 1, 1])
+    cols[0].metric("State", snap.state)
+    shown_epoch = min(snap.epoch + 1, snap.epochs) if snap.epochs else snap.epoch + 1
+    cols[1].metric("Epoch", f"{shown_epoch}/{snap.epochs or '?'}")
+    cols[2].metric("Step", f"{snap.step}/{snap.total_steps or '?'}")
+    cols[3].metric("Steps/s", "—" if snap.steps_per_s is None else f"{snap.steps_per_s:.2f}")
+    cols[4].metric("Device", snap.device or "—")
+    eta = "" if not snap.active else f" · ETA {figures.format_duration(snap.eta_s)}"
+    st.progress(snap.progress, text=f"{snap.progress:.0%} · "
+                f"{figures.progress_text(snap.epoch, snap.epochs, snap.step, snap.total_steps)}{eta}")

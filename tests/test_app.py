@@ -1,0 +1,223 @@
+"""The dashboard under streamlit.testing's AppTest: layout, inline validation, a smoke search steered by
+the control buttons, and the Runs / Replay / Learn pages on the run it leaves behind.
+
+AppTest never fires `run_every`, so a test calls `run()` again to redraw; the registry lives in
+`st.cache_resource`, shared by every AppTest of this process, so a fixture clears it and stops leftover
+searches.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app import state
+from engine import rundir
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+TIMEOUT = 60
+
+
+def wait_for(cond, timeout=180.0, every=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def _reset_caches():
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def app_runs(tmp_path, monkeypatch):
+    """A fresh registry on a tmp runs dir; afterwards every search it started is stopped."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
+    _reset_caches()
+    yield root
+    state.registry().shutdown(timeout=30)
+    _reset_caches()
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+
+
+def _button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return found[0]
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _page(name: str):
+    """A page function as its own script (navigation's callables cannot be switched to in AppTest)."""
+    def script(name):
+        import importlib
+
+        importlib.import_module(f"app.views.{name}").page()
+    return AppTest.from_function(script, args=(name,), default_timeout=TIMEOUT)
+
+
+def test_layout_renders_with_no_run(app_runs):
+    at = _app().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["DARTS search"]
+    assert any("No search yet" in i.value for i in at.info)
+    start = _button(at, "Start search")
+    assert not start.disabled
+    assert at.selectbox(key="setup.preset").value == "demo"
+    assert at.number_input(key="setup.demo.epochs").value == 8
+    assert not at.error
+
+
+@pytest.mark.parametrize("field, value, text", [
+    ("epochs", 0, "epochs=0 is not valid"),
+    ("w_lr", -0.1, "w_lr=-0.1 is not valid"),
+    ("init_channels", 3, "init_channels=3 is not valid: an even integer"),
+])
+def test_bad_sidebar_value_shows_an_inline_message(app_runs, field, value, text):
+    at = _app().run()
+    at.number_input(key=f"setup.demo.{field}").set_value(value).run()
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert any(text in e for e in errors), errors
+    assert _button(at, "Start search").disabled
+
+
+def test_preset_choice_fills_the_fields(app_runs):
+    at = _app().run()
+    at.selectbox(key="setup.preset").set_value("smoke").run()
+    assert at.selectbox(key="setup.smoke.dataset").value == "fake"
+    assert at.number_input(key="setup.smoke.init_channels").value == 4
+    assert not at.sidebar.error
+
+
+def test_smoke_search_steered_by_the_controls(app_runs):
+    at = _app().run()
+    at.selectbox(key="setup.preset").set_value("smoke").run()
+    at.number_input(key="setup.smoke.epochs").set_value(200).run()
+    _button(at, "Start search").click().run()
+    assert not at.exception
+    job = state.registry().current()
+    assert job is not None and Path(job.run_dir).parent == app_runs
+    assert _button(at, "Start search").disabled        # one search at a time
+    assert _button(at, "Step once").disabled           # only while paused
+
+    # pause at once (the loop stops at its first gate), so the test costs a handful of steps
+    _button(at, "Pause").click().run()
+    wait_for(lambda: job.snapshot().state == "paused")
+    at.run()
+    assert _metric(at, "State") == "paused"
+    assert not _button(at, "Resume").disabled and _button(at, "Pause").disabled
+    s0 = job.snapshot().step
+    time.sleep(0.3)
+    assert job.snapshot().step == s0                   # paused: the counter stands still
+
+    _button(at, "Step once").click().run()
+    wait_for(lambda: job.snapshot().step == s0 + 1)
+    time.sleep(0.3)
+    assert job.snapshot().step == s0 + 1 and job.snapshot().state == "paused"
+    at.run()
+    assert _metric(at, "Step").startswith(f"{s0 + 1}/")
+    assert len(at.get("plotly_chart")) == 5            # 2 heatmaps + 3 curves
+    assert len(at.get("graphviz_chart")) == 2          # normal + reduction cell
+
+    _button(at, "Derive now").click().run()
+    wait_for(lambda: any(r.get("kind") == "derive" for r in rundir.read_genotypes(job.run_dir)))
+    _button(at, "Resume").click().run()
+    wait_for(lambda: job.snapshot().state == "running")
+    at.run()
+    assert _metric(at, "State") == "running"
+
+    _button(at, "Stop").click().run()
+    wait_for(lambda: not job.alive)
+    at.run()
+    assert _metric(at, "State") == "stopped"
+    assert _button(at, "Stop").disabled and not _button(at, "Start search").disabled
+    assert not at.exception
+
+    # a second session (a reload, another tab) sees the same run
+    again = _app().run()
+    assert any(job.run_id in c.value for c in again.caption)
+
+    # the run it left behind, on the other pages
+    runs = _page("runs").run()
+    assert not runs.exception
+    assert job.run_id in runs.dataframe[0].value["run"].tolist()
+    assert not _button(runs, "Resume run").disabled   # stopped runs resume from their checkpoint
+    replay = _page("replay").run()
+    assert not replay.exception and replay.slider(key=f"replay.{job.run_id}.step").value >= 1
+    learn = _page("learn").run()
+    assert not learn.exception and len(learn.get("plotly_chart")) >= 4
+
+    _button(runs, "Delete run").click().run()
+    _button(runs, "Yes, delete it").click().run()
+    assert not runs.exception
+    assert not Path(job.run_dir).exists()
+    assert any("Deleted" in s.value for s in runs.success)
+
+
+def _panel_script(state_name, error, message):
+    """The live panel on a hand-made snapshot and a stand-in job (views run on fixture data)."""
+    import numpy as np
+
+    from app.views import live
+    from engine.genotype import KNOWN_GENOTYPES
+    from engine.snapshot import Snapshot
+
+    rng = np.random.default_rng(0)
+    weights = {cell: rng.dirichlet(np.ones(8), size=14) for cell in ("normal", "reduce")}
+    snap = Snapshot(
+        run_id="fixture", state=state_name, epoch=1, epochs=2, step=3, total_steps=8, steps_per_s=1.5, eta_s=4.0,
+        device="cpu", weights=weights, initial_weights={c: np.full((14, 8), 1 / 8) for c in weights},
+        genotype=KNOWN_GENOTYPES["DARTS_V2"], epoch_genotype=KNOWN_GENOTYPES["DARTS_V1"],
+        metrics=tuple({"step": s, "train_loss": 2.0 / s, "valid_loss": 2.1 / s, "train_acc": 0.1 * s,
+                       "valid_acc": 0.1 * s, "w_lr": 0.025} for s in (1, 2, 3)),
+        message=message, error=error, config={"dataset": "fake", "num_classes": 4})
+
+    class Job:
+        def snapshot(self):
+            return snap
+
+        def pause(self): ...
+        def resume(self): ...
+        def step_once(self): ...
+        def stop(self): ...
+        def derive_now(self): ...
+
+    live.panel(Job(), snap)
+
+
+def _panel(state_name, error=None, message=None) -> AppTest:
+    return AppTest.from_function(_panel_script, args=(state_name, error, message), default_timeout=TIMEOUT).run()
+
+
+def test_failed_run_shows_its_error_in_the_page(app_runs):
+    at = _panel("failed", error="RuntimeError: CUDA out of memory")
+    assert not at.exception
+    assert any("The search failed: RuntimeError: CUDA out of memory" in e.value for e in at.error)
+    assert all(b.disabled for b in at.button if b.label in ("Pause", "Resume", "Step once", "Stop", "Derive now"))
+
+
+def test_nan_pause_message_is_a_warning_and_paused_controls_are_enabled(app_runs):
+    at = _panel("paused", message="Paused: the loss became NaN at step 3")
+    assert not at.exception and not at.error
+    assert any("loss became NaN" in w.value for w in at.warning)
+    assert _button(at, "Pause").disabled
+    assert not _button(at, "Resume").disabled and not _button(at, "Step once").disabled
+    assert _metric(at, "Step") == "3/8" and _metric(at, "State") == "paused"
+    assert _metric(at, "Parameters (C=36, 20 cells, 4 classes)").endswith("M")
+    assert len(at.get("plotly_chart")) == 5 and len(at.get("graphviz_chart")) == 2
+    changes = "\n".join(c.value for c in at.code)
+    assert "normal node 3: skip_connect from 0 -> dil_conv_3x3 from 0" in changes
