@@ -71,7 +71,7 @@ def bare(cfg, steps: int) -> list[float]:
         xv, yv = next(valid)
         architect.step(x, y, xv, yv, w_opt.param_groups[0]["lr"], w_opt)
         w_opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(model(x), y).backward(inputs=model.weight_parameters())  # as the loop does
         torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.w_grad_clip)
         w_opt.step()
         now = time.perf_counter()

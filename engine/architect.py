@@ -68,7 +68,11 @@ class Architect:
         try:
             if self.order == "first":
                 loss, logits = self._valid_loss(x_val, y_val, amp, device)
-                grads = list(torch.autograd.grad(loss, self.model.arch_parameters()))
+                alphas = self.model.arch_parameters()
+                # The plain path reproduces the reference, whose loss.backward() also computes the weight
+                # gradients (and throws them away); the fast path asks for the alphas' gradients only.
+                targets = alphas if self.model.fast else alphas + self.model.weight_parameters()
+                grads = list(torch.autograd.grad(loss, targets)[: len(alphas)])
             else:
                 grads, loss, logits = self._unrolled(x_train, y_train, x_val, y_val, eta, w_optimizer, amp, device)
         finally:

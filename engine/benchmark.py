@@ -53,7 +53,7 @@ class SearchStep:
         self.w_optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, c.amp):
             loss = self.model.loss(self.x_train, self.y_train)
-        loss.backward()
+        loss.backward(inputs=self.model.weight_parameters() if self.model.fast else None)  # fast: no alpha grads
         torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), c.w_grad_clip)
         self.w_optimizer.step()
         if self.device.type == "cuda":

@@ -266,7 +266,8 @@ class _Loop:
         if not (torch.isfinite(loss) and math.isfinite(valid_loss)):
             self._non_finite(float(loss.detach()), valid_loss)
             return
-        loss.backward()
+        # the weight step needs no alpha gradients (the reference computes and discards them)
+        loss.backward(inputs=self.model.weight_parameters() if self.model.fast else None)
         torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), cfg.w_grad_clip)
         self.w_opt.step()
         self.step += 1
