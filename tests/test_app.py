@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import state
 from engine import rundir
+from engine.config import PRESETS
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 60
@@ -77,7 +78,7 @@ def test_layout_renders_with_no_run(app_runs):
     start = _button(at, "Start search")
     assert not start.disabled
     assert at.selectbox(key="setup.preset").value == "demo"
-    assert at.number_input(key="setup.demo.epochs").value == 8
+    assert at.number_input(key="setup.demo.epochs").value == PRESETS["demo"].epochs
     assert not at.error
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.config import SearchConfig, from_preset
+from engine.config import PRESETS, SearchConfig, from_preset
 from engine.data import DataError, SearchData, load_search_data
 from engine.datasets import base as base_mod
 from engine.datasets import folder as folder_mod
@@ -65,15 +65,16 @@ def test_embedded_is_fashion_mnist_split_in_balanced_halves(embedded):
 
 
 def test_demo_subset_is_class_balanced_and_resized(demo):
-    assert (demo.num_train, demo.num_valid, demo.image_size) == (2000, 2000, 16)
-    assert _labels(demo, "train") == {c: 200 for c in range(10)} == _labels(demo, "valid")
+    half = PRESETS["demo"].subset // 2
+    assert (demo.num_train, demo.num_valid, demo.image_size) == (half, half, 16)
+    assert _labels(demo, "train") == {c: half // 10 for c in range(10)} == _labels(demo, "valid")
     assert next(demo.batches("valid", 0, 64))[0].shape == (64, 1, 16, 16)
-    assert demo.steps_per_epoch(64) == 31 and demo.steps_per_epoch(4001) == 0
+    assert demo.steps_per_epoch(64) == half // 64 and demo.steps_per_epoch(half + 1) == 0
 
 
 def test_halves_are_disjoint_and_cover_the_subset(demo):
     train, valid = demo._parts["train"], demo._parts["valid"]
-    assert len(np.intersect1d(train, valid)) == 0 and len(np.union1d(train, valid)) == 4000
+    assert len(np.intersect1d(train, valid)) == 0 and len(np.union1d(train, valid)) == PRESETS["demo"].subset
 
 
 def test_same_seed_same_batches_other_epoch_or_seed_differs(demo):
