@@ -213,7 +213,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import measure_search_step
 
     config = from_preset(args.preset, parse_overrides(args.set or []))
-    print(json.dumps(measure_search_step(config, steps=args.steps), indent=2))
+    shape_from = "config"
+    if config.dataset != "fake":  # time the step on the data's own shape (grey 28x28, RGB 32x32, ...)
+        from .data import DataError, load_search_data
+
+        try:
+            data = load_search_data(config)
+            config = config.replace(in_channels=data.in_channels, num_classes=data.num_classes,
+                                    image_size=data.image_size)
+            shape_from = "data"
+        except DataError:
+            shape_from = "config (data not found here)"
+    result = measure_search_step(config, steps=args.steps)
+    print(json.dumps({**result, "input_shape_from": shape_from}, indent=2))
     return 0
 
 
