@@ -1,0 +1,284 @@
+"""The dashboard in a real headless Chromium against `streamlit run`: a `smoke` search started, watched and
+steered from the page, then found again after reloads, on the Runs page and in Replay.
+
+Selectors are the stable names of docs/dashboard.md: button labels, widget keys (Streamlit renders key
+`a.b` as the class `st-key-a-b`) and Streamlit's data-testid values. Waiting is Playwright's auto-waiting
+(`expect`, `wait_for_function`); the only timed waits are the bounded holds that check a paused counter
+does not move across several refreshes of the live panel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from engine import rundir
+from engine.genotype import Genotype, derive_genotype
+
+pytestmark = pytest.mark.e2e
+
+LOAD_MS = 120_000      # first page load: the server imports torch and builds the page on a loaded machine
+STATE_MS = 60_000      # a state change requested by a button (the loop honours it between steps)
+CHANGE_MS = 60_000     # a live figure redrawn with new data
+REFRESH_S = 2.0        # the live panel's default refresh (app/views/search.py DEFAULT_REFRESH_S)
+ROOT = Path(__file__).resolve().parents[2]
+EPOCHS = 500           # smoke has 2 steps an epoch: long enough that the run never ends before Stop
+
+
+def metric(page: Page, label: str) -> Locator:
+    """The value of an `st.metric` of the status strip, by its exact label (Step is not Steps/s)."""
+    label_el = page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+    return page.get_by_test_id("stMetric").filter(has=label_el).get_by_test_id("stMetricValue")
+
+
+def step_of(page: Page) -> int:
+    return int(metric(page, "Step").inner_text().split("/")[0])
+
+
+def keyed(page: Page, key: str, inner: str = "") -> Locator:
+    """The element of widget key `key` (or `inner` inside it). While a keyed element is redrawn Streamlit
+    briefly keeps the old copy beside it, hidden: only the visible one counts."""
+    css = f".st-key-{key.replace('.', '-')}"
+    return page.locator(f"{css} {inner}:visible" if inner else f"{css}:visible")
+
+
+def control(page: Page, name: str) -> Locator:
+    return keyed(page, f"control.{name}", "button")
+
+
+def settled(page: Page) -> None:
+    """No script run in flight (Streamlit marks the app root with its script state)."""
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning",
+                                                            timeout=STATE_MS)
+
+
+def no_exception_box(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def hold_step(page: Page, step: int, cycles: float = 2.5) -> None:
+    """The Step counter stays at `step` across `cycles` refreshes of the live panel (a bounded poll)."""
+    end = time.monotonic() + cycles * REFRESH_S
+    while time.monotonic() < end:
+        assert step_of(page) == step, "the step counter moved while paused"
+        page.wait_for_timeout(250)
+
+
+def wait_js_change(page: Page, expr: str, before: str | int, timeout_ms: int = CHANGE_MS) -> None:
+    """Wait until the JS expression (evaluated in the page) differs from `before`."""
+    page.wait_for_function(f"old => {{ try {{ return ({expr}) !== old; }} catch (e) {{ return false; }} }}",
+                           arg=before, timeout=timeout_ms, polling=250)
+
+
+def eventually(page: Page, cond, timeout_s: float = 60.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < end, f"{what} not met within {timeout_s:.0f} s"
+        page.wait_for_timeout(250)
+
+
+def plot_js(key: str) -> str:
+    """JS for the visible plotly div of a keyed chart (plotly keeps the chart's traces on it as `.data`)."""
+    css = f".st-key-{key.replace('.', '-')} .js-plotly-plot"
+    return f"Array.from(document.querySelectorAll('{css}')).find(e => e.offsetParent !== null)"
+
+
+# What the live figures hold, read from the page: heatmap z arrives base64-encoded, so its string changes
+# when any weight does; the loss curve's point count; the cells' SVG (weights on labels and pen widths).
+HEATMAP_Z = f"JSON.stringify({plot_js('live.heatmap.normal')}.data[0].z)"
+CURVE_POINTS = f"{plot_js('live.curve.loss')}.data[0].x.length"
+DAG_SVG = "document.querySelector('[data-testid=stGraphVizChart] svg').innerHTML"
+
+
+def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path, artifacts: Path):
+    page.goto(server)
+    start = page.get_by_role("button", name="Start search")
+    expect(start).to_be_enabled(timeout=LOAD_MS)
+    expect(page.get_by_text("No search yet")).to_be_visible()
+
+    # Run setup: the smoke preset, with enough epochs that it runs until we stop it
+    keyed(page, "setup.preset").click()
+    page.get_by_role("option", name="smoke", exact=True).click()
+    epochs = keyed(page, "setup.smoke.epochs", "input")
+    expect(epochs).to_have_value("2", timeout=STATE_MS)
+    epochs.fill(str(EPOCHS))
+    epochs.press("Enter")
+    expect(epochs).to_have_value(str(EPOCHS))
+    # Start's config is the one of the last finished run of the page: wait for the rerun Enter caused
+    settled(page)
+    expect(start).to_be_enabled(timeout=STATE_MS)
+    start.click()
+
+    # Running: the status strip, heatmaps, cells and curves, all redrawn with new data as steps go by
+    expect(metric(page, "State")).to_have_text("running", timeout=STATE_MS)
+    runs = rundir.list_runs(e2e_runs)
+    assert len(runs) == 1
+    assert runs[0].config["epochs"] == EPOCHS, "the search started with another config than the sidebar shows"
+    run_id = runs[0].run_id
+    expect(page.get_by_text(run_id).first).to_be_visible()
+    expect(metric(page, "Device")).to_have_text("cpu")
+    plots = page.locator("[data-testid=stPlotlyChart]:visible")
+    expect(plots).to_have_count(5, timeout=CHANGE_MS)  # 2 heatmaps + 3 curves
+    expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
+    expect(keyed(page, "live.heatmap.normal", ".js-plotly-plot")).to_be_visible()
+    heatmap, points, dag = (page.evaluate(e) for e in (HEATMAP_Z, CURVE_POINTS, DAG_SVG))
+    first_step = step_of(page)
+    wait_js_change(page, HEATMAP_Z, heatmap)
+    wait_js_change(page, CURVE_POINTS, points)
+    wait_js_change(page, DAG_SVG, dag)  # the kept edges' weights are on their labels and set their widths
+    assert page.evaluate(CURVE_POINTS) > points
+    assert step_of(page) > first_step
+    no_exception_box(page)
+    page.screenshot(path=artifacts / "e2e-running.png")
+
+    # Pause: the counter stops
+    expect(control(page, "step_once")).to_be_disabled()
+    control(page, "pause").click()
+    expect(metric(page, "State")).to_have_text("paused", timeout=STATE_MS)
+    paused_at = step_of(page)
+    hold_step(page, paused_at)
+    expect(control(page, "pause")).to_be_disabled()
+    page.screenshot(path=artifacts / "e2e-paused.png")
+
+    # Step once: exactly one step, then paused again
+    expect(control(page, "step_once")).to_be_enabled()
+    control(page, "step_once").click()
+    total = metric(page, "Step").inner_text().split("/")[1]
+    expect(metric(page, "Step")).to_have_text(f"{paused_at + 1}/{total}", timeout=STATE_MS)
+    expect(metric(page, "State")).to_have_text("paused", timeout=STATE_MS)
+    hold_step(page, paused_at + 1)
+
+    # Derive now (while paused): genotypes.jsonl gets the genotype of exactly these alphas
+    control(page, "derive_now").click()
+
+    def derived() -> list[dict]:
+        return [r for r in rundir.read_genotypes(e2e_runs / run_id) if r.get("kind") == "derive"]
+
+    eventually(page, lambda: derived(), what="a derive row in genotypes.jsonl")
+    assert derived()[-1]["step"] == paused_at + 1
+    assert Genotype.from_dict(derived()[-1]["genotype"]) == genotype_at(e2e_runs / run_id, paused_at + 1)
+
+    # Resume: the counter moves again
+    control(page, "resume").click()
+    expect(metric(page, "State")).to_have_text("running", timeout=STATE_MS)
+    expect(metric(page, "Step")).not_to_have_text(f"{paused_at + 1}/{total}", timeout=STATE_MS)
+    assert step_of(page) > paused_at + 1
+
+    # A reload (a new session) shows the same search, still running: closing a tab does not stop it
+    page.reload()
+    expect(metric(page, "State")).to_have_text("running", timeout=LOAD_MS)
+    expect(page.get_by_text(run_id).first).to_be_visible()
+    assert step_of(page) > paused_at + 1
+
+    # Stop: the loop finishes its step, checkpoints and ends stopped
+    control(page, "stop").click()
+    expect(metric(page, "State")).to_have_text("stopped", timeout=STATE_MS)
+    # the run ended: one full rerun redraws the page (Start enabled again) and the panel stops polling
+    expect(page.get_by_role("button", name="Start search")).to_be_enabled(timeout=STATE_MS)
+    settled(page)
+    for name in ("pause", "resume", "step_once", "stop", "derive_now"):
+        expect(control(page, name)).to_be_disabled()
+    stopped_at = step_of(page)
+    assert rundir.read_status(e2e_runs / run_id)["state"] == "stopped"
+    assert rundir.read_status(e2e_runs / run_id)["step"] == stopped_at
+    no_exception_box(page)
+    page.screenshot(path=artifacts / "e2e-stopped.png")
+
+    # Download the genotype JSON (made at click time: the genotype of the stopped alphas) and parse it.
+    # Done once the panel no longer polls: see download_json() for why.
+    genotype = Genotype.parse(download_json(page, run_id))
+    assert genotype == genotype_at(e2e_runs / run_id, stopped_at)
+    assert len(genotype.normal) == len(genotype.reduce) == 8
+
+    # Reload once more: the same run, stopped, at the same step
+    page.reload()
+    expect(metric(page, "State")).to_have_text("stopped", timeout=LOAD_MS)
+    expect(page.get_by_text(run_id).first).to_be_visible()
+    expect(metric(page, "Step")).to_have_text(f"{stopped_at}/{total}")
+
+
+def genotype_at(run_dir: Path, step: int) -> Genotype:
+    """The genotype of the alphas recorded at `step` (alphas.jsonl holds every step of a smoke run)."""
+    record = next(r for r in rundir.read_alphas(run_dir) if r["step"] == step)
+    return derive_genotype(np.asarray(record["normal"]), np.asarray(record["reduce"]))
+
+
+def download_json(page: Page, run_id: str) -> str:
+    """Click `Genotype JSON` and return the downloaded text.
+
+    Clicked only while no script run is in flight: each redraw registers a new deferred download and
+    drops the previous one, so a click that lands during a redraw (a live refresh, or the full rerun
+    after Stop) asks for a dropped id: the server logs "Deferred file ... not found" and nothing
+    downloads."""
+    settled(page)
+    with page.expect_download(timeout=STATE_MS) as download:
+        keyed(page, "live.download.json", "button").click()
+    assert download.value.suggested_filename == f"{run_id}-genotype.json"
+    return Path(download.value.path()).read_text()
+
+
+def _ensure_run(runs_dir: Path) -> str:
+    """The newest run; when this test runs alone, a smoke search from the command line makes one (40 steps:
+    long enough that Replay's Play runs for a while)."""
+    runs = rundir.list_runs(runs_dir)
+    if not runs:
+        subprocess.run([sys.executable, "-m", "engine", "search", "--preset", "smoke", "--set", "epochs=20",
+                        "--runs-dir", str(runs_dir)],
+                       cwd=ROOT, check=True, capture_output=True, timeout=300)
+        runs = rundir.list_runs(runs_dir)
+    return runs[0].run_id
+
+
+def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts: Path):
+    run_id = _ensure_run(e2e_runs)
+    page.goto(server)
+    nav_runs = page.get_by_test_id("stSidebarNavLink").filter(has_text="Runs")
+    expect(nav_runs).to_be_visible(timeout=LOAD_MS)
+    nav_runs.click()
+
+    # Runs: the table, the picked run (newest first) with its cells, curves and exports
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=LOAD_MS)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_role("heading", name=run_id)).to_be_visible()
+    expect(page.get_by_test_id("stGraphVizChart").first).to_be_visible()
+    expect(page.get_by_test_id("stDownloadButton").first).to_be_visible()
+    no_exception_box(page)
+    page.screenshot(path=artifacts / "e2e-runs.png")
+
+    # Replay: a slider over the recorded alphas that redraws heatmaps and cells at any step
+    keyed(page, "runs.replay", "button").click()
+    expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=LOAD_MS)
+    slider = page.get_by_test_id("stSlider").get_by_role("slider")
+    expect(slider).to_be_visible(timeout=CHANGE_MS)
+    expect(page.locator("[data-testid=stPlotlyChart]:visible")).to_have_count(2, timeout=CHANGE_MS)
+    expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
+    first, last = slider.get_attribute("min"), slider.get_attribute("max")
+    assert int(last) > int(first)
+    expect(slider).to_have_value(last)  # opens at the latest record
+    heatmap_z = f"JSON.stringify({plot_js(f'replay.{run_id}.heatmap.normal')}.data[0].z)"
+    z_last = page.evaluate(heatmap_z)
+
+    # Play rewinds to the start and advances on its timer; Stop replay holds the frame
+    page.get_by_role("button", name="Play", exact=True).click()
+    expect(page.get_by_role("button", name="Stop replay")).to_be_enabled(timeout=STATE_MS)
+    expect(slider).not_to_have_value(last, timeout=CHANGE_MS)
+    played = slider.input_value()
+    expect(slider).not_to_have_value(played, timeout=CHANGE_MS)
+    assert int(slider.input_value()) > int(played)
+    page.get_by_role("button", name="Stop replay").click()
+    expect(page.get_by_role("button", name="Play", exact=True)).to_be_enabled(timeout=STATE_MS)
+
+    # Dragging to the first record (keyboard: Home) redraws the heatmaps at that step
+    slider.focus()
+    slider.press("Home")
+    expect(slider).to_have_value(first, timeout=STATE_MS)
+    wait_js_change(page, heatmap_z, z_last)
+    expect(page.get_by_text("Record 1 of")).to_be_visible(timeout=STATE_MS)
+    no_exception_box(page)
+    page.screenshot(path=artifacts / "e2e-replay.png")
