@@ -38,7 +38,12 @@ def selected_job(reg: Registry) -> Job | None:
     directory was deleted are passed over."""
     run_id = st.session_state.get("run_id")
     candidates = [reg.get(run_id) if run_id else None, reg.current(), *reversed(reg.jobs())]
-    return next((job for job in candidates if job is not None and Path(job.run_dir).is_dir()), None)
+    return next((job for job in candidates if job is not None and _shown(job)), None)
+
+
+def _shown(job: Job) -> bool:
+    """A job whose directory exists, or a search that failed before it began (its error must stay on screen)."""
+    return Path(job.run_dir).is_dir() or (isinstance(job, Controller) and job.snapshot().state == "failed")
 
 
 def select_run(run_id: str) -> None:

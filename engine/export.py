@@ -158,9 +158,7 @@ def alphas_csv(records: Iterable[Mapping[str, Any]]) -> str:
 
 def _target(run: Path, fmt: str, out: str | os.PathLike | None) -> Path:
     """Where an export goes: RUN_DIR/exports/<default name>, or `out` (relative to RUN_DIR) if it stays inside."""
-    if out is None:
-        return run / "exports" / FORMATS[fmt]
-    path = Path(out) if Path(out).is_absolute() else run / out
+    path = run / "exports" / FORMATS[fmt] if out is None else Path(out) if Path(out).is_absolute() else run / out
     resolved = path.resolve()  # follows symlinks, so a link pointing out of the run directory is caught
     if resolved == run or not resolved.is_relative_to(run):
         raise ValueError(f"export path {str(out)!r} resolves to {resolved}, outside the run directory {run}; "

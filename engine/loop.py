@@ -198,14 +198,18 @@ class _Loop:
         record["config"] = self.cfg.to_dict()
         record.setdefault("resumed", []).append({"step": self.step, "time": time.time()})
         rundir.write_json_atomic(self.run_dir / rundir.CONFIG, record)
-        # lines written after the checkpoint belong to steps that will be redone: drop them
+        self._truncate_logs()
+        first = rundir.read_alphas(self.run_dir)[:1]
+        self.initial_weights = rundir.weights_of(first[0]) if first else self.model.op_weights()
+        self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
+
+    def _truncate_logs(self) -> None:
+        """Lines written after the restored checkpoint belong to steps that will be redone: drop them."""
         for name in (rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES):
             rows = [r for r in rundir.read_jsonl(self.run_dir / name) if int(r.get("step", 0)) <= self.step]
             rundir.write_bytes_atomic(self.run_dir / name, "".join(
                 json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
-        first = rundir.read_alphas(self.run_dir)[:1]
-        self.initial_weights = rundir.weights_of(first[0]) if first else self.model.op_weights()
-        self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
+        self.recent = collections.deque((m for m in self.recent if m["step"] <= self.step), maxlen=_RECENT_METRICS)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -241,6 +245,9 @@ class _Loop:
             self._one_step()
         if self.control.stopping and self.epoch < self.cfg.epochs:
             self._set_state("stopping")
+            if self.genotype is not None:  # the genotype after the last step, for the run's listing and exports
+                self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "stopped",
+                                            "genotype": self.genotype.to_dict()})
             self._checkpoint_now()
             self._finish("stopped")
         else:
@@ -332,6 +339,10 @@ class _Loop:
         self.writer.flush()
         try:
             self._restore(load_checkpoint(self.run_dir / rundir.CHECKPOINT))
+            self.writer.flush()
+            self._truncate_logs()
+            alphas = self.model.arch_state()
+            self.genotype = derive_genotype(alphas["normal"], alphas["reduce"])
             back = f"rolled back to the checkpoint at step {self.step}"
         except CheckpointError as e:
             back = f"could not roll back ({e})"

@@ -170,8 +170,7 @@ def is_interrupted(status: dict[str, Any], now: float | None = None) -> bool:
     if status.get("state") not in ACTIVE_STATES:
         return False
     if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
-        if not _pid_alive(status["pid"]):
-            return True
+        return not _pid_alive(status["pid"])  # same host: the pid says it all (a long step is not a death)
     return (now or time.time()) - float(status.get("updated", 0)) > STALE_S
 
 
@@ -227,6 +226,8 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
     state = status.get("state", "queued")
     if is_interrupted(status):
         state = "interrupted"
+    elif not status and time.time() - (run_dir / CONFIG).stat().st_mtime > STALE_S:
+        state = "interrupted"  # killed between writing config.json and its first status line
     return RunInfo(
         run_id=run_dir.name, path=run_dir, state=state, epoch=int(status.get("epoch", 0)),
         epochs=int(cfg["config"].get("epochs", 0)), step=int(status.get("step", 0)),

@@ -85,6 +85,8 @@ def test_stop_and_resume_matches_an_uninterrupted_run(tmp_path):
     part_dir, state = _run(tmp_path, "part", cfg, control=control, callbacks=[Recorder(stop_at=3, control=control)])
     assert state == "stopped"
     assert rundir.read_status(part_dir)["state"] == "stopped"
+    stopped_row = rundir.read_genotypes(part_dir)[-1]            # the genotype after the last step, on stop
+    assert (stopped_row["kind"], stopped_row["step"]) == ("stopped", 3)
     assert load_checkpoint(part_dir / "checkpoint.pt")["step"] == 3   # stop finished step 3, then checkpointed
     state = run_search(cfg, part_dir, resume=True)
     assert state == "finished"
@@ -138,6 +140,9 @@ def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypa
     assert state == "stopped"
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    # the rolled-back step is gone from the logs, so a resumed run logs it once
+    assert all(m["step"] <= ckpt["step"] for m in rundir.read_metrics(run_dir))
+    assert box.get().genotype == derive_genotype(box.get().alphas["normal"], box.get().alphas["reduce"])
 
 
 def test_an_exception_ends_the_run_failed_with_the_traceback(tmp_path, monkeypatch):

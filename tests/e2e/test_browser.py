@@ -135,6 +135,8 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     assert page.evaluate(CURVE_POINTS) > points
     assert step_of(page) > first_step
     no_exception_box(page)
+    page.wait_for_function(f"() => {{ try {{ return ({CURVE_POINTS}) >= 8; }} catch (e) {{ return false; }} }}",
+                           timeout=CHANGE_MS, polling=250)  # curves with a few points for the screenshot
     page.screenshot(path=artifacts / "e2e-running.png")
 
     # Pause: the counter stops
