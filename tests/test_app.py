@@ -157,6 +157,15 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     assert not runs.exception
     assert job.run_id in runs.dataframe[0].value["run"].tolist()
     assert not _button(runs, "Resume run").disabled   # stopped runs resume from their checkpoint
+    runs.number_input(key=f"runs.{job.run_id}.w_lr").set_value(0.0125).run()
+    _button(runs, "Resume run").click().run()           # resumed with a lower weight lr
+    assert not runs.exception
+    resumed = state.registry().get(job.run_id)
+    assert resumed is not job and resumed.config.w_lr == 0.0125
+    resumed.stop()
+    wait_for(lambda: not resumed.alive)
+    assert rundir.read_config(job.run_dir)["config"]["w_lr"] == 0.0125
+    runs = _page("runs").run()
     replay = _page("replay").run()
     assert not replay.exception and replay.slider(key=f"replay.{job.run_id}.step").value >= 1
     learn = _page("learn").run()

@@ -32,9 +32,28 @@ def _open(info: RunInfo) -> None:
     state.select_run(info.run_id)
 
 
-def _resume(info: RunInfo) -> bool:
+def _resumable(info: RunInfo) -> bool:
+    """Interrupted and stopped runs; a failed one too when it left a checkpoint (e.g. out of memory)."""
+    return info.state in RESUMABLE or (info.state == "failed" and (info.path / "checkpoint.pt").exists())
+
+
+def _resume_overrides(info: RunInfo) -> dict:
+    """How the resumed search optimises: the run's values by default, lowered after a NaN, say."""
+    cfg = info.config
+    with st.expander("Resume with other settings"):
+        c = st.columns(3)
+        w_lr = c[0].number_input("Weight lr", min_value=0.0, value=float(cfg.get("w_lr", 0.025)), format="%.5f",
+                                 key=f"runs.{info.run_id}.w_lr")
+        a_lr = c[1].number_input("Arch. lr", min_value=0.0, value=float(cfg.get("a_lr", 3e-4)), format="%.5f",
+                                 key=f"runs.{info.run_id}.a_lr")
+        order = c[2].selectbox("Order", ("first", "second"), index=0 if cfg.get("order") != "second" else 1,
+                               key=f"runs.{info.run_id}.order")
+    return {"w_lr": w_lr, "a_lr": a_lr, "order": order}
+
+
+def _resume(info: RunInfo, overrides: dict) -> bool:
     try:
-        job = state.registry().start(resume=info.path)
+        job = state.registry().start(resume=info.path, overrides=overrides)
     except (JobError, RunDirError, OSError, ValueError) as err:
         st.error(f"Could not resume {info.run_id}: {err}")
         return False
@@ -64,14 +83,15 @@ def render_details(info: RunInfo) -> None:
         st.warning("This run ended without a final state (its process is gone). **Resume run** continues it "
                    "from its last checkpoint.")
 
+    overrides = _resume_overrides(info) if _resumable(info) else {}
     cols = st.columns(4)
     if cols[0].button("Open in Search", key="runs.open", width="stretch",
                       help="watch it on the Search page (runs of other processes are followed live)"):
         _open(info)
         nav.switch_to("search")
-    if cols[1].button("Resume run", key="runs.resume", disabled=info.state not in RESUMABLE, width="stretch",
-                      help="continue an interrupted or stopped run from its checkpoint"):
-        if _resume(info):
+    if cols[1].button("Resume run", key="runs.resume", disabled=not _resumable(info), width="stretch",
+                      help="continue an interrupted, stopped or failed run from its checkpoint"):
+        if _resume(info, overrides):
             nav.switch_to("search")
     if cols[2].button("Replay", key="runs.replay", width="stretch"):
         st.session_state["replay.run"] = info.run_id
