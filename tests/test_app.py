@@ -16,18 +16,12 @@ from streamlit.testing.v1 import AppTest
 from app import state
 from engine import rundir
 from engine.config import PRESETS
+from tests.waiting import wait_for
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 60
 
 
-def wait_for(cond, timeout=180.0, every=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def _reset_caches():

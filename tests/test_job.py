@@ -10,15 +10,7 @@ from engine import rundir
 from engine.config import from_preset
 from engine.genotype import derive_genotype
 from engine.job import Follower, JobError, Registry
-
-
-def wait_for(cond, timeout=60.0, every=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
+from tests.waiting import wait_for
 
 
 @pytest.fixture

@@ -104,11 +104,27 @@ def browser(server: str):
         chromium.close()
 
 
+# Installed in every page: the page-clock time of each websocket message the page sends ("out": a rerun
+# request) and receives ("in"), so a test can wait for the rerun its own action caused.
+WS_LOG_JS = """(() => {
+  const Native = window.WebSocket;
+  window.__ws = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => window.__ws.push([performance.now(), 'in']));
+    }
+    send(data) { window.__ws.push([performance.now(), 'out']); return super.send(data); }
+  };
+})();"""
+
+
 @pytest.fixture
 def page(browser):
     """A fresh browser context (a new Streamlit session) with a tall viewport, so screenshots show the
     panels below the status strip (Streamlit scrolls an inner container, so full-page shots do not)."""
     context = browser.new_context(viewport={"width": 1400, "height": 2200}, accept_downloads=True)
+    context.add_init_script(WS_LOG_JS)
     pg = context.new_page()
     yield pg
     context.close()

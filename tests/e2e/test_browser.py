@@ -58,6 +58,21 @@ def settled(page: Page) -> None:
                                                             timeout=STATE_MS)
 
 
+def rerun_done(page: Page, since: int) -> None:
+    """The rerun requested after websocket message `since` has been answered and the app is idle: a message
+    sent, a reply, the script state back to notRunning and 300 ms without a message."""
+    page.wait_for_function("""k => {
+        const w = window.__ws.slice(k), o = w.findIndex(e => e[1] === 'out');
+        const replies = o < 0 ? [] : w.slice(o + 1).filter(e => e[1] === 'in');
+        const state = document.querySelector('[data-testid=stApp]').dataset.testScriptState;
+        return replies.length > 0 && state === 'notRunning' && performance.now() - w[w.length - 1][0] > 300;
+    }""", arg=since, timeout=STATE_MS, polling=100)
+
+
+def ws_count(page: Page) -> int:
+    return page.evaluate("window.__ws.length")
+
+
 def no_exception_box(page: Page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
@@ -107,11 +122,12 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     page.get_by_role("option", name="smoke", exact=True).click()
     epochs = keyed(page, "setup.smoke.epochs", "input")
     expect(epochs).to_have_value("2", timeout=STATE_MS)
+    sent = ws_count(page)
     epochs.fill(str(EPOCHS))
     epochs.press("Enter")
     expect(epochs).to_have_value(str(EPOCHS))
-    # Start's config is the one of the last finished run of the page: wait for the rerun Enter caused
-    settled(page)
+    # Start's config is the one of the page's last finished run: wait for the rerun Enter caused
+    rerun_done(page, sent)
     expect(start).to_be_enabled(timeout=STATE_MS)
     start.click()
 
@@ -126,7 +142,7 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     plots = page.locator("[data-testid=stPlotlyChart]:visible")
     expect(plots).to_have_count(5, timeout=CHANGE_MS)  # 2 heatmaps + 3 curves
     expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
-    expect(keyed(page, "live.heatmap.normal", ".js-plotly-plot")).to_be_visible()
+    expect(keyed(page, "live.heatmap.normal", ".js-plotly-plot")).to_be_visible(timeout=CHANGE_MS)
     heatmap, points, dag = (page.evaluate(e) for e in (HEATMAP_Z, CURVE_POINTS, DAG_SVG))
     first_step = step_of(page)
     wait_js_change(page, HEATMAP_Z, heatmap)
@@ -226,9 +242,9 @@ def download_json(page: Page, run_id: str) -> str:
 
 
 def _ensure_run(runs_dir: Path) -> str:
-    """The newest run; when this test runs alone, a smoke search from the command line makes one (40 steps:
-    long enough that Replay's Play runs for a while)."""
-    runs = rundir.list_runs(runs_dir)
+    """The newest ended run (the one the test above stopped); without one (this test alone, or the test above
+    failed) a smoke search from the command line makes one (40 steps: Replay's Play runs for a while)."""
+    runs = [r for r in rundir.list_runs(runs_dir) if r.state in ("stopped", "finished")]
     if not runs:
         subprocess.run([sys.executable, "-m", "engine", "search", "--preset", "smoke", "--set", "epochs=20",
                         "--runs-dir", str(runs_dir)],
