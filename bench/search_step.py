@@ -1,9 +1,11 @@
 """Fast path vs plain path: seconds per search step, first and second order, and peak memory.
 
-    python bench/search_step.py [--steps 5] [--warmup 1] [--no-memory]
+    python bench/search_step.py [--steps 5] [--warmup 1] [--no-memory] [--size reference|paper]
+                                [--device cpu|cuda|mps] [--amp]
 
-The config is the one the reference was timed at (DARTS_FACTS.md section 8): C=8, 5 cells, batch 32,
-3x32x32 inputs, 10 classes, on the CPU. All four (order x path) steps run in this one process,
+`--size reference` (the default) is the config the reference was timed at on a CPU (DARTS_FACTS.md
+section 8): C=8, 5 cells, batch 32, 3x32x32 inputs, 10 classes. `--size paper` is the paper's CIFAR-10
+search network: C=16, 8 cells, batch 64, for a GPU. All four (order x path) steps run in this one process,
 interleaved step by step, so a busy machine slows each of them alike and the ratios stay meaningful.
 Memory is a per-process figure, so each combination also runs once in a fresh child process to measure it.
 """
@@ -22,15 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.benchmark import SearchStep, machine_info, measure_search_step  # noqa: E402
 from engine.config import SearchConfig  # noqa: E402
 
-CONFIG = SearchConfig(dataset="fake", image_size=32, in_channels=3, num_classes=10, init_channels=8, layers=5,
-                      batch_size=32, device="cpu")
+SIZES = {
+    "reference": SearchConfig(dataset="fake", image_size=32, in_channels=3, num_classes=10, init_channels=8,
+                              layers=5, batch_size=32, device="cpu"),
+    "paper": SearchConfig(dataset="fake", image_size=32, in_channels=3, num_classes=10, init_channels=16,
+                          layers=8, batch_size=64, device="cpu"),
+}
 ORDERS = ("first", "second")
 PATHS = {"fast": True, "plain": False}
 
 
-def time_interleaved(steps: int, warmup: int) -> dict[tuple[str, str], list[float]]:
+def time_interleaved(config: SearchConfig, steps: int, warmup: int) -> dict[tuple[str, str], list[float]]:
     """Seconds of each timed step, per (order, path); one step of each combination in turn."""
-    runners = {(order, path): SearchStep(CONFIG.replace(order=order, fast=fast))
+    runners = {(order, path): SearchStep(config.replace(order=order, fast=fast))
                for order in ORDERS for path, fast in PATHS.items()}
     seconds: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
     for i in range(warmup + steps):
@@ -42,10 +48,10 @@ def time_interleaved(steps: int, warmup: int) -> dict[tuple[str, str], list[floa
     return seconds
 
 
-def memory_in_child(order: str, path: str) -> dict:
+def memory_in_child(args: argparse.Namespace, order: str, path: str) -> dict:
     """measure_search_step (one warm-up, one step) in a fresh process, so the peak is this combination's own."""
-    out = subprocess.run([sys.executable, __file__, "--child", order, path], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", order, path, "--size", args.size, "--device",
+                          args.device, *(["--amp"] if args.amp else [])], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -54,21 +60,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-memory", action="store_true", help="skip the child processes that measure memory")
+    parser.add_argument("--size", choices=sorted(SIZES), default="reference",
+                        help="reference: the CPU timing config; paper: the paper's search network (for a GPU)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    parser.add_argument("--amp", action="store_true", help="autocast (bf16 on the CPU and CUDA)")
     parser.add_argument("--child", nargs=2, metavar=("ORDER", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    config = SIZES[args.size].replace(device=args.device, amp=args.amp)
     if args.child:
         order, path = args.child
-        print(json.dumps(measure_search_step(CONFIG.replace(order=order, fast=PATHS[path]), steps=1, warmup=1)))
+        print(json.dumps(measure_search_step(config.replace(order=order, fast=PATHS[path]), steps=1, warmup=1)))
         return
 
-    info, c = machine_info(), CONFIG
+    info, c = machine_info(), config
     print(f"machine: {info['platform']}, {info['processor']}, {info['cpu_count']} CPUs, "
-          f"{info['threads']} torch threads, torch {info['torch']}, python {info['python']}")
+          f"{info['threads']} torch threads, torch {info['torch']}, python {info['python']}, GPU {info['gpu']}")
     print(f"config: C={c.init_channels}, {c.layers} cells, batch {c.batch_size}, "
           f"{c.in_channels}x{c.image_size}x{c.image_size}, {c.num_classes} classes, SGD+clip weight step; "
-          f"{args.steps} steps after {args.warmup} warm-up, interleaved")
-    seconds = time_interleaved(args.steps, args.warmup)
-    memory = {} if args.no_memory else {(o, p): memory_in_child(o, p) for o in ORDERS for p in PATHS}
+          f"{args.steps} steps after {args.warmup} warm-up, interleaved; device {c.device}, amp {c.amp}")
+    seconds = time_interleaved(config, args.steps, args.warmup)
+    memory = {} if args.no_memory else {(o, p): memory_in_child(args, o, p) for o in ORDERS for p in PATHS}
 
     print(f"\n{'order':<7} {'path':<6} {'s/step':>7} {'min':>6} {'max':>6} {'MB before':>10} {'peak MB':>8}")
     for order in ORDERS:

@@ -110,7 +110,8 @@ def peak_memory_mb(device: torch.device) -> tuple[float | None, str]:
 def machine_info() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def measure_search_step(config: SearchConfig, steps: int = 5, warmup: int = 1,

@@ -65,7 +65,7 @@ class SearchConfig:
     # run
     seed: int = 2
     device: str = "auto"             # "auto" = CUDA, then MPS, then CPU
-    amp: bool = False                # autocast (bf16 on the CPU, fp16 on CUDA) for forward passes
+    amp: bool = False                # autocast for forward passes: bf16 (CPU, CUDA from Ampere), fp16 on MPS
     fast: bool = True                # channels_last + skip zero ops; False = the reference's plain path
     log_every: int = 1               # steps between metrics/alphas lines
     checkpoint_every_s: float = 120.0  # wall-clock seconds between checkpoints (and one per epoch)

@@ -25,8 +25,14 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
-    """fp16 where the hardware is built for it (CUDA, MPS), bf16 on the CPU."""
-    return torch.bfloat16 if device.type == "cpu" else torch.float16
+    """The autocast dtype: bf16 on the CPU and on CUDA devices that have it (Ampere and newer), fp16 on MPS.
+
+    bf16 has fp32's range, so the search needs no loss scaling. A CUDA device without bf16 is refused:
+    fp16 there would need a gradient scaler on both the weight and the architecture step."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise RuntimeError(f"amp=true uses bf16, which {torch.cuda.get_device_name(device)} does not have "
+                           "(CUDA devices before Ampere); run with amp=false")
+    return torch.bfloat16 if device.type in ("cpu", "cuda") else torch.float16
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -31,7 +31,7 @@ from .checkpoint import CheckpointError, capture_rng, clone_state, load_checkpoi
 from .config import ConfigError, SearchConfig
 from .control import Control
 from .data import load_search_data
-from .device import autocast, select_device
+from .device import amp_dtype, autocast, select_device
 from .genotype import derive_genotype
 from .hooks import Callback, CallbackList, RunDirWriter, StepEvent
 from .snapshot import Snapshot, SnapshotBox
@@ -141,6 +141,8 @@ class _Loop:
     def setup(self, resume: bool) -> None:
         cfg = self.cfg
         self.device = select_device(cfg.device)
+        if cfg.amp:
+            amp_dtype(self.device)  # refuses a device without a usable autocast dtype before any work
         _seed_everything(cfg.seed)
         self.data = load_search_data(cfg)
         self.steps_per_epoch = self.data.steps_per_epoch(cfg.batch_size)
