@@ -7,6 +7,8 @@ Every op is built with `affine=True` and the pools get no extra BatchNorm, as in
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -14,7 +16,7 @@ from .genotype import Genotype
 from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN
 
 __all__ = ["EvalCell", "NetworkCIFAR", "NetworkImageNet", "AuxiliaryHeadCIFAR", "AuxiliaryHeadImageNet",
-           "drop_path", "count_parameters", "count_multiply_adds"]
+           "drop_path", "count_parameters", "count_cifar_parameters", "count_multiply_adds"]
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -22,6 +24,15 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     keep = 1.0 - drop_prob
     mask = torch.empty(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device).bernoulli_(keep)  # (B, 1, 1, 1)
     return x / keep * mask
+
+
+def _preprocess(C_in: int, C: int, reduce: bool) -> nn.Module:
+    # c_{k-2} is twice the size of c_{k-1} after a reduction cell; FactorizedReduce brings it down.
+    return FactorizedReduce(C_in, C) if reduce else ReLUConvBN(C_in, C, 1, 1, 0)
+
+
+def _stride(reduction: bool, j: int) -> int:
+    return 2 if reduction and j < 2 else 1  # only edges from the cell inputs reduce
 
 
 class EvalCell(nn.Module):
@@ -35,9 +46,8 @@ class EvalCell(nn.Module):
         super().__init__()
         cell = "reduce" if reduction else "normal"
         self.reduction = reduction
-        # c_{k-2} is twice the size of c_{k-1} after a reduction cell; FactorizedReduce brings it down.
-        self.preprocess0 = FactorizedReduce(C_prev_prev, C) if reduction_prev else ReLUConvBN(C_prev_prev, C, 1, 1, 0)
-        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0)
+        self.preprocess0 = _preprocess(C_prev_prev, C, reduction_prev)
+        self.preprocess1 = _preprocess(C_prev, C, False)
         self.concat: tuple[int, ...] = getattr(genotype, f"{cell}_concat")
         self.multiplier = len(self.concat)
         self._inputs: list[tuple[int, ...]] = []  # per node, the state index each of its ops reads
@@ -45,8 +55,7 @@ class EvalCell(nn.Module):
         for pairs in genotype.cell_nodes(cell):
             self._inputs.append(tuple(j for _, j in pairs))
             for op_name, j in pairs:
-                stride = 2 if reduction and j < 2 else 1  # only edges from the cell inputs reduce
-                self._ops.append(OPS[op_name](C, stride, True))
+                self._ops.append(OPS[op_name](C, _stride(reduction, j), True))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states: list[torch.Tensor | None] = [self.preprocess0(s0), self.preprocess1(s1)]  # (B, C, H, W) each
@@ -97,20 +106,32 @@ class AuxiliaryHeadImageNet(AuxiliaryHeadCIFAR):
         super().__init__(C, num_classes, final_bn=False, pool_stride=2)
 
 
-def _cells(genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, layers: int,
-           reduction_prev: bool) -> tuple[nn.ModuleList, int, int]:
-    """The cell stack; returns it with the channels of the last cell and of cell 2*layers//3 (auxiliary head)."""
-    cells, C_aux = nn.ModuleList(), C_prev
+CellSpec = tuple[int, int, int, bool, bool]  # EvalCell's (C_prev_prev, C_prev, C, reduction, reduction_prev)
+
+
+def _cell_plan(genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, layers: int,
+               reduction_prev: bool) -> tuple[list[CellSpec], int, int]:
+    """The cell stack's shapes; returns them with the channels of the last cell and of cell 2*layers//3
+    (auxiliary head)."""
+    plan: list[CellSpec] = []
+    C_aux = C_prev
     for i in range(layers):
         reduction = i in (layers // 3, 2 * layers // 3)
         C = C * 2 if reduction else C  # channels double where the spatial size halves
-        cell = EvalCell(genotype, C_prev_prev, C_prev, C, reduction, reduction_prev)
-        cells.append(cell)
+        plan.append((C_prev_prev, C_prev, C, reduction, reduction_prev))
+        multiplier = len(genotype.reduce_concat if reduction else genotype.normal_concat)
         reduction_prev = reduction
-        C_prev_prev, C_prev = C_prev, cell.multiplier * C
+        C_prev_prev, C_prev = C_prev, multiplier * C
         if i == 2 * layers // 3:
             C_aux = C_prev
-    return cells, C_prev, C_aux
+    return plan, C_prev, C_aux
+
+
+def _cells(genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, layers: int,
+           reduction_prev: bool) -> tuple[nn.ModuleList, int, int]:
+    """The cell stack; returns it with the channels of the last cell and of cell 2*layers//3 (auxiliary head)."""
+    plan, C_prev, C_aux = _cell_plan(genotype, C_prev_prev, C_prev, C, layers, reduction_prev)
+    return nn.ModuleList(EvalCell(genotype, *spec) for spec in plan), C_prev, C_aux
 
 
 def _run_cells(net: nn.Module, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float
@@ -183,6 +204,34 @@ class NetworkImageNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Parameters without the auxiliary head, as the paper counts ("3.3M" for DARTS_V2 on CIFAR-10)."""
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
+
+
+@functools.lru_cache(maxsize=None)
+def _numel(kind: str, *args) -> int:
+    """Parameters of one op (kind "op": name, C, stride) or preprocessing layer ("pre": C_in, C, reduce), built
+    once on the meta device (shapes only: no memory, no initialisation)."""
+    with torch.device("meta"):
+        module = OPS[args[0]](*args[1:], True) if kind == "op" else _preprocess(*args)
+    return sum(p.numel() for p in module.parameters())
+
+
+def _cell_parameters(genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
+                     reduction_prev: bool) -> int:
+    """count_parameters(EvalCell(...)) with the same arguments, from the cached counts of its parts."""
+    ops = sum(_numel("op", name, C, _stride(reduction, j))
+              for pairs in genotype.cell_nodes("reduce" if reduction else "normal") for name, j in pairs)
+    return _numel("pre", C_prev_prev, C, reduction_prev) + _numel("pre", C_prev, C, False) + ops
+
+
+def count_cifar_parameters(C: int, num_classes: int, layers: int, genotype: Genotype, in_channels: int = 3) -> int:
+    """count_parameters(NetworkCIFAR(C, num_classes, layers, False, genotype, in_channels)) without building the
+    network: from the cached counts of each op and preprocessing layer at each width, so a dashboard can count
+    every genotype a search passes through (a new genotype costs additions only)."""
+    C_stem = 3 * C
+    plan, C_prev, _ = _cell_plan(genotype, C_stem, C_stem, C, layers, reduction_prev=False)
+    stem = in_channels * C_stem * 9 + 2 * C_stem          # Conv3x3 without bias + BatchNorm
+    classifier = C_prev * num_classes + num_classes
+    return stem + sum(_cell_parameters(genotype, *spec) for spec in plan) + classifier
 
 
 def count_multiply_adds(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)) -> int:

@@ -13,6 +13,7 @@ from engine.network import (
     EvalCell,
     NetworkCIFAR,
     NetworkImageNet,
+    count_cifar_parameters,
     count_multiply_adds,
     count_parameters,
     drop_path,
@@ -28,6 +29,21 @@ def test_parameter_counts_match_the_paper():
     assert count_parameters(NetworkCIFAR(36, 10, 20, True, V1)) == 3_169_414
     assert count_parameters(NetworkCIFAR(36, 10, 20, False, V2)) == 3_349_342
     assert count_parameters(NetworkImageNet(48, 1000, 14, True, V2)) == 4_718_752
+
+
+@pytest.mark.parametrize("name", ["DARTS_V1", "DARTS_V2", "PC_DARTS", "PDARTS"])
+@pytest.mark.parametrize("C, classes, layers, in_channels", [(36, 10, 20, 3), (16, 7, 8, 1), (8, 100, 5, 3)])
+def test_counting_cell_by_cell_matches_the_built_network(name, C, classes, layers, in_channels):
+    genotype = KNOWN_GENOTYPES[name]
+    built = count_parameters(NetworkCIFAR(C, classes, layers, False, genotype, in_channels=in_channels))
+    assert count_cifar_parameters(C, classes, layers, genotype, in_channels) == built
+
+
+def test_counting_follows_a_genotype_with_another_concat():
+    genotype = Genotype.from_dict({**V2.to_dict(), "normal_concat": [2, 3, 4], "reduce_concat": [5]})
+    built = count_parameters(NetworkCIFAR(16, 10, 8, False, genotype))
+    assert count_cifar_parameters(16, 10, 8, genotype) == built
+    assert count_cifar_parameters(16, 10, 8, genotype) != count_cifar_parameters(16, 10, 8, V2)
 
 
 def test_multiply_adds_of_darts_v2_on_cifar():
