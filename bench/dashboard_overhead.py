@@ -3,7 +3,7 @@ refresh) against the same search with no browser attached, plus the live panel's
 fast the page answers a click while the search runs.
 
     python bench/dashboard_overhead.py [--epochs 100] [--window-s 30] [--repeats 3] [--threads 1]
-                                       [--server-option runner.postScriptGC=false ...]
+                                       [--server-option runner.postScriptGC=true ...]
 
 One `streamlit run` server (the repository's .streamlit/config.toml, plus any --server-option), one search
 started from its page (the `demo` preset with more epochs, stopped at the end), measured in alternating
@@ -45,7 +45,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 PRESET = "demo"
-REFRESH_S = 2.0   # the live panel's default (app/views/search.py)
+REFRESH_S = 5.0   # the live panel's default (app/views/search.py)
 TARGET = 0.95
 SETTLE_S = 4.0    # left out at the start of each window: page load, or the closed session going away
 TICK = os.sysconf("SC_CLK_TCK")
@@ -344,7 +344,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="pairs of windows (orders alternate: HB, BH, HB, ...)")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server (torch threads)")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a Streamlit option for the server, e.g. runner.postScriptGC=false (repeatable)")
+                   help="a Streamlit option for the server (repeatable), e.g. runner.postScriptGC=true: "
+                        "Streamlit's default, which .streamlit/config.toml turns off")
     p.add_argument("--clicks", type=int, default=3, help="rounds of Pause / Resume / Derive now clicks")
     p.add_argument("--panel-runs", type=int, default=10, help="AppTest runs of the live panel to time")
     args = p.parse_args()

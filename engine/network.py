@@ -206,7 +206,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _numel(kind: str, *args) -> int:
     """Parameters of one op (kind "op": name, C, stride) or preprocessing layer ("pre": C_in, C, reduce), built
     once on the meta device (shapes only: no memory, no initialisation)."""

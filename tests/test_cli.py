@@ -129,7 +129,7 @@ def test_export_writes_inside_the_run_directory_only(runs_dir):
 def test_bench_prints_one_json_object():
     out = json.loads(cli("bench", "--preset", "smoke", "--steps", "2").stdout)
     assert out["seconds_per_step"] > 0 and out["peak_memory_mb"] > 0
-    assert out["device"] == str(select_device("auto")) and out["torch"]   # the preset's device=auto: CUDA where there is one
+    assert out["device"] == str(select_device("auto")) and out["torch"]   # device=auto: CUDA where there is one
 
 
 def test_runs_env_var_is_the_default_root(runs_dir):

@@ -7,6 +7,7 @@ which recreates the fragment without `run_every`, so an idle page costs the serv
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -17,6 +18,8 @@ from engine.rundir import RunDirError
 from engine.snapshot import Snapshot
 
 __all__ = ["render", "panel", "messages"]
+
+_CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "live.css"
 
 
 def messages(snap: Snapshot) -> None:
@@ -89,4 +92,6 @@ def render(job: Any, refresh_s: float) -> None:
         if polling and not snap.active:
             st.rerun()  # the run ended: a full rerun recreates this fragment without run_every
 
-    live()
+    st.html(_CSS)  # style only: it goes to the page's event container and takes no room
+    with st.container(key="live"):
+        live()

@@ -12,8 +12,9 @@ from engine.rundir import RunDirError
 
 __all__ = ["page", "REFRESH_CHOICES"]
 
-REFRESH_CHOICES = (0.5, 1.0, 2.0, 5.0)   # seconds between live redraws while a run is active
-DEFAULT_REFRESH_S = 2.0   # the live panel costs ~30-40 ms of server time per redraw
+REFRESH_CHOICES = (1.0, 2.0, 5.0, 10.0, 30.0)   # seconds between live redraws while a run is active
+# One redraw costs the server ~0.1 s of CPU and a browser ~1 CPU-second (bench/dashboard_overhead.py).
+DEFAULT_REFRESH_S = 5.0
 
 
 def _start(config: SearchConfig | None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from app.views.search import DEFAULT_REFRESH_S
 from engine import rundir
 from engine.genotype import Genotype, derive_genotype
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.e2e
 LOAD_MS = 120_000      # first page load: the server imports torch and builds the page on a loaded machine
 STATE_MS = 60_000      # a state change requested by a button (the loop honours it between steps)
 CHANGE_MS = 60_000     # a live figure redrawn with new data
-REFRESH_S = 2.0        # the live panel's default refresh (app/views/search.py DEFAULT_REFRESH_S)
+REFRESH_S = DEFAULT_REFRESH_S   # the live panel's default refresh, which the page keeps
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 500           # smoke has 2 steps an epoch: long enough that the run never ends before Stop
 
