@@ -59,8 +59,8 @@ def num_classes_of(config: dict[str, Any]) -> int:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def param_count(genotype_json: str, num_classes: int = 10) -> int:
-    """Parameters (auxiliary head excluded) of NetworkCIFAR(36, num_classes, 20, genotype), counted cell
-    shape by cell shape (engine.network.count_cifar_parameters): fast enough for every genotype change."""
+    """Parameters (auxiliary head excluded) of NetworkCIFAR(36, num_classes, 20, genotype), summed from cached
+    per-op counts (engine.network.count_cifar_parameters): fast enough for every genotype change."""
     return count_cifar_parameters(36, num_classes, 20, Genotype.from_dict(json.loads(genotype_json)))
 
 
