@@ -38,16 +38,21 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
         st.info("This run has no recorded alphas yet.")
         return
     steps = figures.replay_steps(records)
-    slider_key, playing_key = f"{key}.step", f"{key}.playing"
+    # While playing, the frame's position lives in `pos_key`, not in the slider's key: a tick's rerun request
+    # carries the browser's last slider value, which can be the one from before Play and would jump the
+    # replay to the end. The playing slider is a new, disabled widget each frame; Stop hands the position
+    # back to the keyed slider.
+    slider_key, playing_key, pos_key = f"{key}.step", f"{key}.playing", f"{key}.pos"
     playing = bool(st.session_state.get(playing_key)) and len(records) > 1
     play, stop, _ = st.columns([1, 1, 4])
     if play.button(PLAY_LABEL, key=f"{key}.play", disabled=playing or len(records) < 2, width="stretch"):
-        if st.session_state.get(slider_key, steps[-1]) >= steps[-1]:
-            st.session_state[slider_key] = steps[0]  # play from the start when at the end
+        current = st.session_state.get(slider_key, steps[-1])
+        st.session_state[pos_key] = steps[0] if current >= steps[-1] else current  # from the start at the end
         st.session_state[playing_key] = True
         st.rerun()
     if stop.button(STOP_LABEL, key=f"{key}.stop", disabled=not playing, width="stretch"):
         st.session_state[playing_key] = False
+        st.session_state[slider_key] = st.session_state.get(pos_key, steps[-1])
         st.rerun()
 
     @st.fragment(run_every=TICK_S if playing else None)
@@ -56,16 +61,20 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
             _frame(records, steps[0], key)
             return
         if playing and st.session_state.get(playing_key):
-            i = figures.replay_index(records, st.session_state.get(slider_key, steps[0]))
+            i = figures.replay_index(records, st.session_state.get(pos_key, steps[0]))
             stride = max(1, math.ceil(len(records) / _FRAMES))
-            st.session_state[slider_key] = steps[min(len(records) - 1, i + stride)]
+            step = st.session_state[pos_key] = steps[min(len(records) - 1, i + stride)]
+            st.slider("Step", min_value=steps[0], max_value=steps[-1], value=step, disabled=True)
+            _frame(records, step, key)
+            if step >= steps[-1]:
+                st.session_state[playing_key] = False
+                st.session_state[slider_key] = step
+                st.rerun()  # the end: a full rerun recreates this fragment without run_every
+            return
         current = st.session_state.get(slider_key, steps[-1])
         st.session_state[slider_key] = min(max(current, steps[0]), steps[-1])
         step = st.slider("Step", min_value=steps[0], max_value=steps[-1], key=slider_key)
         _frame(records, step, key)
-        if playing and step >= steps[-1]:
-            st.session_state[playing_key] = False
-            st.rerun()  # the end: a full rerun recreates this fragment without run_every
 
     frame()
 
