@@ -13,9 +13,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import state
+from app import figures, state
 from engine import rundir
-from engine.config import PRESETS
+from engine.config import PRESETS, from_preset
+from engine.loop import run_search
 from tests.waiting import wait_for
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -225,3 +226,28 @@ def test_nan_pause_message_is_a_warning_and_paused_controls_are_enabled(app_runs
     assert len(at.get("plotly_chart")) == 5 and len(at.get("graphviz_chart")) == 2
     changes = "\n".join(c.value for c in at.code)
     assert "normal node 3: skip_connect from 0 -> dil_conv_3x3 from 0" in changes
+
+
+def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
+    run_dir = app_runs / "replayed"
+    run_dir.mkdir()
+    assert run_search(from_preset("smoke", {"epochs": 3}), run_dir) == "finished"
+    steps = figures.replay_steps(rundir.read_alphas(run_dir))
+    assert len(steps) >= 4
+    at = _page("replay").run()
+    key = f"replay.{rundir.list_runs(app_runs)[0].run_id}"
+    assert at.slider(key=f"{key}.step").value == steps[-1]            # opens at the latest record
+    _button(at, "Play").click().run()                                   # at the end: plays from the start
+    assert not at.exception and _button(at, "Play").disabled and not _button(at, "Stop replay").disabled
+    shown = [at.slider[0].value]
+    at.run()                                                            # a tick (AppTest never fires run_every)
+    shown.append(at.slider[0].value)
+    assert shown == steps[1:3] and at.slider[0].disabled                # one record a tick, slider locked
+    _button(at, "Stop replay").click().run()
+    assert at.slider(key=f"{key}.step").value == steps[2] and not at.slider[0].disabled
+    _button(at, "Play").click().run()                                   # resumes from the frame shown
+    assert at.slider[0].value == steps[3]
+    for _ in range(len(steps)):
+        at.run()
+    assert not _button(at, "Play").disabled and _button(at, "Stop replay").disabled
+    assert at.slider(key=f"{key}.step").value == steps[-1]              # the end stops the replay there

@@ -32,7 +32,11 @@ class StopAt(Callback):
 def test_auto_selects_cuda_and_amp_uses_bf16_there():
     device = select_device("auto")
     assert device.type == "cuda"
-    assert amp_dtype(device) == torch.bfloat16   # every GPU this runs on (Ampere and newer) has bf16
+    if not torch.cuda.is_bf16_supported(including_emulation=False):   # before Ampere: refused, with the reason
+        with pytest.raises(RuntimeError, match="amp=false"):
+            amp_dtype(device)
+        return
+    assert amp_dtype(device) == torch.bfloat16
     x = torch.randn(4, 8, device=device)
     with autocast(device, True):
         y = torch.nn.functional.linear(x, torch.randn(3, 8, device=device))
