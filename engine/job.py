@@ -1,5 +1,5 @@
-"""Jobs: a search in a background thread (`Controller`), a run followed from its files (`Follower`),
-and the process-wide `Registry` the dashboard holds.
+"""Jobs: a search in a background thread (`Controller`), and the process-wide `Registry` the dashboard
+holds, which also hands out `Follower`s (engine.follow) for runs of other processes.
 
 The dashboard and the engine meet here: buttons call `pause()`, `resume()`, `step_once()`, `stop()`,
 `derive_now()` (all idempotent, all return at once), and the live panel calls `snapshot()`.
@@ -15,11 +15,13 @@ from pathlib import Path
 from . import rundir
 from .config import SearchConfig
 from .control import Control
+from .follow import Follower
 from .hooks import Callback
+from .liveness import is_interrupted
 from .loop import run_search
 from .snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
 
-__all__ = ["JobError", "Controller", "Follower", "Registry", "resume_config"]
+__all__ = ["JobError", "Controller", "Registry", "resume_config"]
 
 
 class JobError(RuntimeError):
@@ -44,15 +46,14 @@ class Controller:
                                         epochs=config.epochs, config=config.to_dict(), updated_at=time.time()))
         self._callbacks = callbacks
         self._thread = threading.Thread(target=self._main, name=f"dartboard-search-{self.run_id}", daemon=True)
-        self.final_state: str | None = None
 
     def start(self) -> Controller:
         self._thread.start()
         return self
 
     def _main(self) -> None:
-        self.final_state = run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks,
-                                      box=self.box, resume=self.resume_run)
+        run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks, box=self.box,
+                   resume=self.resume_run)  # the final state is in the snapshot and status.json
 
     @property
     def alive(self) -> bool:
@@ -79,67 +80,6 @@ class Controller:
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
-
-
-class Follower:
-    """A run written by another process (command line, another machine on a shared disk): the snapshot
-    is rebuilt from its files, and controls go through its control.json."""
-
-    def __init__(self, run_dir: str | os.PathLike, min_interval_s: float = 0.5):
-        self.run_dir = Path(run_dir)
-        rundir.read_config(self.run_dir)  # a clear RunDirError now rather than later
-        self.run_id = self.run_dir.name
-        self._lock = threading.Lock()
-        self._snap: Snapshot | None = None
-        self._key: tuple | None = None
-        self._min_interval_s = min_interval_s
-        self._checked = 0.0
-
-    def _file_key(self) -> tuple:
-        key = []
-        for name in (rundir.STATUS, rundir.ALPHAS, rundir.METRICS, rundir.GENOTYPES):
-            try:
-                st = (self.run_dir / name).stat()
-                key.append((st.st_mtime_ns, st.st_size))
-            except OSError:
-                key.append(None)
-        return tuple(key)
-
-    def snapshot(self) -> Snapshot:
-        with self._lock:
-            now = time.monotonic()
-            if self._snap is None or now - self._checked >= self._min_interval_s:
-                self._checked = now
-                key = self._file_key()
-                if key != self._key or self._snap.active:  # re-read while active: "interrupted" needs a clock
-                    self._snap, self._key = rundir.snapshot_from_dir(self.run_dir), key
-            return self._snap
-
-    @property
-    def alive(self) -> bool:
-        return self.snapshot().state in ACTIVE_STATES
-
-    def _request(self, command: str) -> None:
-        if self.alive:
-            rundir.request_control(self.run_dir, command)
-
-    def pause(self) -> None:
-        self._request("pause")
-
-    def resume(self) -> None:
-        self._request("resume")
-
-    def step_once(self) -> bool:
-        if self.snapshot().state != "paused":
-            return False
-        self._request("step")
-        return True
-
-    def stop(self) -> None:
-        self._request("stop")
-
-    def derive_now(self) -> None:
-        self._request("derive")
 
 
 class Registry:
@@ -169,7 +109,7 @@ class Registry:
             if resume is not None:
                 run_dir = Path(resume)
                 status = rundir.read_status(run_dir)
-                if status.get("state") in ACTIVE_STATES and not rundir.is_interrupted(status):
+                if status.get("state") in ACTIVE_STATES and not is_interrupted(status):
                     raise JobError(f"{run_dir.name} is still {status['state']} in another process; "
                                    "stop it there (or wait) before resuming it here")
                 cfg = resume_config(run_dir, overrides)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import rundir
+from engine import catalog, rundir
 from engine.device import select_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_sigkill_loses_only_steps_since_the_checkpoint_then_resumes(runs_dir):
     finally:
         if proc.poll() is None:
             proc.kill()
-    info = rundir.list_runs(runs_dir)[0]
+    info = catalog.list_runs(runs_dir)[0]
     assert info.state == "interrupted"
     from engine.checkpoint import load_checkpoint
 
@@ -90,7 +90,7 @@ def test_sigkill_loses_only_steps_since_the_checkpoint_then_resumes(runs_dir):
     assert "finished" in p.stderr
     steps = [m["step"] for m in rundir.read_metrics(run)]
     assert steps == list(range(1, 31))                  # every step once: the lost ones were redone
-    assert rundir.list_runs(runs_dir)[0].state == "finished"
+    assert catalog.list_runs(runs_dir)[0].state == "finished"
     runs_out = cli("runs", "--runs-dir", str(runs_dir)).stdout
     assert run.name in runs_out and "finished" in runs_out
     assert "sep_conv" in runs_out or "skip_connect" in runs_out or "pool" in runs_out

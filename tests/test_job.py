@@ -8,8 +8,9 @@ import pytest
 
 from engine import rundir
 from engine.config import from_preset
+from engine.follow import Follower
 from engine.genotype import derive_genotype
-from engine.job import Follower, JobError, Registry
+from engine.job import JobError, Registry
 from tests.waiting import wait_for
 
 

@@ -1,0 +1,72 @@
+"""Crash-safe file IO for the run directory: atomic JSON replaces and append-only JSONL.
+
+JSON files are replaced atomically (temp file in the same directory, fsync, then `os.replace`), so a
+reader sees the old or the new file, never half of one. JSONL files are append-only and the reader skips
+a torn line, so a crash loses at most the line being written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_bytes_atomic", "write_json_atomic", "read_json", "append_jsonl", "read_jsonl"]
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, then rename over it: readers see old or new, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """The decoded file, or `default` when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def append_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+        f.flush()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All whole lines of a JSONL file; a torn or corrupt line (a crash mid-write) is skipped."""
+    return list(_iter_jsonl(Path(path)))
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    with f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # torn last line: the writer died mid-line (or is writing it now)
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                yield row

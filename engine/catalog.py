@@ -1,0 +1,83 @@
+"""The runs under a runs root: one summary line each (the Runs page, `python -m engine list`), and deletion."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from .liveness import displayed_state, is_interrupted
+from .snapshot import ACTIVE_STATES
+
+__all__ = ["RunInfo", "run_info", "list_runs", "delete_run"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    path: Path
+    state: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    genotype: Any
+    valid_acc: float | None
+    created: str
+    config: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _last_metric(rows: list[dict[str, Any]], key: str) -> float | None:
+    for row in reversed(rows):
+        if isinstance(row.get(key), (int, float)):
+            return float(row[key])
+    return None
+
+
+def run_info(run_dir: str | os.PathLike) -> RunInfo:
+    """A run's summary from its files; RunDirError when it has no readable config.json."""
+    run_dir = Path(run_dir)
+    cfg = rundir.read_config(run_dir)
+    status = rundir.read_status(run_dir)
+    try:
+        config_mtime = (run_dir / rundir.CONFIG).stat().st_mtime
+    except OSError as e:  # deleted since it was read
+        raise rundir.RunDirError(f"{run_dir} vanished while it was read ({e})") from e
+    return RunInfo(
+        run_id=run_dir.name, path=run_dir, state=displayed_state(status, config_mtime),
+        epoch=int(status.get("epoch", 0)), epochs=int(cfg["config"].get("epochs", 0)), step=int(status.get("step", 0)),
+        total_steps=int(status.get("total_steps", 0)), genotype=rundir.latest_genotype(run_dir),
+        valid_acc=_last_metric(rundir.read_metrics(run_dir), "valid_acc"), created=str(cfg.get("created", "")),
+        config=cfg["config"], error=status.get("error"),
+    )
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """Every readable run under the runs root, newest first; unreadable folders are left out."""
+    root = rundir.runs_root(root)
+    if not root.is_dir():
+        return []
+    runs = []
+    for path in sorted(root.iterdir(), reverse=True):
+        if path.is_dir() and (path / rundir.CONFIG).exists():
+            try:
+                runs.append(run_info(path))
+            except rundir.RunDirError:
+                continue
+    return runs
+
+
+def delete_run(run_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> None:
+    """Delete a finished/stopped/failed/interrupted run; refuses paths outside the root and live runs."""
+    root_path = rundir.runs_root(root).resolve()
+    path = Path(run_dir).resolve()
+    if path.parent != root_path or not (path / rundir.CONFIG).exists():
+        raise rundir.RunDirError(f"{run_dir} is not a run directory under {root_path}")
+    status = rundir.read_status(path)
+    if status.get("state") in ACTIVE_STATES and not is_interrupted(status):
+        raise rundir.RunDirError(f"{path.name} is {status['state']}; stop it before deleting it")
+    shutil.rmtree(path)
