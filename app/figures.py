@@ -18,14 +18,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine import export as _export
-from engine.genotype import Genotype, derive_genotype, diff_genotypes, edge_labels, source_name, steps_of
-from engine.ops import PRIMITIVES
-from engine.rundir import weights_of
+from engine import variants
+from engine.genotype import Genotype, diff_genotypes
+from engine.space import PARAM_FREE, PRIMITIVES, edge_labels, nodes_of, source_name
 
 __all__ = [
     "HEATMAP_MODES", "CURVES", "weights_frame", "heatmap", "curve_figure", "overlay_figure",
     "op_share_figure", "cell_dot", "weighted_cell_dot", "genotype_frame", "genotype_changes",
-    "compare_genotypes_frame", "replay_steps", "replay_index", "record_genotype",
+    "compare_genotypes_frame", "replay_steps", "replay_index", "record_genotype", "record_weights",
     "format_duration", "progress_text", "runs_frame",
 ]
 
@@ -43,14 +43,11 @@ CURVES = {
     "lr": ("Weight learning rate", "lr", [("w_lr", "w_lr")]),
 }
 
-# Parameter-free ops: the ones that take over in skip-connection collapse.
-_PARAM_FREE = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
-
 
 def weights_frame(weights: np.ndarray, ops: Sequence[str] = PRIMITIVES) -> pd.DataFrame:
     """(edges, ops) weights as a frame: one row per edge labelled `source -> node`, one column per op."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    return pd.DataFrame(w, index=list(edge_labels(steps_of(w.shape[0]))), columns=list(ops))
+    return pd.DataFrame(w, index=list(edge_labels(nodes_of(w.shape[0]))), columns=list(ops))
 
 
 def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
@@ -124,26 +121,32 @@ def overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str, ti
     return fig
 
 
-def record_genotype(record: Mapping[str, Any]) -> Genotype:
-    """The genotype the derivation rule gives for the raw alphas of one record."""
-    return derive_genotype(np.asarray(record["normal"], dtype=np.float64),
-                           np.asarray(record["reduce"], dtype=np.float64))
+def record_genotype(record: Mapping[str, Any], variant: str = "darts") -> Genotype:
+    """The genotype the run's variant derives from the raw architecture parameters of one alphas record."""
+    return variants.record_genotype(record, variant)
 
 
-def op_share_figure(records: Sequence[Mapping[str, Any]], cell: str = "normal", height: int = 320) -> go.Figure:
-    """Mean softmax weight of each op over the cell's edges, against the step: one line per op.
+def record_weights(record: Mapping[str, Any], variant: str = "darts") -> dict[str, np.ndarray]:
+    """The op weights (edges, ops) per cell kind that the run's variant gives one alphas record."""
+    return variants.record_weights(record, variant)
+
+
+def op_share_figure(records: Sequence[Mapping[str, Any]], cell: str = "normal", variant: str = "darts",
+                    height: int = 320) -> go.Figure:
+    """Mean op weight of each op over the cell's edges, against the step: one line per op.
 
     Skip-connection collapse shows as the skip_connect line (and the other parameter-free ops)
     climbing while the convolutions fall."""
     steps = [int(r.get("step", i)) for i, r in enumerate(records)]
-    means = np.array([weights_of(r)[cell].mean(axis=0) for r in records]).reshape(len(records), -1)  # (T, ops)
+    means = np.array([record_weights(r, variant)[cell].mean(axis=0) for r in records])
+    means = means.reshape(len(records), -1)  # (T, ops)
     fig = go.Figure()
     for j, op in enumerate(PRIMITIVES):
-        dash = "dot" if op in _PARAM_FREE else "solid"
+        dash = "dot" if op in PARAM_FREE else "solid"
         fig.add_trace(go.Scatter(x=steps, y=means[:, j] if len(records) else [], mode="lines", name=op,
                                  line=dict(dash=dash)))
     fig.update_layout(title=f"Mean weight per op ({cell} cell)", height=height, xaxis_title="step",
-                      yaxis_title="mean softmax weight", margin=dict(l=10, r=10, t=40, b=10))
+                      yaxis_title="mean op weight", margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
@@ -225,7 +228,7 @@ def progress_text(epoch: int, epochs: int, step: int, total_steps: int) -> str:
 
 
 def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
-    """The runs table of the Runs page from engine.rundir.RunInfo rows."""
+    """The runs table of the Runs page from engine.catalog.RunInfo rows."""
     rows = []
     for r in runs:
         cfg = r.config or {}

@@ -15,12 +15,13 @@ from typing import Any
 import streamlit as st
 
 from engine import rundir
+from engine.follow import Follower
 from engine.genotype import Genotype
-from engine.job import Controller, Follower, Registry
+from engine.job import Controller, Registry
 from engine.network import count_cifar_parameters
 
 __all__ = ["registry", "selected_job", "select_run", "param_count", "alphas_records", "metrics_records",
-           "genotype_records", "num_classes_of", "flash", "show_flash"]
+           "num_classes_of", "flash", "show_flash"]
 
 Job = Controller | Follower
 
@@ -85,10 +86,6 @@ def alphas_records(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def metrics_records(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _read_cached("metrics", str(run_dir), _file_key(Path(run_dir) / rundir.METRICS))
-
-
-def genotype_records(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    return _read_cached("genotypes", str(run_dir), _file_key(Path(run_dir) / rundir.GENOTYPES))
 
 
 def flash(kind: str, text: str) -> None:

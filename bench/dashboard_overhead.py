@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import rundir  # noqa: E402
+from engine import catalog, rundir  # noqa: E402
 from engine.benchmark import machine_info  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -234,7 +234,7 @@ def start_search(browser, url: str, runs: Path, epochs: int) -> Path:
     start.click()
     expect(metric(page, "State")).to_have_text("running", timeout=120_000)
     context.close()
-    run_dir = rundir.list_runs(runs)[0].path
+    run_dir = catalog.list_runs(runs)[0].path
     if rundir.read_config(run_dir)["config"]["epochs"] != epochs:
         raise SystemExit("the search started with another epochs value than the one typed in the sidebar")
     return run_dir
@@ -304,7 +304,7 @@ def panel_script_s(run_dir: Path, runs: int) -> dict[str, Any]:
         import streamlit as st
 
         from app.views import live
-        from engine import rundir
+        from engine.follow import snapshot_from_dir
 
         class Job:  # the panel reads snapshot() only; no request is made here
             def __init__(self, snap):
@@ -313,7 +313,7 @@ def panel_script_s(run_dir: Path, runs: int) -> dict[str, Any]:
             def snapshot(self):
                 return self.snap
 
-        snap = rundir.snapshot_from_dir(run_dir)
+        snap = snapshot_from_dir(run_dir)
         t0, c0 = time.perf_counter(), time.thread_time()
         live.panel(Job(snap), snap)
         st.session_state["bench"] = (time.perf_counter() - t0, time.thread_time() - c0)

@@ -24,13 +24,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.architect import Architect  # noqa: E402
-from engine.config import from_preset  # noqa: E402
-from engine.control import Control  # noqa: E402
-from engine.data import load_search_data  # noqa: E402
-from engine.hooks import Callback  # noqa: E402
-from engine.loop import run_search  # noqa: E402
-from engine.supernet import SearchNetwork  # noqa: E402
+from engine.architect import Architect
+from engine.config import from_preset
+from engine.control import Control
+from engine.data import load_search_data
+from engine.hooks import Callback
+from engine.loop import run_search
+from engine.supernet import SearchNetwork
 
 
 class StepClock(Callback):

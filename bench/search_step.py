@@ -3,8 +3,8 @@
     python bench/search_step.py [--steps 5] [--warmup 1] [--no-memory] [--size reference|paper]
                                 [--device cpu|cuda|mps] [--amp]
 
-`--size reference` (the default) is the config the reference was timed at on a CPU (DARTS_FACTS.md
-section 8): C=8, 5 cells, batch 32, 3x32x32 inputs, 10 classes. `--size paper` is the paper's CIFAR-10
+`--size reference` (the default) is a small config a 2-core CPU can time in minutes: C=8, 5 cells,
+batch 32, 3x32x32 inputs, 10 classes. `--size paper` is the paper's CIFAR-10
 search network: C=16, 8 cells, batch 64, for a GPU. All four (order x path) steps run in this one process,
 interleaved step by step, so a busy machine slows each of them alike and the ratios stay meaningful.
 Memory is a per-process figure, so each combination also runs once in a fresh child process to measure it.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.benchmark import SearchStep, machine_info, measure_search_step  # noqa: E402
-from engine.config import SearchConfig  # noqa: E402
+from engine.benchmark import SearchStep, machine_info, measure_search_step
+from engine.config import SearchConfig
 
 SIZES = {
     "reference": SearchConfig(dataset="fake", image_size=32, in_channels=3, num_classes=10, init_channels=8,

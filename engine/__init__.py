@@ -1,17 +1,36 @@
 """dartboard's search engine: the DARTS search space, bilevel search, genotypes, networks, run directories.
 
-No Streamlit anywhere in this package: the dashboard (app/) reads what the engine publishes.
+No Streamlit anywhere in this package: the dashboard (app/) reads what the engine publishes. The names
+below load on first use, so importing `engine` (or its torch-free parts: config, genotype, space, export)
+does not import torch; `engine.Controller` or `engine.NetworkCIFAR` does.
 """
 
-from .config import PRESETS, ConfigError, SearchConfig
-from .genotype import KNOWN_GENOTYPES, Genotype, derive_genotype
-from .job import Controller, Follower, JobError, Registry
-from .network import NetworkCIFAR, NetworkImageNet, count_parameters
-from .ops import PRIMITIVES
-from .snapshot import Snapshot
+from __future__ import annotations
 
-__all__ = [
-    "PRIMITIVES", "Genotype", "derive_genotype", "KNOWN_GENOTYPES", "SearchConfig", "PRESETS", "ConfigError",
-    "NetworkCIFAR", "NetworkImageNet", "count_parameters", "Registry", "Controller", "Follower", "JobError",
-    "Snapshot",
-]
+import importlib
+from typing import Any
+
+# public name -> module of this package that defines it
+_EXPORTS = {
+    "PRIMITIVES": "space",
+    "Genotype": "genotype", "derive_genotype": "genotype", "KNOWN_GENOTYPES": "genotype",
+    "SearchConfig": "config", "PRESETS": "config", "ConfigError": "config",
+    "NetworkCIFAR": "network", "NetworkImageNet": "network", "count_parameters": "network",
+    "Registry": "job", "Controller": "job", "JobError": "job", "Follower": "follow",
+    "Snapshot": "snapshot",
+    "variant_names": "variants", "make_variant": "variants",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

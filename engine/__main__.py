@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
+from .catalog import list_runs
 from .config import PRESETS, ConfigError, from_preset, parse_overrides
+from .inputs import parse_json, read_input_text
+from .liveness import is_interrupted
+from .variants import variant_names
 
 _BAD_INPUT = ("ConfigError", "DataError", "CheckpointError", "RunDirError", "GraphvizMissingError")
 
@@ -67,6 +71,7 @@ def _progress_callback():
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .control import Control
+    from .device import select_device
     from .hooks import Callback
     from .job import resume_config
     from .loop import run_search
@@ -76,11 +81,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         status = rundir.read_status(run_dir)
-        if status.get("state") in ("running", "paused", "stopping") and not rundir.is_interrupted(status):
+        if status.get("state") in ("running", "paused", "stopping") and not is_interrupted(status):
             raise BadInput(f"{run_dir} is still {status['state']} in process {status.get('pid')}; stop it first")
         config = resume_config(run_dir, overrides)
     else:
         config = from_preset(args.preset, overrides)
+        select_device(config.device)  # a device that is not there is bad input, refused before a run exists
         run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"{args.preset}-{config.dataset}")
     control = Control()
 
@@ -104,24 +110,19 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"\nfailed: {box.get().error}", file=sys.stderr)
         return 2 if errors and errors[0] in _BAD_INPUT else 1
     print(f"\n{state}: {run_dir}", file=sys.stderr)
-    genos = rundir.read_genotypes(run_dir)
-    if genos:
-        from .genotype import Genotype
-
-        print(Genotype.from_dict(genos[-1]["genotype"]).to_darts())
+    genotype = rundir.latest_genotype(run_dir)
+    if genotype is not None:
+        print(genotype.to_darts())
     return 0
 
 
 def _load_alphas(source: Path) -> dict[str, Any]:
     if source.is_dir():
-        rows = rundir.read_alphas(source)
+        rows = [r for r in rundir.read_alphas(source) if "normal" in r and "reduce" in r]
         if not rows:
-            raise BadInput(f"{source} has no alphas yet (alphas.jsonl is empty or missing)")
+            raise BadInput(f"{source} has no alphas yet (alphas.jsonl is empty, missing or has no whole record)")
         return rows[-1]
-    try:
-        data = json.loads(source.read_text())
-    except (OSError, ValueError) as e:
-        raise BadInput(f"cannot read alphas from {source}: {e}") from None
+    data = parse_json(read_input_text(source, "alphas file"), f"alphas file {source}")
     if not isinstance(data, dict) or "normal" not in data or "reduce" not in data:
         raise BadInput(f'{source} must hold {{"normal": [[8 numbers] x 14], "reduce": [...]}}')
     return data
@@ -130,18 +131,22 @@ def _load_alphas(source: Path) -> dict[str, Any]:
 def cmd_derive(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .genotype import derive_genotype
-    from .ops import PRIMITIVES
+    from .space import PRIMITIVES
+    from .variants import arch_of, derive
 
-    data = _load_alphas(Path(args.source))
+    source = Path(args.source)
+    data = _load_alphas(source)
+    # a run's own variant turns its alphas into a cell; an alphas file is read with --variant (darts by default)
+    variant = rundir.read_config(source)["config"].get("variant", "darts") if source.is_dir() else args.variant
     try:
-        normal, reduce = (np.asarray(data[k], dtype=np.float64) for k in ("normal", "reduce"))
-    except (TypeError, ValueError) as e:
+        arch = arch_of(data)
+    except ValueError as e:
         raise BadInput(f"alphas must be numeric matrices: {e}") from None
-    for name, a in (("normal", normal), ("reduce", reduce)):
+    for name in ("normal", "reduce"):
+        a = arch[name]
         if a.ndim != 2 or a.shape[1] != len(PRIMITIVES) or not np.isfinite(a).all():
             raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
-    geno = derive_genotype(normal, reduce)
+    geno = derive(arch, variant)
     print(geno.to_json() if args.format == "json" else geno.to_darts())
     return 0
 
@@ -153,12 +158,12 @@ def _load_genotype(text: str):
         return KNOWN_GENOTYPES[text]
     path = Path(text)
     if path.is_dir():
-        rows = rundir.read_genotypes(path)
-        if not rows:
-            raise BadInput(f"{path} has no genotype yet (genotypes.jsonl is empty or missing)")
-        return Genotype.from_dict(rows[-1]["genotype"])
-    if path.is_file():
-        return Genotype.parse(path.read_text())
+        genotype = rundir.latest_genotype(path)
+        if genotype is None:
+            raise BadInput(f"{path} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
+        return genotype
+    if path.exists():  # a file, or a device or pipe someone points us at: read_input_text caps what is read
+        return Genotype.parse(read_input_text(path, "genotype file"))
     raise BadInput(f"{text!r} is neither a known genotype ({', '.join(KNOWN_GENOTYPES)}), a file, nor a run directory")
 
 
@@ -168,11 +173,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .network import NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters
 
     geno = _load_genotype(args.genotype)
-    if args.dataset == "imagenet":
-        c, layers, classes, size = args.init_channels or 48, args.layers or 14, 1000, 224
+    imagenet = args.dataset == "imagenet"
+    c = args.init_channels if args.init_channels is not None else (48 if imagenet else 36)
+    layers = args.layers if args.layers is not None else (14 if imagenet else 20)
+    if not (2 <= c <= 512 and c % 2 == 0):  # the same range a search accepts (FactorizedReduce halves C)
+        raise BadInput(f"--init-channels must be an even integer from 2 to 512, got {c}")
+    if not 3 <= layers <= 64:
+        raise BadInput(f"--layers must be an integer from 3 to 64, got {layers}")
+    if imagenet:
+        classes, size = 1000, 224
         model = NetworkImageNet(c, classes, layers, True, geno)
     else:
-        c, layers, classes, size = args.init_channels or 36, args.layers or 20, 10, 32
+        classes, size = 10, 32
         model = NetworkCIFAR(c, classes, layers, True, geno)
     model.eval()
     with torch.no_grad():
@@ -195,7 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = rundir.list_runs(args.runs_dir)
+    runs = list_runs(args.runs_dir)
     if not runs:
         print(f"no runs under {rundir.runs_root(args.runs_dir)}")
         return 0
@@ -241,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("derive", help="genotype of a run's latest alphas or of an alphas JSON file")
     d.add_argument("source", metavar="RUN_DIR_OR_ALPHAS_JSON")
     d.add_argument("--format", choices=("json", "darts"), default="darts")
+    d.add_argument("--variant", default="darts", choices=variant_names(),
+                   help="how an alphas file's parameters become op weights (a run directory says its own)")
     d.set_defaults(func=cmd_derive)
     i = sub.add_parser("inspect", help="parameters and mult-adds of the network built from a genotype")
     i.add_argument("genotype", metavar="GENOTYPE", help="DARTS_V1, DARTS_V2, a JSON/DARTS file or a run directory")
@@ -271,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - errors named by the engine for bad input files
+    except Exception as e:  # errors named by the engine for bad input files
         if type(e).__name__ in _BAD_INPUT:
             print(f"error: {e}", file=sys.stderr)
             return 2

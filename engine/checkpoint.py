@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .rundir import write_bytes_atomic
+from .atomic import write_bytes_atomic
 
 __all__ = ["CheckpointError", "capture_rng", "restore_rng", "clone_state", "save_checkpoint", "load_checkpoint",
            "FORMAT"]
@@ -80,7 +80,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"no checkpoint at {path}: the run stopped before its first checkpoint was written")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a truncated or foreign file
+    except Exception as e:  # torch raises many kinds for a truncated or foreign file
         raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(e).__name__}: {e})"[:500]) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dartboard search checkpoint (expected format {FORMAT})")

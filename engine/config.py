@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "VARIANTS", "ORDERS", "DEVICES",
+from .variants import variant_names
+
+__all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES",
            "from_preset", "parse_overrides"]
 
 DATASETS = ("embedded", "fake", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "imagefolder")
 ORDERS = ("first", "second")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Variants of DARTS live in engine/relax.py; this tuple is their names (kept in step by a test).
-VARIANTS = ("darts",)
 
 
 class ConfigError(ValueError):
@@ -51,7 +51,7 @@ class SearchConfig:
     batch_size: int = 64
     epochs: int = 50
     order: str = "first"             # "first" | "second" (unrolled) architecture gradient
-    variant: str = "darts"           # see VARIANTS
+    variant: str = "darts"           # a name in engine.variants.variant_names()
     # weight optimiser: SGD with cosine schedule
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -133,7 +133,7 @@ def validate(c: SearchConfig) -> None:
            "an integer from 1 to 4096")
     _check(_is_int(c.epochs) and 1 <= c.epochs <= 10_000, "epochs", c.epochs, "an integer from 1 to 10000")
     _check(c.order in ORDERS, "order", c.order, f"one of {', '.join(ORDERS)}")
-    _check(c.variant in VARIANTS, "variant", c.variant, f"one of {', '.join(VARIANTS)}")
+    _check(c.variant in variant_names(), "variant", c.variant, f"one of {', '.join(variant_names())}")
     _check(_is_num(c.w_lr) and 0 < c.w_lr <= 10, "w_lr", c.w_lr, "a number in (0, 10]")
     _check(_is_num(c.w_lr_min) and 0 <= c.w_lr_min <= c.w_lr, "w_lr_min", c.w_lr_min, f"a number in [0, w_lr={c.w_lr}]")
     _check(_is_num(c.w_momentum) and 0 <= c.w_momentum < 1, "w_momentum", c.w_momentum, "a number in [0, 1)")

@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from .config import ConfigError
+
 __all__ = ["select_device", "autocast", "amp_dtype"]
 
 
@@ -18,9 +20,12 @@ def select_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was asked for but CUDA is not available here; use device=auto or cpu")
+        raise ConfigError("device", name, "CUDA is not available here; use device=auto or cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError("device", name, f"this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device='mps' was asked for but MPS is not available here; use device=auto or cpu")
+        raise ConfigError("device", name, "MPS is not available here; use device=auto or cpu")
     return torch.device(name)
 
 

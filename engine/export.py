@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from . import rundir
-from .genotype import CELLS, Genotype, edge_endpoints, num_edges, select_edges, source_name, steps_of
-from .ops import PRIMITIVES
+from .atomic import write_bytes_atomic
+from .genotype import Genotype, select_edges
+from .space import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
+from .variants import Variant, arch_of, op_weights
 
 __all__ = ["FORMATS", "CSV_COLUMNS", "GraphvizMissingError", "genotype_to", "cell_dot", "genotype_dot",
            "weighted_cell_dot", "render_svg", "alphas_csv", "write_export"]
@@ -29,7 +31,7 @@ FORMATS = {"json": "genotype.json", "darts": "genotype.txt", "dot": "genotype.do
 CSV_COLUMNS = ("step", "epoch", "cell", "edge", "source", "node", "op", "alpha", "weight")
 # The files a run directory lives on: an export must never replace one of them.
 _RUN_FILES = {rundir.CONFIG, rundir.STATUS, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES, rundir.CHECKPOINT,
-              rundir.CONTROL}
+              rundir.CONTROL, rundir.CONTROL_LOCK}
 _INSTALL_HINT = ("Graphviz's `dot` program is not installed (SVG needs it; DOT export does not). Install it: "
                  "`sudo apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
                  "or `conda install graphviz`.")
@@ -55,10 +57,10 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _nodes(prefix: str, steps: int, outputs: Iterable[int]) -> list[str]:
+def _nodes(prefix: str, nodes: int, outputs: Iterable[int]) -> list[str]:
     """The states of a cell: inputs c_{k-2}, c_{k-1}, intermediate nodes, output c_{k} fed by `outputs`."""
     lines = [f"{_q(prefix + source_name(j))} [label={_q(source_name(j))}, fillcolor=darkseagreen2];" for j in (0, 1)]
-    lines += [f"{_q(prefix + str(i))} [label={_q(str(i))}, fillcolor=lightblue];" for i in range(steps)]
+    lines += [f"{_q(prefix + str(i))} [label={_q(str(i))}, fillcolor=lightblue];" for i in range(nodes)]
     lines.append(f"{_q(prefix + 'c_{k}')} [label={_q('c_{k}')}, fillcolor=palegoldenrod];")
     lines += [f"{_q(prefix + str(s - 2))} -> {_q(prefix + 'c_{k}')} [color=gray];" for s in outputs]
     return lines
@@ -97,7 +99,7 @@ def cell_dot(genotype: Genotype, cell: str = "normal", weights: Any = None, edge
 def genotype_dot(genotype: Genotype) -> str:
     """Both cells in one DOT source, side by side as two clusters (the DOT and SVG export)."""
     parts = []
-    for cell in CELLS:
+    for cell in CELL_KINDS:
         body = [f"label={_q(cell + ' cell')};", "fontname=Helvetica;"]
         body += _cell_lines(genotype, cell, f"{cell}:", None, True)
         parts.append(f"subgraph {_q('cluster_' + cell)} {{\n    " + "\n    ".join(body) + "\n  }")
@@ -109,11 +111,11 @@ def weighted_cell_dot(weights: Any, cell: str = "normal", primitives: Sequence[s
     non-`none` op, thickness and opacity by that weight on a fixed 0..1 scale (comparable across steps);
     solid where the derivation rule keeps the edge, dashed where it does not."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    steps = steps_of(w.shape[0])
-    kept = {r for node in select_edges(w, steps, keep, primitives) for r, _ in node}
+    nodes = nodes_of(w.shape[0])
+    kept = {r for node in select_edges(w, keep, primitives) for r, _ in node}
     real = [k for k, op in enumerate(primitives) if op != "none"]
-    lines = _nodes("", steps, range(2, 2 + steps))
-    for r, (j, i) in enumerate(edge_endpoints(steps)):
+    lines = _nodes("", nodes, range(2, 2 + nodes))
+    for r, (j, i) in enumerate(edge_endpoints(nodes)):
         k = real[int(w[r, real].argmax())]
         strength = float(np.clip(w[r, k], 0.0, 1.0))
         alpha = f"{int(round(40 + 215 * strength)):02x}"  # never fully transparent: every edge stays visible
@@ -139,17 +141,19 @@ def render_svg(dot_source: str) -> bytes:
         raise ValueError(f"dot could not draw this source: {(e.stderr or b'').decode(errors='replace')}") from None
 
 
-def alphas_csv(records: Iterable[Mapping[str, Any]]) -> str:
+def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant = "darts") -> str:
     """alphas.jsonl records {"step", "epoch", "normal": (edges, ops), "reduce": ...} as long-format CSV: one row
-    per (record, cell, edge, op) with the raw alpha and its softmax weight; edge is the alpha row index."""
+    per (record, cell, edge, op) with the raw alpha and the op weight the run's variant gives it (the softmax
+    for DARTS); edge is the alpha row index."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(CSV_COLUMNS)
     for rec in records:
-        weights = rundir.weights_of(rec)  # {"normal", "reduce"} -> (edges, ops)
-        for cell in CELLS:
-            alphas = np.asarray(rec[cell], dtype=np.float64)  # (edges, ops)
-            for r, (j, i) in enumerate(edge_endpoints(steps_of(alphas.shape[0]))):
+        arch = arch_of(rec)
+        weights = op_weights(arch, variant)  # {"normal", "reduce"} -> (edges, ops)
+        for cell in CELL_KINDS:
+            alphas = arch[cell]  # (edges, ops)
+            for r, (j, i) in enumerate(edge_endpoints(nodes_of(alphas.shape[0]))):
                 for k, op in enumerate(PRIMITIVES):
                     out.writerow([rec["step"], rec.get("epoch", ""), cell, r, source_name(j), i, op,
                                   float(alphas[r, k]), float(weights[cell][r, k])])
@@ -168,6 +172,11 @@ def _target(run: Path, fmt: str, out: str | os.PathLike | None) -> Path:
     return resolved
 
 
+def _variant_of(run: Path) -> str:
+    """The variant a run searched with (its config.json), so the CSV's weights are the ones it used."""
+    return str(rundir.read_config(run)["config"].get("variant", "darts"))
+
+
 def write_export(run_dir: str | os.PathLike, fmt: str, genotype: Genotype | None = None,
                  out: str | os.PathLike | None = None, records: Sequence[Mapping[str, Any]] | None = None) -> Path:
     """Write one export atomically (temp file in the same directory, then os.replace) and return its path.
@@ -184,14 +193,12 @@ def write_export(run_dir: str | os.PathLike, fmt: str, genotype: Genotype | None
         records = rundir.read_alphas(run) if records is None else records
         if not records:
             raise ValueError(f"{run} has no recorded alphas to export")
-        data = alphas_csv(records).encode()
+        data = alphas_csv(records, _variant_of(run)).encode()
     else:
+        genotype = rundir.latest_genotype(run) if genotype is None else genotype
         if genotype is None:
-            rows = rundir.read_genotypes(run)
-            if not rows:
-                raise ValueError(f"{run} has no genotype yet (genotypes.jsonl is empty or missing)")
-            genotype = Genotype.from_dict(rows[-1]["genotype"])
+            raise ValueError(f"{run} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
         data = render_svg(genotype_dot(genotype)) if fmt == "svg" else (genotype_to(fmt, genotype) + "\n").encode()
     target.parent.mkdir(parents=True, exist_ok=True)
-    rundir.write_bytes_atomic(target, data)
+    write_bytes_atomic(target, data)
     return target

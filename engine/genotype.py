@@ -20,42 +20,14 @@ from typing import Any
 import numpy as np
 
 from ._literal import read_call
-from .ops import PRIMITIVES
+from .inputs import parse_json
+from .space import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
 
 __all__ = ["Genotype", "GenotypeChange", "derive_genotype", "genotype_from_weights", "select_edges", "diff_genotypes",
-           "edge_labels", "edge_endpoints", "source_name", "num_edges", "steps_of", "KNOWN_GENOTYPES", "CELLS"]
+           "KNOWN_GENOTYPES"]
 
 Pair = tuple[str, int]
-CELLS = ("normal", "reduce")
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat", "normal_fanin", "reduce_fanin")
-
-
-def num_edges(steps: int) -> int:
-    """Mixed edges of a search cell with `steps` intermediate nodes (node i has i + 2 inputs): 4 -> 14."""
-    return steps * (steps + 3) // 2
-
-
-def steps_of(edges: int) -> int:
-    """Inverse of `num_edges`: 14 -> 4; a ValueError for a count no cell has."""
-    steps = int(round(((9 + 8 * edges) ** 0.5 - 3) / 2))
-    if steps < 1 or num_edges(steps) != edges:
-        raise ValueError(f"{edges} edges is not a DARTS cell (2 + 3 + ... inputs per node)")
-    return steps
-
-
-def source_name(index: int) -> str:
-    """Input index as people read it: 0 -> "c_{k-2}", 1 -> "c_{k-1}", j >= 2 -> the node number j-2."""
-    return ("c_{k-2}", "c_{k-1}")[index] if index < 2 else str(index - 2)
-
-
-def edge_endpoints(steps: int = 4) -> list[tuple[int, int]]:
-    """(input index, node) of every alpha row, in row order: [(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), ...]."""
-    return [(j, i) for i in range(steps) for j in range(i + 2)]
-
-
-def edge_labels(steps: int = 4) -> list[str]:
-    """A label per alpha row: ["c_{k-2} -> 0", "c_{k-1} -> 0", "c_{k-2} -> 1", ..., "2 -> 3"]."""
-    return [f"{source_name(j)} -> {i}" for j, i in edge_endpoints(steps)]
 
 
 @dataclass(frozen=True)
@@ -70,7 +42,7 @@ class Genotype:
     def __post_init__(self) -> None:
         # Accept lists and ranges (the reference writes both), store tuples, validate once: every Genotype
         # that exists is one a network can be built from.
-        for cell in CELLS:
+        for cell in CELL_KINDS:
             pairs = tuple(_pair(p, f"{cell} pair {k}") for k, p in enumerate(_seq(getattr(self, cell), cell)))
             concat = _ints(getattr(self, f"{cell}_concat"), f"{cell}_concat")
             fanin = getattr(self, f"{cell}_fanin")
@@ -84,7 +56,7 @@ class Genotype:
 
     def fanin(self, cell: str) -> tuple[int, ...]:
         """Inputs of each intermediate node of `cell` ("normal" or "reduce")."""
-        if cell not in CELLS:
+        if cell not in CELL_KINDS:
             raise ValueError(f"cell must be 'normal' or 'reduce', got {cell!r}")
         explicit = getattr(self, f"{cell}_fanin")
         return explicit if explicit is not None else (2,) * (len(getattr(self, cell)) // 2)
@@ -100,7 +72,7 @@ class Genotype:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data; the fanin keys appear only for non-DARTS layouts."""
         d: dict[str, Any] = {}
-        for cell in CELLS:
+        for cell in CELL_KINDS:
             d |= {cell: [list(p) for p in getattr(self, cell)], f"{cell}_concat": list(getattr(self, f"{cell}_concat"))}
             if getattr(self, f"{cell}_fanin") is not None:
                 d[f"{cell}_fanin"] = list(getattr(self, f"{cell}_fanin"))
@@ -110,7 +82,7 @@ class Genotype:
     def from_dict(cls, data: Any) -> Genotype:
         if not isinstance(data, dict):
             raise ValueError(f"a genotype must be a JSON object, got {type(data).__name__}")
-        for cell in CELLS:  # a wrong op name is the more specific mistake: say it before a missing field
+        for cell in CELL_KINDS:  # a wrong op name is the more specific mistake: say it before a missing field
             for k, p in enumerate(data.get(cell) if isinstance(data.get(cell), list) else ()):
                 if isinstance(p, (list, tuple)) and p and isinstance(p[0], str):
                     _check_op(cell, k, p[0])
@@ -129,10 +101,10 @@ class Genotype:
         A non-DARTS layout adds normal_fanin=/reduce_fanin=, which the reference's 4-field namedtuple
         rejects, as it should: its network cannot build such a cell."""
         parts = []
-        for cell in CELLS:
+        for cell in CELL_KINDS:
             parts.append(f"{cell}=[{', '.join(repr(tuple(p)) for p in getattr(self, cell))}]")
             parts.append(f"{cell}_concat={list(getattr(self, f'{cell}_concat'))}")
-        parts += [f"{c}_fanin={list(getattr(self, f'{c}_fanin'))}" for c in CELLS
+        parts += [f"{c}_fanin={list(getattr(self, f'{c}_fanin'))}" for c in CELL_KINDS
                   if getattr(self, f"{c}_fanin") is not None]
         return f"Genotype({', '.join(parts)})"
 
@@ -145,10 +117,7 @@ class Genotype:
         `NAME = `. Read as data only: literals, `Genotype(...)` and `range(a, b)`; never evaluated."""
         stripped = text.strip()
         if stripped.startswith("{"):
-            try:
-                data = json.loads(stripped)
-            except ValueError as e:
-                raise ValueError(f"genotype JSON is not valid: {e}") from None
+            data = parse_json(stripped, "genotype JSON")
             if isinstance(data, dict) and "genotype" in data and "normal" not in data:
                 data = data["genotype"]
             return cls.from_dict(data)
@@ -168,7 +137,7 @@ class GenotypeChange:
 def diff_genotypes(old: Genotype | None, new: Genotype) -> tuple[GenotypeChange, ...]:
     """What changed from `old` to `new`, slot by slot (no `old`: every entry of `new` is a change)."""
     changes = []
-    for cell in CELLS:
+    for cell in CELL_KINDS:
         before = old.cell_nodes(cell) if old is not None else ()
         for node, (a, b) in enumerate(zip_longest(before, new.cell_nodes(cell), fillvalue=())):
             for slot, (pa, pb) in enumerate(zip_longest(a, b)):
@@ -177,22 +146,23 @@ def diff_genotypes(old: Genotype | None, new: Genotype) -> tuple[GenotypeChange,
     return tuple(changes)
 
 
-def select_edges(weights: Any, steps: int = 4, keep: int = 2,
-                 primitives: Sequence[str] = PRIMITIVES) -> list[list[tuple[int, int]]]:
-    """The DARTS rule (DARTS_FACTS section 2) on op weights: per node, the kept (row, op_index), strongest first.
+def select_edges(weights: Any, keep: int = 2, primitives: Sequence[str] = PRIMITIVES) -> list[list[tuple[int, int]]]:
+    """The DARTS rule (docs/darts.md) on one cell's op weights: per node, the kept (row, op_index), strongest first.
 
     An edge's strength is its largest non-`none` weight; a node keeps its `keep` strongest edges. Python's
-    sort is stable and np.argmax returns the first maximum, so ties go to the lower edge and op index."""
+    sort is stable and np.argmax returns the first maximum, so ties go to the lower edge and op index. The
+    number of nodes follows from the number of rows (14 rows: 4 nodes)."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    if w.shape != (num_edges(steps), len(primitives)):
-        raise ValueError(f"op weights must be ({num_edges(steps)}, {len(primitives)}), got {w.shape}")
+    if w.ndim != 2 or w.shape[1] != len(primitives):
+        raise ValueError(f"op weights must be (edges, {len(primitives)}), got {w.shape}")
+    nodes = nodes_of(w.shape[0])
     if not np.isfinite(w).all():
         raise ValueError("op weights contain NaN or inf (did the search diverge?)")
     real = [k for k, op in enumerate(primitives) if op != "none"]
     best_op = np.asarray(real)[w[:, real].argmax(axis=1)]  # (edges,) column of the strongest real op
     strength = w[np.arange(len(w)), best_op]  # (edges,)
     kept, start = [], 0
-    for i in range(steps):
+    for i in range(nodes):
         rows = range(start, start + i + 2)
         ranked = sorted(rows, key=lambda r: -strength[r])[:keep]
         kept.append([(r, int(best_op[r])) for r in ranked])
@@ -200,32 +170,40 @@ def select_edges(weights: Any, steps: int = 4, keep: int = 2,
     return kept
 
 
-def _softmax(alphas: Any) -> np.ndarray:
-    if hasattr(alphas, "detach"):  # a torch tensor, maybe on a GPU and requiring grad
-        alphas = alphas.detach().cpu().double().numpy()
-    a = np.asarray(alphas, dtype=np.float64)  # (edges, ops)
-    e = np.exp(a - a.max(axis=1, keepdims=True))  # shifted so exp cannot overflow
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def genotype_from_weights(weights_normal: Any, weights_reduce: Any, steps: int = 4, keep: int = 2,
+def genotype_from_weights(weights_normal: Any, weights_reduce: Any, keep: int = 2,
                           primitives: Sequence[str] = PRIMITIVES) -> Genotype:
-    """The genotype `select_edges` picks from op weights, each (edges, ops); for variants whose weights are
-    not a plain softmax (PC-DARTS multiplies each row by its edge's beta weight)."""
-    cells, endpoints = {}, edge_endpoints(steps)
+    """The genotype `select_edges` picks from op weights, each (edges, ops): what every variant's derivation
+    comes down to once it has its op weights (PC-DARTS first multiplies each row by its edge's weight)."""
+    cells, nodes = {}, None
     for cell, weights in (("normal", weights_normal), ("reduce", weights_reduce)):
-        kept = select_edges(weights, steps, keep, primitives)
+        kept = select_edges(weights, keep, primitives)
+        if nodes is not None and len(kept) != nodes:
+            raise ValueError(f"the normal cell has {nodes} nodes and the reduction cell {len(kept)}; they must agree")
+        nodes = len(kept)
+        endpoints = edge_endpoints(nodes)
         cells[cell] = [(primitives[k], endpoints[r][0]) for node in kept for r, k in node]
-    concat = tuple(range(2, 2 + steps))
-    fanin = tuple(min(keep, i + 2) for i in range(steps))  # node i has only i + 2 candidates; all 2s is DARTS
+    concat = tuple(range(2, 2 + nodes))
+    fanin = tuple(min(keep, i + 2) for i in range(nodes))  # node i has only i + 2 candidates; all 2s is DARTS
     return Genotype(cells["normal"], concat, cells["reduce"], concat, fanin, fanin)
 
 
-def derive_genotype(alphas_normal: Any, alphas_reduce: Any, steps: int = 4,
-                    primitives: Sequence[str] = PRIMITIVES) -> Genotype:
-    """The DARTS genotype of raw (pre-softmax) alphas, each (edges, ops). Ranking uses softmax weights, not raw
-    alphas: an edge whose `none` is large has small real-op weights even when its raw alphas are large."""
-    return genotype_from_weights(_softmax(alphas_normal), _softmax(alphas_reduce), steps, 2, primitives)
+def derive_genotype(alphas_normal: Any, alphas_reduce: Any) -> Genotype:
+    """The DARTS genotype of raw (pre-softmax) alphas, each (edges, ops), numpy or torch. Ranking uses the softmax
+    weights, not raw alphas: an edge whose `none` is large has small real-op weights even when its raw alphas
+    are large. The same as `engine.variants.derive(arch, "darts")`, which this calls."""
+    from . import variants
+
+    arch = {kind: _numpy(a) for kind, a in zip(CELL_KINDS, (alphas_normal, alphas_reduce), strict=True)}
+    return variants.derive(arch, "darts")
+
+
+def _numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):  # a torch tensor, maybe on a GPU and requiring grad
+        a = a.detach().cpu().double().numpy()
+    a = np.asarray(a, dtype=np.float64)  # (edges, ops)
+    if a.ndim != 2 or a.shape[1] != len(PRIMITIVES):
+        raise ValueError(f"alphas must be (edges, {len(PRIMITIVES)}) matrices, got {a.shape}")
+    return a
 
 
 def _seq(value: Any, what: str) -> Sequence[Any]:

@@ -9,10 +9,16 @@ An observer overrides what it needs; defaults do nothing. `RunDirWriter` is the 
 files: it turns events into lines and checkpoints and hands them to a writer thread through a bounded
 queue, so the training thread never waits on the disk (unless the queue is full: back-pressure rather
 than unbounded memory).
+
+A write that fails (disk full, a read-only or vanished directory) is not dropped: it and every write
+queued after it wait in order in a backlog, retried before each later write and by `retry()`, and
+`error` says what failed until the backlog is empty. The loop reads `error` after every step and pauses
+the search, so no more steps run than the disk has recorded.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
+from .atomic import append_jsonl
 from .checkpoint import save_checkpoint
 
 __all__ = ["Callback", "CallbackList", "StepEvent", "RunDirWriter"]
@@ -57,25 +64,25 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             try:
                 getattr(cb, name)(*args)
-            except Exception as e:  # noqa: BLE001 - an observer must not end the run
+            except Exception as e:  # an observer must not end the run
                 self.errors.append(f"{type(cb).__name__}.{name}: {e!r}")
 
-    def on_run_start(self, info):  # noqa: D102
+    def on_run_start(self, info):
         self._call("on_run_start", info)
 
-    def on_step_end(self, event):  # noqa: D102
+    def on_step_end(self, event):
         self._call("on_step_end", event)
 
-    def on_epoch_end(self, event, genotype_row):  # noqa: D102
+    def on_epoch_end(self, event, genotype_row):
         self._call("on_epoch_end", event, genotype_row)
 
-    def on_state(self, status):  # noqa: D102
+    def on_state(self, status):
         self._call("on_state", status)
 
-    def on_exception(self, exc, traceback_text):  # noqa: D102
+    def on_exception(self, exc, traceback_text):
         self._call("on_exception", exc, traceback_text)
 
-    def on_run_end(self, status):  # noqa: D102
+    def on_run_end(self, status):
         self._call("on_run_end", status)
 
 
@@ -91,7 +98,9 @@ class RunDirWriter(Callback):
         self._thread = threading.Thread(target=self._drain, name="dartboard-writer", daemon=True)
         self._closed = False
         self._last_status = 0.0
-        self.error: str | None = None
+        self._backlog: collections.deque[Callable[[], None]] = collections.deque()  # writes not yet on disk
+        self._lock = threading.Lock()
+        self.error: str | None = None  # what the oldest unwritten write failed with; None when all are on disk
         self._thread.start()
 
     # -- hooks (training thread): build plain data, enqueue, return
@@ -102,10 +111,10 @@ class RunDirWriter(Callback):
         path = self.run_dir
         if event.metrics is not None:
             row = event.metrics
-            self._put(lambda: rundir.append_jsonl(path / rundir.METRICS, [row]))
+            self._put(lambda: append_jsonl(path / rundir.METRICS, [row]))
         if event.alphas is not None:
             arow = event.alphas
-            self._put(lambda: rundir.append_jsonl(path / rundir.ALPHAS, [arow]))
+            self._put(lambda: append_jsonl(path / rundir.ALPHAS, [arow]))
         if event.checkpoint is not None:
             state = event.checkpoint
             self._put(lambda: save_checkpoint(path / rundir.CHECKPOINT, state))
@@ -117,7 +126,7 @@ class RunDirWriter(Callback):
             self._put(lambda: rundir.write_status(path, **status))
 
     def on_epoch_end(self, event: StepEvent, genotype_row: dict[str, Any]) -> None:
-        self._put(lambda: rundir.append_jsonl(self.run_dir / rundir.GENOTYPES, [genotype_row]))
+        self._put(lambda: append_jsonl(self.run_dir / rundir.GENOTYPES, [genotype_row]))
 
     def on_state(self, status: dict[str, Any]) -> None:
         self._put(lambda: rundir.write_status(self.run_dir, **status))
@@ -128,7 +137,7 @@ class RunDirWriter(Callback):
 
     def write_genotype(self, row: dict[str, Any]) -> None:
         """An explicit derive: one more genotypes.jsonl line."""
-        self._put(lambda: rundir.append_jsonl(self.run_dir / rundir.GENOTYPES, [row]))
+        self._put(lambda: append_jsonl(self.run_dir / rundir.GENOTYPES, [row]))
 
     # -- writer thread
     def _put(self, job: Callable[[], None]) -> None:
@@ -140,15 +149,42 @@ class RunDirWriter(Callback):
             job = self._queue.get()
             if job is _STOP:
                 return
+            if isinstance(job, threading.Event):  # a flush marker: everything before it was taken
+                job.set()
+                continue
+            with self._lock:
+                self._backlog.append(job)
+                self._write_backlog()
+
+    def _write_backlog(self) -> None:
+        """Write the backlog oldest first; stop at the first failure, keeping it and the rest for a retry."""
+        while self._backlog:
             try:
-                job()
-            except Exception as e:  # noqa: BLE001 - keep writing the rest; the loop reads .error
-                self.error = f"writing {self.run_dir}: {e!r}"
+                self._backlog[0]()
+            except Exception as e:  # the loop reads .error and pauses; nothing is dropped
+                self.error = f"cannot write to {self.run_dir}: {e.strerror if isinstance(e, OSError) else e!r}"
+                return
+            self._backlog.popleft()
+        self.error = None
+
+    @property
+    def unwritten(self) -> int:
+        """Writes waiting in the backlog after a failure."""
+        return len(self._backlog)
+
+    def retry(self) -> bool:
+        """Try the backlog again now (from any thread); True when everything queued so far is on disk."""
+        self.flush()
+        with self._lock:
+            self._write_backlog()
+            return not self._backlog
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Wait until everything queued so far is on disk."""
+        """Wait until the writer thread has taken everything queued so far (written, or kept in the backlog)."""
         done = threading.Event()
-        self._put(done.set)
+        if self._closed:
+            return
+        self._queue.put(done)
         done.wait(timeout)
 
     def close(self, timeout: float = 60.0) -> None:
@@ -158,3 +194,5 @@ class RunDirWriter(Callback):
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        with self._lock:  # one last try; whatever is still unwritten stays counted in `unwritten` and `error`
+            self._write_backlog()

@@ -1,7 +1,7 @@
 """The search loop as an ordinary function: config + run directory + control + observers.
 
 One step = an architecture step on a batch of the architecture half, then a weight step on a batch of
-the weight half (DARTS_FACTS section 3). The loop runs in the foreground (command line) or in a
+the weight half (docs/darts.md, section 3). The loop runs in the foreground (command line) or in a
 controller thread (dashboard); it never calls Streamlit, and it tells the world what it does only
 through hooks (engine/hooks.py) and the snapshot it swaps into a `SnapshotBox`.
 """
@@ -25,28 +25,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import rundir
+from . import control_file, rundir
 from .architect import Architect
+from .atomic import read_jsonl, write_bytes_atomic, write_json_atomic
 from .checkpoint import CheckpointError, capture_rng, clone_state, load_checkpoint, restore_rng
 from .config import ConfigError, SearchConfig
 from .control import Control
 from .data import load_search_data
 from .device import amp_dtype, autocast, select_device
-from .genotype import derive_genotype
 from .hooks import Callback, CallbackList, RunDirWriter, StepEvent
+from .liveness import HEARTBEAT_S
 from .snapshot import Snapshot, SnapshotBox
 from .supernet import SearchNetwork
+from .variants import record_weights
 
-__all__ = ["run_search", "RESUMABLE_FIELDS", "NonFiniteLoss"]
+__all__ = ["run_search", "RESUMABLE_FIELDS"]
 
 # Fields a resumed search may change (how it optimises); the rest fix what is searched and must match.
 RESUMABLE_FIELDS = frozenset({"w_lr", "w_lr_min", "w_grad_clip", "a_lr", "a_weight_decay", "order", "amp",
                               "device", "log_every", "checkpoint_every_s", "fast"})
 _RECENT_METRICS = 500
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 def _seed_everything(seed: int) -> None:
@@ -105,7 +103,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | 
     try:
         loop.setup(resume)
         loop.run()
-    except BaseException as e:  # noqa: BLE001 - the one funnel for every error of a run
+    except BaseException as e:  # the one funnel for every error of a run
         loop.fail(e)
         if not isinstance(e, Exception):
             raise
@@ -158,14 +156,13 @@ class _Loop:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, float(cfg.epochs),
                                                                     eta_min=cfg.w_lr_min)
         self.architect = Architect(self.model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order=cfg.order)
-        self._ctl_seq = max((int(r.get("seq", 0)) for r in rundir.read_control(self.run_dir, -1)), default=0)
+        self._ctl_seq = control_file.read_control(self.run_dir, 0).seq  # requests from before this start are stale
         if resume:
             self._load(rundir.read_config(self.run_dir))
         else:
-            rundir.write_json_atomic(self.run_dir / rundir.CONFIG, self._config_record())
+            write_json_atomic(self.run_dir / rundir.CONFIG, self._config_record())
             self.initial_weights = self.model.op_weights()
-        alphas = self.model.arch_state()
-        self.genotype = derive_genotype(alphas["normal"], alphas["reduce"])  # the cell the search starts from
+        self.genotype = self.model.genotype()  # the cell the search starts from
         self._publish()
         self.hooks.on_run_start({"run_dir": str(self.run_dir), "config": cfg, "status": self._status()})
         if not resume:
@@ -199,17 +196,17 @@ class _Loop:
             group["lr"], group["weight_decay"] = self.cfg.a_lr, self.cfg.a_weight_decay
         record["config"] = self.cfg.to_dict()
         record.setdefault("resumed", []).append({"step": self.step, "time": time.time()})
-        rundir.write_json_atomic(self.run_dir / rundir.CONFIG, record)
+        write_json_atomic(self.run_dir / rundir.CONFIG, record)
         self._truncate_logs()
         first = rundir.read_alphas(self.run_dir)[:1]
-        self.initial_weights = rundir.weights_of(first[0]) if first else self.model.op_weights()
+        self.initial_weights = record_weights(first[0], self.model.variant) if first else self.model.op_weights()
         self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
 
     def _truncate_logs(self) -> None:
         """Lines written after the restored checkpoint belong to steps that will be redone: drop them."""
         for name in (rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES):
-            rows = [r for r in rundir.read_jsonl(self.run_dir / name) if int(r.get("step", 0)) <= self.step]
-            rundir.write_bytes_atomic(self.run_dir / name, "".join(
+            rows = [r for r in read_jsonl(self.run_dir / name) if int(r.get("step", 0)) <= self.step]
+            write_bytes_atomic(self.run_dir / name, "".join(
                 json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
         self.recent = collections.deque((m for m in self.recent if m["step"] <= self.step), maxlen=_RECENT_METRICS)
 
@@ -297,7 +294,7 @@ class _Loop:
                        "steps_per_s": 1.0 / self.step_time_s, "wall_s": round(self.wall_s, 3), "time": time.time()}
             self.recent.append(metrics)
             alphas_row = {"step": self.step, "epoch": self.epoch, **{k: _round_rows(v) for k, v in alphas.items()}}
-        self.genotype = derive_genotype(alphas["normal"], alphas["reduce"])
+        self.genotype = self.model.genotype()
         if end_of_epoch:
             self._end_epoch(metrics, alphas_row)
             return
@@ -330,8 +327,7 @@ class _Loop:
 
     def _derive(self) -> None:
         if self.genotype is None:
-            a = self.model.arch_state()
-            self.genotype = derive_genotype(a["normal"], a["reduce"])
+            self.genotype = self.model.genotype()
         self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "derive",
                                     "genotype": self.genotype.to_dict()})
 
@@ -343,8 +339,7 @@ class _Loop:
             self._restore(load_checkpoint(self.run_dir / rundir.CHECKPOINT))
             self.writer.flush()
             self._truncate_logs()
-            alphas = self.model.arch_state()
-            self.genotype = derive_genotype(alphas["normal"], alphas["reduce"])
+            self.genotype = self.model.genotype()
             back = f"rolled back to the checkpoint at step {self.step}"
         except CheckpointError as e:
             back = f"could not roll back ({e})"
@@ -356,18 +351,20 @@ class _Loop:
 
     # ---------------------------------------------------------------- control, status, snapshot
     def _poll_control(self) -> None:
-        path = self.run_dir / rundir.CONTROL
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
+        stamp = control_file.control_stamp(self.run_dir)
+        if stamp is None or stamp == self._ctl_mtime:
             return
-        if mtime == self._ctl_mtime:
-            return
-        self._ctl_mtime = mtime
-        for req in rundir.read_control(self.run_dir, self._ctl_seq):
-            self._ctl_seq = max(self._ctl_seq, int(req.get("seq", 0)))
-            if req.get("command") in ("pause", "resume", "step", "stop", "derive"):
-                self.control.apply(req["command"])
+        self._ctl_mtime = stamp
+        pending = control_file.read_control(self.run_dir, self._ctl_seq)  # malformed entries: skipped, logged
+        for req in pending.requests:
+            self._ctl_seq = req["seq"]
+            self.control.apply(req["command"])
+        if pending.applied < self._ctl_seq:  # let writers trim what is applied (and what setup skipped)
+            try:
+                control_file.ack_control(self.run_dir, self._ctl_seq)
+            except (OSError, rundir.RunDirError):
+                return  # acknowledged on a later poll; the requests were applied once and will not be again
+            self._ctl_mtime = None  # read again: our own write freed an inode a writer's next file may reuse
 
     def _idle(self) -> None:
         """While paused: follow control.json, answer derive requests, keep the heartbeat fresh."""
@@ -375,7 +372,7 @@ class _Loop:
         if self.control.take_derive():
             self._derive()
             self._publish()
-        if time.monotonic() - self._last_heartbeat >= rundir.HEARTBEAT_S:
+        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_S:
             self._last_heartbeat = time.monotonic()
             self.hooks.on_state(self._status())
 

@@ -1,4 +1,4 @@
-"""Networks built from a genotype (the "evaluation" networks of DARTS_FACTS section 4), and what they cost.
+"""Networks built from a genotype (the "evaluation" networks of docs/darts.md, section 4), and what they cost.
 
 Module names follow the reference (`stem`, `cells.i.preprocess0`, `cells.i._ops.k`, `auxiliary_head`,
 `classifier`), so a state_dict trained by the reference code loads here and parameter counts line up.

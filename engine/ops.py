@@ -1,8 +1,8 @@
 """Candidate operations of the DARTS search space and their registry.
 
 `OPS[name](C, stride, affine)` builds one op that keeps the channel count C and divides the spatial size
-by `stride` (rounding up, so odd sizes work). The registry order is `PRIMITIVES`, which is also the
-column order of every alpha matrix: adding an op to the search space is one entry here.
+by `stride` (rounding up, so odd sizes work). The registry order is `PRIMITIVES` (engine/space.py),
+which is also the column order of every alpha matrix: adding an op is one entry here and one name there.
 
 The search network builds every op with `affine=False` and puts a BatchNorm after the pools itself
 (engine/supernet.py); the network built from a genotype (engine/network.py) uses `affine=True` and
@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .space import PRIMITIVES
 
 __all__ = ["PRIMITIVES", "OPS", "OpFactory", "Zero", "Identity", "FactorizedReduce", "ReLUConvBN", "SepConv",
            "DilConv"]
@@ -64,18 +66,22 @@ class FactorizedReduce(nn.Module):
         if C_out % 2:
             raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        # The reference's 1x1 convs have stride 2; here the input is subsampled first and the convs have
+        # stride 1: the same products and sums, but PyTorch 2.14's CPU backward of a strided 1x1 conv in
+        # channels_last with fewer than 8 input channels corrupts the heap (the process aborts), and that
+        # shape occurs in small searches (init_channels 2, or nodes=1 with init_channels 4).
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        shifted = x[:, :, 1:, 1:]
-        if x.size(2) % 2 or x.size(3) % 2:
-            # On an odd size the shifted branch would come out one pixel smaller than the other; a zero
-            # row/column at the far edge evens them (for even sizes the stride never reaches it).
-            shifted = F.pad(shifted, (0, x.size(3) % 2, 0, x.size(2) % 2))
-        out = torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)  # (B, C_out, ceil(H/2), ceil(W/2))
+        even, odd = x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]  # (B, C_in, ceil(H/2), ceil(W/2)), (.., floor, floor)
+        if odd.shape[2:] != even.shape[2:]:
+            # On an odd size the shifted branch is one pixel smaller; a zero row/column at the far edge evens
+            # them, as the reference's padding does.
+            odd = F.pad(odd, (0, even.size(3) - odd.size(3), 0, even.size(2) - odd.size(2)))
+        out = torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1)  # (B, C_out, ceil(H/2), ceil(W/2))
         return self.bn(out)
 
 
@@ -133,4 +139,5 @@ OPS: dict[str, OpFactory] = {
     "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine=affine),
 }
 
-PRIMITIVES: tuple[str, ...] = tuple(OPS)
+if tuple(OPS) != PRIMITIVES:  # engine/space.py names the ops torch-free; the two lists must not drift apart
+    raise RuntimeError(f"OPS {tuple(OPS)} and space.PRIMITIVES {PRIMITIVES} differ")

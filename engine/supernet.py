@@ -21,15 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import SearchConfig
-from .ops import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
-from .relax import CELL_KINDS, make_relaxation
+from .genotype import Genotype
+from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .space import CELL_KINDS, PRIMITIVES, num_edges
+from .variants import make_variant
 
-__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "edge_count"]
-
-
-def edge_count(nodes: int) -> int:
-    """Edges of a cell: node i has one incoming edge from each of the 2 cell inputs and the i earlier nodes."""
-    return sum(2 + i for i in range(nodes))
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork"]
 
 
 def _strided_dilated(op: nn.Module) -> bool:
@@ -114,7 +111,7 @@ class SearchNetwork(nn.Module):
                                                nodes=nodes, variant=variant, fast=fast,
                                                stem_multiplier=stem_multiplier)
         self.fast = fast
-        self.relaxation = make_relaxation(variant)
+        self.variant = make_variant(variant)  # how the architecture parameters become op weights
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
         C_pp, C_p, C_curr = C_curr, C_curr, C
@@ -130,12 +127,12 @@ class SearchNetwork(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
 
-        edges = edge_count(nodes)
+        edges = num_edges(nodes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(edges, len(PRIMITIVES)))  # (edges, ops)
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(edges, len(PRIMITIVES)))  # (edges, ops)
-        # arch key (as in arch_state and the relaxation) -> attribute name of the parameter
+        # arch key (as in arch_state and the variant's `weights`) -> attribute name of the parameter
         self._arch_attrs = {"normal": "alphas_normal", "reduce": "alphas_reduce"}
-        for name, init in self.relaxation.extra_parameters(edges, len(PRIMITIVES)).items():
+        for name, init in self.variant.extra_parameters(edges, len(PRIMITIVES)).items():
             self.register_parameter(name, nn.Parameter(init))
             self._arch_attrs[name] = name
         if fast:
@@ -166,7 +163,7 @@ class SearchNetwork(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) if self.fast else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, in_channels, H, W)
-        weights = self.relaxation.weights(self.arch())  # {"normal": (edges, ops), "reduce": (edges, ops)}
+        weights = self.variant.weights(self.arch())  # {"normal": (edges, ops), "reduce": (edges, ops)}
         s0 = s1 = self.stem(self.prepare_input(x))  # (B, 3C, H, W)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
@@ -183,5 +180,10 @@ class SearchNetwork(nn.Module):
     @torch.no_grad()
     def op_weights(self) -> dict[str, np.ndarray]:
         """The op weights the mixed ops use (softmax rows for DARTS), as numpy copies: (edges, ops) per cell kind."""
-        weights = self.relaxation.weights(self.arch())
+        weights = self.variant.weights(self.arch())
         return {kind: weights[kind].float().cpu().numpy().copy() for kind in CELL_KINDS}
+
+    def genotype(self, weights: dict[str, np.ndarray] | None = None) -> Genotype:
+        """The cell the variant derives from the current architecture (pass `op_weights()` if already at hand)."""
+        weights = self.op_weights() if weights is None else weights
+        return self.variant.derive(weights, self.arch_state())

@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app import figures, state
-from engine import rundir
+from engine import catalog, rundir
 from engine.config import PRESETS, from_preset
 from engine.loop import run_search
 from tests.waiting import wait_for
@@ -235,7 +235,7 @@ def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
     steps = figures.replay_steps(rundir.read_alphas(run_dir))
     assert len(steps) >= 4
     at = _page("replay").run()
-    key = f"replay.{rundir.list_runs(app_runs)[0].run_id}"
+    key = f"replay.{catalog.list_runs(app_runs)[0].run_id}"
     assert at.slider(key=f"{key}.step").value == steps[-1]            # opens at the latest record
     _button(at, "Play").click().run()                                   # at the end: plays from the start
     assert not at.exception and _button(at, "Play").disabled and not _button(at, "Stop replay").disabled

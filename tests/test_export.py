@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine import export, rundir
+from engine.atomic import append_jsonl
 from engine.export import (
     CSV_COLUMNS,
     GraphvizMissingError,
@@ -23,7 +24,8 @@ from engine.export import (
     weighted_cell_dot,
     write_export,
 )
-from engine.genotype import KNOWN_GENOTYPES, Genotype, source_name
+from engine.genotype import KNOWN_GENOTYPES, Genotype
+from engine.space import source_name
 
 V2 = KNOWN_GENOTYPES["DARTS_V2"]
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -114,6 +116,7 @@ def test_alphas_csv_is_long_format():
 def run(tmp_path):
     path = tmp_path / "run"
     path.mkdir()
+    (path / "config.json").write_text('{"kind": "search", "config": {"variant": "darts"}}')
     return path
 
 
@@ -121,8 +124,8 @@ def run(tmp_path):
 def test_write_export_defaults(run, fmt):
     if fmt == "svg" and shutil.which("dot") is None:
         pytest.skip("Graphviz's dot is not installed")
-    rundir.append_jsonl(run / rundir.GENOTYPES, [{"step": 5, "epoch": 0, "genotype": V2.to_dict()}])
-    rundir.append_jsonl(run / rundir.ALPHAS, _records(2))
+    append_jsonl(run / rundir.GENOTYPES, [{"step": 5, "epoch": 0, "genotype": V2.to_dict()}])
+    append_jsonl(run / rundir.ALPHAS, _records(2))
     path = write_export(run, fmt)
     assert path == run.resolve() / "exports" / export.FORMATS[fmt]
     assert os.listdir(path.parent) == [path.name]  # no temp file left behind

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from app import figures
-from engine.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype, edge_labels
-from engine.ops import PRIMITIVES
-from engine.rundir import weights_of
+from engine.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype
+from engine.space import PRIMITIVES, edge_labels
 
 
 def _softmax(a):
@@ -169,7 +168,7 @@ def test_replay_frame_selection(records):
 
 def test_replayed_record_gives_weights_and_genotype(records):
     last = records[-1]
-    np.testing.assert_allclose(weights_of(last)["normal"], _softmax(np.asarray(last["normal"])))
+    np.testing.assert_allclose(figures.record_weights(last)["normal"], _softmax(np.asarray(last["normal"])))
     genotype = figures.record_genotype(last)
     assert isinstance(genotype, Genotype)
     assert genotype == derive_genotype(np.asarray(last["normal"]), np.asarray(last["reduce"]))
@@ -197,7 +196,7 @@ def test_formatting_helpers():
 def test_runs_frame_columns():
     from pathlib import Path
 
-    from engine.rundir import RunInfo
+    from engine.catalog import RunInfo
 
     info = RunInfo(run_id="r1", path=Path("/tmp/r1"), state="finished", epoch=2, epochs=2, step=8, total_steps=8,
                    genotype=KNOWN_GENOTYPES["DARTS_V2"], valid_acc=0.5, created="2025", config={"dataset": "fake"})

@@ -15,23 +15,19 @@ from engine.genotype import (
     GenotypeChange,
     derive_genotype,
     diff_genotypes,
-    edge_endpoints,
-    edge_labels,
     genotype_from_weights,
-    num_edges,
-    steps_of,
 )
-from engine.ops import PRIMITIVES
+from engine.space import PRIMITIVES, edge_endpoints, edge_labels, nodes_of, num_edges
 
-# The reference's genotypes.py lines, verbatim (DARTS_FACTS.md section 2).
+# The reference's genotypes.py lines, verbatim (docs/darts.md).
 DARTS_V1_LINE = "DARTS_V1 = Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"  # noqa: E501
 DARTS_V2_LINE = "DARTS_V2 = Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"  # noqa: E501
 OP = {name: k for k, name in enumerate(PRIMITIVES)}
 
 
-def alphas_for(cell: tuple[tuple[str, int], ...], steps: int = 4) -> np.ndarray:
+def alphas_for(cell: tuple[tuple[str, int], ...], nodes: int = 4) -> np.ndarray:
     """Raw alphas whose derivation is `cell`: each kept edge has one strong op, the first of a node stronger."""
-    a = np.zeros((num_edges(steps), len(PRIMITIVES)))  # (edges, ops)
+    a = np.zeros((num_edges(nodes), len(PRIMITIVES)))  # (edges, ops)
     for k, (op, j) in enumerate(cell):
         node = k // 2
         a[num_edges(node) + j, OP[op]] = 3.0 if k % 2 == 0 else 2.0
@@ -126,10 +122,14 @@ def test_derive_takes_torch_tensors_and_other_node_counts():
     a, b = rng.normal(size=(14, 8)), rng.normal(size=(14, 8))
     ta = torch.tensor(a, dtype=torch.float32, requires_grad=True)
     assert derive_genotype(ta, torch.tensor(b)) == derive_genotype(a.astype(np.float32), b)
-    g3 = derive_genotype(rng.normal(size=(9, 8)), rng.normal(size=(9, 8)), steps=3)
+    g3 = derive_genotype(rng.normal(size=(9, 8)), rng.normal(size=(9, 8)))  # 9 rows: 3 nodes
     assert len(g3.normal) == 6 and g3.normal_concat == (2, 3, 4)
-    with pytest.raises(ValueError, match=r"\(14, 8\)"):
+    with pytest.raises(ValueError, match=r"\(edges, 8\)"):
         derive_genotype(np.zeros((14, 7)), np.zeros((14, 8)))
+    with pytest.raises(ValueError, match="13 edges"):
+        derive_genotype(np.zeros((13, 8)), np.zeros((13, 8)))
+    with pytest.raises(ValueError, match="must agree"):
+        derive_genotype(np.zeros((14, 8)), np.zeros((9, 8)))
     with pytest.raises(ValueError, match="NaN"):
         derive_genotype(np.full((14, 8), np.nan), np.zeros((14, 8)))
 
@@ -140,9 +140,9 @@ def test_edge_labels_and_endpoints():
     assert labels[-1] == "2 -> 3" and len(labels) == 14
     assert edge_endpoints(2) == [(0, 0), (1, 0), (0, 1), (1, 1), (2, 1)]
     assert [num_edges(s) for s in (1, 2, 3, 4, 5)] == [2, 5, 9, 14, 20]
-    assert steps_of(14) == 4
+    assert [nodes_of(num_edges(n)) for n in range(1, 9)] == list(range(1, 9))
     with pytest.raises(ValueError, match="13 edges"):
-        steps_of(13)
+        nodes_of(13)
 
 
 V2 = DARTS_V2_LINE[len("DARTS_V2 = "):]

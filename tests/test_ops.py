@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.ops import OPS, PRIMITIVES, DilConv, FactorizedReduce, Identity, ReLUConvBN, SepConv, Zero
 
@@ -84,3 +88,42 @@ def test_module_structure_matches_the_reference():
     assert all(m.bias is None for m in SepConv(C, C, 5, 2, 2).modules() if isinstance(m, torch.nn.Conv2d))
     dil = DilConv(C, C, 5, 1, 4, 2).op[1]
     assert dil.dilation == (2, 2) and dil.groups == C and dil.kernel_size == (5, 5)
+
+
+@pytest.mark.parametrize("size", [8, 7])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_factorized_reduce_is_the_references_strided_convs(size: int, channels_last: bool):
+    """Subsample-then-1x1 is the reference's 1x1 at stride 2 on x and on x shifted by a pixel (zero-padded at
+    an odd far edge): the same numbers, forward and backward."""
+    torch.manual_seed(0)
+    op = FactorizedReduce(3, 8, affine=True)
+    x = torch.randn(2, 3, size, size)
+    if channels_last:
+        op, x = op.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out = op(x)
+    r = F.relu(x)
+    shifted = F.pad(r[:, :, 1:, 1:], (0, size % 2, 0, size % 2))
+    ref = torch.cat([F.conv2d(r, op.conv_1.weight, stride=2), F.conv2d(shifted, op.conv_2.weight, stride=2)], 1)
+    ref = F.batch_norm(ref, None, None, op.bn.weight, op.bn.bias, training=True)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(out)
+    (got,) = torch.autograd.grad(out, x, g)
+    (want,) = torch.autograd.grad(ref, x, g)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_small_factorized_reduce_in_channels_last_survives_backward():
+    """PyTorch 2.14's CPU backward of a stride-2 1x1 conv in channels_last with under 8 input channels aborts
+    the process (heap corruption); FactorizedReduce must not hit it. Run in a child so a crash fails the test."""
+    code = (
+        "import torch\n"
+        "from engine.ops import FactorizedReduce\n"
+        "op = FactorizedReduce(4, 8, affine=False).to(memory_format=torch.channels_last)\n"
+        "x = torch.randn(8, 4, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()\n"
+        "for _ in range(5):\n"
+        "    op(x).sum().backward()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -6,20 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from engine import config
-from engine.ops import PRIMITIVES
-from engine.relax import RELAXATIONS, make_relaxation
-from engine.supernet import SearchNetwork, edge_count
+from engine import config, variants
+from engine.space import PRIMITIVES, num_edges
+from engine.supernet import SearchNetwork
 
 
 def _count(params: list[torch.nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
 
 
-def test_relaxation_registry_matches_config_variants():
-    assert tuple(RELAXATIONS) == config.VARIANTS
-    with pytest.raises(ValueError, match="unknown variant"):
-        make_relaxation("nope")
+def test_config_accepts_exactly_the_registered_variants():
+    assert variants.variant_names()[0] == "darts"
+    for name in variants.variant_names():
+        assert config.SearchConfig(variant=name).variant == name
+        assert variants.make_variant(name).name == name
+    with pytest.raises(ValueError, match="unknown variant 'nope'; known: darts"):
+        variants.make_variant("nope")
+    with pytest.raises(config.ConfigError, match="variant='nope'"):
+        config.SearchConfig(variant="nope")
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -45,7 +49,7 @@ def test_arch_state_and_op_weights_are_numpy_copies():
     net = SearchNetwork(4, 3, 3, nodes=3)
     arch, weights = net.arch_state(), net.op_weights()
     assert set(arch) == set(weights) == {"normal", "reduce"}
-    assert arch["normal"].shape == (edge_count(3), len(PRIMITIVES)) == (9, 8)
+    assert arch["normal"].shape == (num_edges(3), len(PRIMITIVES)) == (9, 8)
     np.testing.assert_allclose(weights["reduce"].sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(weights["normal"], torch.softmax(net.alphas_normal, -1).detach().numpy(), rtol=1e-6)
     arch["normal"][:] = 5.0

@@ -39,7 +39,10 @@ def _genotype_data(get_genotype: Callable[[], Any], fmt: str) -> Callable[[], st
 
 
 def _alphas_data(run_dir: str) -> Callable[[], str]:
-    return lambda: export.alphas_csv(rundir.read_alphas(run_dir))
+    def make() -> str:
+        variant = rundir.read_config(run_dir)["config"].get("variant", "darts")  # the weights the run searched with
+        return export.alphas_csv(rundir.read_alphas(run_dir), variant)
+    return make
 
 
 def render(get_genotype: Callable[[], Any], run_dir: str | None, name: str, key: str,

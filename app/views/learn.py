@@ -11,9 +11,9 @@ import streamlit as st
 
 from app import figures, state
 from app.views import cells
-from engine import rundir
+from engine import catalog
 from engine.genotype import KNOWN_GENOTYPES, Genotype
-from engine.ops import PRIMITIVES
+from engine.space import PRIMITIVES
 
 __all__ = ["page", "render"]
 
@@ -96,7 +96,7 @@ def _derivation(weights: Mapping[str, Any] | None, genotype: Genotype | None) ->
     st.code(genotype.to_darts(), language="python", wrap_lines=True)
 
 
-def _collapse(records: Sequence[Mapping[str, Any]], key: str) -> None:
+def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str) -> None:
     st.header("4. Skip-connection collapse")
     st.markdown(
         "A weakness of DARTS that users meet again and again: as the search goes on, **parameter-free ops** "
@@ -111,8 +111,8 @@ def _collapse(records: Sequence[Mapping[str, Any]], key: str) -> None:
         return
     left, right = st.columns(2)
     for col, cell in ((left, "normal"), (right, "reduce")):
-        col.plotly_chart(figures.op_share_figure(records, cell), key=f"{key}.share.{cell}")
-    last = figures.record_genotype(records[-1])
+        col.plotly_chart(figures.op_share_figure(records, cell, variant), key=f"{key}.share.{cell}")
+    last = figures.record_genotype(records[-1], variant)
     skips = sum(op == "skip_connect" for op, _ in last.normal)
     st.caption(f"The normal cell derived at the last recorded step has {skips} skip connection(s) out of "
                f"{len(last.normal)} edges (the paper's DARTS_V2 normal cell has 2).")
@@ -148,24 +148,26 @@ def _paper(genotype: Genotype | None, num_classes: int) -> None:
                  width="stretch")
 
 
-def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str = "learn") -> None:
-    """The lesson on one run's recorded alphas (empty: the lesson with the paper's cell only)."""
-    weights = rundir.weights_of(records[-1]) if records else None
-    genotype = figures.record_genotype(records[-1]) if records else None
+def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str = "learn",
+           variant: str = "darts") -> None:
+    """The lesson on one run's recorded alphas (empty: the lesson with the paper's cell only); `variant` is
+    the run's, which turns the records into op weights and a cell."""
+    weights = figures.record_weights(records[-1], variant) if records else None
+    genotype = figures.record_genotype(records[-1], variant) if records else None
     _intro()
     _relaxation(weights, key)
     _bilevel()
     _derivation(weights, genotype)
-    _collapse(records, key)
+    _collapse(records, key, variant)
     _paper(genotype, num_classes)
 
 
 def page() -> None:
     reg = state.registry()
     st.title("Learn DARTS")
-    runs = rundir.list_runs(reg.runs_dir)
+    runs = catalog.list_runs(reg.runs_dir)
     records: list[dict[str, Any]] = []
-    classes = 10
+    classes, variant = 10, "darts"
     if runs:
         ids = [r.run_id for r in runs]
         job = state.selected_job(reg)
@@ -175,8 +177,9 @@ def page() -> None:
         info = next(r for r in runs if r.run_id == run_id)
         records = state.alphas_records(info.path)
         classes = state.num_classes_of(info.config)
+        variant = str(info.config.get("variant", "darts"))
         st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}"
                    " · this page redraws when you interact with it; the Search page is the live view")
     else:
         st.caption("No runs yet: the figures below appear once a search has run (Search page).")
-    render(records, classes)
+    render(records, classes, variant=variant)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import figures, state
 from app.views import cells
-from engine import rundir
+from engine import catalog
 
 __all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S"]
 
@@ -20,20 +20,21 @@ TICK_S = 0.5          # seconds between frames while playing
 _FRAMES = 60          # a replay plays in about _FRAMES ticks, whatever the run's length
 
 
-def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str) -> None:
+def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: str) -> None:
     i = figures.replay_index(records, step)
     record = records[i]
-    weights = rundir.weights_of(record)
+    weights = figures.record_weights(record, variant)
     st.caption(f"Record {i + 1} of {len(records)} · step {record.get('step', i)} · epoch "
                f"{int(record.get('epoch', 0)) + 1}")
     mode = cells.mode_picker(key=f"{key}.mode")
-    cells.render_heatmaps(weights, rundir.weights_of(records[0]), mode, key=key)
+    cells.render_heatmaps(weights, figures.record_weights(records[0], variant), mode, key=key)
     show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all")
-    cells.render_dags(figures.record_genotype(record), weights, show_all)
+    cells.render_dags(figures.record_genotype(record, variant), weights, show_all)
 
 
-def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
-    """Slider over the recorded steps; Play advances it on a timer until the last record."""
+def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: str = "darts") -> None:
+    """Slider over the recorded steps; Play advances it on a timer until the last record. `variant` is the
+    run's (its config): it turns each record's architecture parameters into the weights and cell shown."""
     if not records:
         st.info("This run has no recorded alphas yet.")
         return
@@ -58,14 +59,14 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
     @st.fragment(run_every=TICK_S if playing else None)
     def frame() -> None:
         if len(records) == 1:
-            _frame(records, steps[0], key)
+            _frame(records, steps[0], key, variant)
             return
         if playing and st.session_state.get(playing_key):
             i = figures.replay_index(records, st.session_state.get(pos_key, steps[0]))
             stride = max(1, math.ceil(len(records) / _FRAMES))
             step = st.session_state[pos_key] = steps[min(len(records) - 1, i + stride)]
             st.slider("Step", min_value=steps[0], max_value=steps[-1], value=step, disabled=True)
-            _frame(records, step, key)
+            _frame(records, step, key, variant)
             if step >= steps[-1]:
                 st.session_state[playing_key] = False
                 st.session_state[slider_key] = step
@@ -74,7 +75,7 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
         current = st.session_state.get(slider_key, steps[-1])
         st.session_state[slider_key] = min(max(current, steps[0]), steps[-1])
         step = st.slider("Step", min_value=steps[0], max_value=steps[-1], key=slider_key)
-        _frame(records, step, key)
+        _frame(records, step, key, variant)
 
     frame()
 
@@ -82,7 +83,7 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay") -> None:
 def page() -> None:
     reg = state.registry()
     st.title("Replay")
-    runs = rundir.list_runs(reg.runs_dir)
+    runs = catalog.list_runs(reg.runs_dir)
     if not runs:
         st.info("No runs to replay yet. Start one on the Search page.")
         return
@@ -93,4 +94,4 @@ def page() -> None:
     run_id = st.selectbox("Run", ids, key="replay.selected")
     info = next(r for r in runs if r.run_id == run_id)
     st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}")
-    render(state.alphas_records(info.path), key=f"replay.{run_id}")
+    render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=str(info.config.get("variant", "darts")))

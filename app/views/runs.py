@@ -9,9 +9,10 @@ import streamlit as st
 
 from app import figures, nav, state
 from app.views import cells, curves, exports
-from engine import rundir
+from engine import catalog
+from engine.catalog import RunInfo
 from engine.job import JobError
-from engine.rundir import RunDirError, RunInfo
+from engine.rundir import RunDirError
 
 __all__ = ["page", "render_table", "render_details", "render_compare", "RESUMABLE"]
 
@@ -63,7 +64,7 @@ def _resume(info: RunInfo, overrides: dict) -> bool:
 
 def _delete(info: RunInfo) -> None:
     try:
-        rundir.delete_run(info.path, state.registry().runs_dir)
+        catalog.delete_run(info.path, state.registry().runs_dir)
     except (RunDirError, OSError) as err:
         state.flash("error", f"Could not delete {info.run_id}: {err}")
         return
@@ -150,7 +151,7 @@ def page() -> None:
     reg = state.registry()
     st.title("Runs")
     state.show_flash()
-    runs = rundir.list_runs(reg.runs_dir)
+    runs = catalog.list_runs(reg.runs_dir)
     st.caption(f"Runs directory: `{reg.runs_dir}`")
     if not runs:
         st.info("No runs yet. Start one on the Search page, or from a terminal: "

@@ -12,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from engine.config import DATASETS, DEVICES, ORDERS, PRESETS, VARIANTS, ConfigError, SearchConfig, from_preset
+from engine.config import DATASETS, DEVICES, ORDERS, PRESETS, ConfigError, SearchConfig, from_preset
+from engine.variants import variant_names
 
 __all__ = ["FIELDS", "START_LABEL", "render"]
 
@@ -21,7 +22,7 @@ START_LABEL = "Start search"
 # field -> (label, kind, choices or number step, help)
 FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "dataset": ("Dataset", "select", DATASETS, "embedded = the Fashion-MNIST subset shipped with dartboard"),
-    "variant": ("Variant", "select", VARIANTS, "how alphas become op weights"),
+    "variant": ("Variant", "select", variant_names(), "how alphas become op weights"),
     "order": ("Order", "select", ORDERS, "architecture gradient: first order, or second order (unrolled, slower)"),
     "epochs": ("Epochs", "int", 1, None),
     "batch_size": ("Batch size", "int", 8, None),

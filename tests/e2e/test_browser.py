@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from app.views.search import DEFAULT_REFRESH_S
-from engine import rundir
+from engine import catalog, rundir
 from engine.genotype import Genotype, derive_genotype
 
 pytestmark = pytest.mark.e2e
@@ -134,7 +134,7 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
 
     # Running: the status strip, heatmaps, cells and curves, all redrawn with new data as steps go by
     expect(metric(page, "State")).to_have_text("running", timeout=STATE_MS)
-    runs = rundir.list_runs(e2e_runs)
+    runs = catalog.list_runs(e2e_runs)
     assert len(runs) == 1
     assert runs[0].config["epochs"] == EPOCHS, "the search started with another config than the sidebar shows"
     run_id = runs[0].run_id
@@ -246,12 +246,12 @@ def download_json(page: Page, run_id: str) -> str:
 def _ensure_run(runs_dir: Path) -> str:
     """The newest ended run (the one the test above stopped); without one (this test alone, or the test above
     failed) a smoke search from the command line makes one (40 steps: Replay's Play runs for a while)."""
-    runs = [r for r in rundir.list_runs(runs_dir) if r.state in ("stopped", "finished")]
+    runs = [r for r in catalog.list_runs(runs_dir) if r.state in ("stopped", "finished")]
     if not runs:
         subprocess.run([sys.executable, "-m", "engine", "search", "--preset", "smoke", "--set", "epochs=20",
                         "--runs-dir", str(runs_dir)],
                        cwd=ROOT, check=True, capture_output=True, timeout=300)
-        runs = rundir.list_runs(runs_dir)
+        runs = catalog.list_runs(runs_dir)
     return runs[0].run_id
 
 
