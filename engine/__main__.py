@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .catalog import list_runs
+from .catalog import UNREADABLE, list_runs
 from .config import PRESETS, ConfigError, from_preset, parse_overrides
 from .inputs import parse_json, read_input_text
 from .liveness import is_interrupted
@@ -90,25 +90,38 @@ def cmd_search(args: argparse.Namespace) -> int:
         run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"{args.preset}-{config.dataset}")
     control = Control()
 
-    def on_sigint(signum, frame):  # first Ctrl-C: stop after this step with a checkpoint; second: abort
-        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+    def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step with a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
         control.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signal.signal(signal.SIGINT, on_sigint)
-    print(f"run directory: {run_dir}", file=sys.stderr)
+    # Ctrl-C, `kill` (SIGTERM: systemd, docker stop, a cluster's scheduler) and a closed terminal (SIGHUP)
+    # all end the run the same way: the step in flight finishes, a checkpoint is written, state "stopped".
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
     box = SnapshotBox()
     errors: list[str] = []
+    started: list[bool] = []
 
     class _Errors(Callback):
+        def on_run_start(self, info):
+            started.append(True)
+            print(f"run directory: {run_dir}", file=sys.stderr)
+
         def on_exception(self, exc, traceback_text):
             errors.append(type(exc).__name__)
 
-    state = run_search(config, run_dir, control=control, callbacks=[_progress_callback(), _Errors()], box=box,
+    state = run_search(config, run_dir, control=control, callbacks=[_Errors(), _progress_callback()], box=box,
                        resume=bool(args.resume))
     if state == "failed":
+        bad_input = bool(errors) and errors[0] in _BAD_INPUT
+        if bad_input and not started:  # refused before it began: one line, as for any bad input
+            print(f"error: {box.get().error}", file=sys.stderr)
+            return 2
         print(f"\nfailed: {box.get().error}", file=sys.stderr)
-        return 2 if errors and errors[0] in _BAD_INPUT else 1
+        return 2 if bad_input else 1
     print(f"\n{state}: {run_dir}", file=sys.stderr)
     genotype = rundir.latest_genotype(run_dir)
     if genotype is not None:
@@ -216,6 +229,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         acc = "" if r.valid_acc is None else f"{r.valid_acc:.3f}"
         geno = "" if r.genotype is None else (" ".join(f"{op}:{i}" for op, i in r.genotype.normal) + " | "
                                               + " ".join(f"{op}:{i}" for op, i in r.genotype.reduce))
+        if r.state == UNREADABLE:
+            print(f"{r.run_id:<44} {r.state:<12} {r.error}")
+            continue
         print(f"{r.run_id:<44} {r.state:<12} {f'{r.step}/{r.total_steps}':>11} "
               f"{f'{r.epoch}/{r.epochs}':>7} {acc:>9}  {geno}")
     return 0

@@ -116,12 +116,15 @@ class Architect:
                   x_train: torch.Tensor, y_train: torch.Tensor) -> list[torch.Tensor]:
         """d2L_train(w, alpha)/(dalpha dw) . v, by a central difference of dL_train/dalpha along v.
 
-        For small R, dL_train(w + R v)/dalpha = dL_train(w)/dalpha + R * (d2L/dalpha dw) v + O(R^2), so
-        (g(w + R v) - g(w - R v)) / 2R is the Hessian-vector product with an O(R^2) error, for the cost of
+        Where the loss is smooth, dL_train(w + R v)/dalpha = dL_train(w)/dalpha + R * (d2L/dalpha dw) v + O(R^2),
+        so (g(w + R v) - g(w - R v)) / 2R is the Hessian-vector product with an O(R^2) error, for the cost of
         two gradients instead of a double backward (which would keep the whole supernet's second-order
-        graph in memory). R = r / ||v|| makes the step r long whatever the scale of v. The passes run
-        without autocast: the difference of two nearly equal gradients is what is being measured, and a
-        half-precision forward would round the O(r) weight change away.
+        graph in memory). R = r / ||v|| makes the step r long whatever the scale of v. The supernet is not
+        smooth (ReLU, max pooling): once kinks fall inside the radius, the difference is the slope of a
+        secant, not the Hessian at w. That is the reference's estimator, and it is what runs; docs/darts.md
+        gives the measured gap to exact double backpropagation. The passes run without autocast: the
+        difference of two nearly equal gradients is what is being measured, and a half-precision forward
+        would round the O(r) weight change away.
         """
         alphas = self.model.arch_parameters()
         R = self.r / torch.linalg.vector_norm(torch.cat([t.flatten() for t in v])).item()

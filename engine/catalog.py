@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from . import rundir
 from .liveness import displayed_state, is_interrupted
 from .snapshot import ACTIVE_STATES
 
-__all__ = ["RunInfo", "run_info", "list_runs", "delete_run"]
+__all__ = ["RunInfo", "UNREADABLE", "run_info", "list_runs", "delete_run"]
+
+UNREADABLE = "unreadable"  # the state listed for a run directory whose files cannot be made sense of
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,15 @@ class RunInfo:
 
 def _last_metric(rows: list[dict[str, Any]], key: str) -> float | None:
     for row in reversed(rows):
-        if isinstance(row.get(key), (int, float)):
-            return float(row[key])
+        value = row.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
     return None
+
+
+def _count(value: Any) -> int:
+    """A step, epoch or total from status.json / config.json; 0 for anything that is not a count."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 def run_info(run_dir: str | os.PathLike) -> RunInfo:
@@ -49,15 +58,21 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
         raise rundir.RunDirError(f"{run_dir} vanished while it was read ({e})") from e
     return RunInfo(
         run_id=run_dir.name, path=run_dir, state=displayed_state(status, config_mtime),
-        epoch=int(status.get("epoch", 0)), epochs=int(cfg["config"].get("epochs", 0)), step=int(status.get("step", 0)),
-        total_steps=int(status.get("total_steps", 0)), genotype=rundir.latest_genotype(run_dir),
+        epoch=_count(status.get("epoch")), epochs=_count(cfg["config"].get("epochs")), step=_count(status.get("step")),
+        total_steps=_count(status.get("total_steps")), genotype=rundir.latest_genotype(run_dir),
         valid_acc=_last_metric(rundir.read_metrics(run_dir), "valid_acc"), created=str(cfg.get("created", "")),
-        config=cfg["config"], error=status.get("error"),
+        config=cfg["config"], error=None if status.get("error") is None else str(status["error"]),
     )
 
 
+def _unreadable(path: Path, reason: str) -> RunInfo:
+    return RunInfo(run_id=path.name, path=path, state=UNREADABLE, epoch=0, epochs=0, step=0, total_steps=0,
+                   genotype=None, valid_acc=None, created="", error=reason)
+
+
 def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """Every readable run under the runs root, newest first; unreadable folders are left out."""
+    """Every run under the runs root, newest first. A folder with a config.json that cannot be read is listed
+    with state "unreadable" and the reason in `error`, so one damaged run never hides the others."""
     root = rundir.runs_root(root)
     if not root.is_dir():
         return []
@@ -66,8 +81,9 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
         if path.is_dir() and (path / rundir.CONFIG).exists():
             try:
                 runs.append(run_info(path))
-            except rundir.RunDirError:
-                continue
+            except (rundir.RunDirError, OSError, ValueError, TypeError, AttributeError) as e:
+                runs.append(_unreadable(path, str(e) if isinstance(e, rundir.RunDirError) else
+                                        f"{type(e).__name__}: {e}"))
     return runs
 
 

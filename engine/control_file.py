@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 from . import rundir
 from .atomic import write_json_atomic
 
-__all__ = ["COMMANDS", "Pending", "request_control", "read_control", "ack_control", "control_stamp"]
+__all__ = ["COMMANDS", "Pending", "request_control", "read_control", "ack_control", "control_stamp", "ControlPoller"]
 
 COMMANDS = ("pause", "resume", "step", "stop", "derive")
 _LOCK_TIMEOUT_S = 30.0  # the lock is held for one small read and one write; longer means a hung holder
@@ -149,3 +149,32 @@ def control_stamp(run_dir: str | os.PathLike) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_ino, st.st_size
+
+
+class ControlPoller:
+    """The search loop's side of control.json: apply each request once, in order, then acknowledge it.
+
+    `poll()` is cheap when nothing changed (one stat). Requests written before the loop started (or was
+    resumed) are stale and skipped: they were meant for a process that is gone."""
+
+    def __init__(self, run_dir: str | os.PathLike, apply: Callable[[str], None]):
+        self.run_dir = Path(run_dir)
+        self.apply = apply
+        self.seq = read_control(self.run_dir, 0).seq  # the last request seen (or skipped as stale)
+        self._stamp: tuple[int, int, int] | None = None
+
+    def poll(self) -> None:
+        stamp = control_stamp(self.run_dir)
+        if stamp is None or stamp == self._stamp:
+            return
+        self._stamp = stamp
+        pending = read_control(self.run_dir, self.seq)  # malformed entries: skipped, logged
+        for req in pending.requests:
+            self.seq = req["seq"]
+            self.apply(req["command"])
+        if pending.applied < self.seq:  # let writers trim what is applied (and what was skipped as stale)
+            try:
+                ack_control(self.run_dir, self.seq)
+            except (OSError, rundir.RunDirError):
+                return  # acknowledged on a later poll; the requests were applied once and will not be again
+            self._stamp = None  # read again: our own write freed an inode a writer's next file may reuse

@@ -31,7 +31,7 @@ FORMATS = {"json": "genotype.json", "darts": "genotype.txt", "dot": "genotype.do
 CSV_COLUMNS = ("step", "epoch", "cell", "edge", "source", "node", "op", "alpha", "weight")
 # The files a run directory lives on: an export must never replace one of them.
 _RUN_FILES = {rundir.CONFIG, rundir.STATUS, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES, rundir.CHECKPOINT,
-              rundir.CONTROL, rundir.CONTROL_LOCK}
+              rundir.CONTROL, rundir.CONTROL_LOCK, rundir.RUN_LOCK}
 _INSTALL_HINT = ("Graphviz's `dot` program is not installed (SVG needs it; DOT export does not). Install it: "
                  "`sudo apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
                  "or `conda install graphviz`.")

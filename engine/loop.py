@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
-import json
-import math
 import platform
 import random
 import shutil
@@ -23,27 +21,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from filelock import FileLock, Timeout
 
 from . import control_file, rundir
 from .architect import Architect
-from .atomic import read_jsonl, write_bytes_atomic, write_json_atomic
+from .atomic import write_json_atomic
 from .checkpoint import CheckpointError, capture_rng, clone_state, load_checkpoint, restore_rng
 from .config import ConfigError, SearchConfig
 from .control import Control
 from .data import load_search_data
-from .device import amp_dtype, autocast, select_device
+from .device import amp_dtype, select_device
 from .hooks import Callback, CallbackList, RunDirWriter, StepEvent
 from .liveness import HEARTBEAT_S
+from .resume import check_resume, reanchor_learning_rates, restore_state, truncate_logs
 from .snapshot import Snapshot, SnapshotBox
+from .step import EpochMeters, bilevel_step
 from .supernet import SearchNetwork
 from .variants import record_weights
 
-__all__ = ["run_search", "RESUMABLE_FIELDS"]
+__all__ = ["run_search"]
 
-# Fields a resumed search may change (how it optimises); the rest fix what is searched and must match.
-RESUMABLE_FIELDS = frozenset({"w_lr", "w_lr_min", "w_grad_clip", "a_lr", "a_weight_decay", "order", "amp",
-                              "device", "log_every", "checkpoint_every_s", "fast"})
 _RECENT_METRICS = 500
 
 
@@ -64,39 +61,31 @@ def _oom_hint(e: BaseException) -> str | None:
     return None
 
 
-class _Meters:
-    """Running means over the current epoch (what the curves show), kept in checkpoints for exact resume."""
-
-    KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc")
-
-    def __init__(self, state: dict[str, float] | None = None):
-        self.sums = dict(state) if state else {**{k: 0.0 for k in self.KEYS}, "n": 0.0}
-
-    def update(self, **values: float | None) -> None:
-        self.sums["n"] += 1
-        for k, v in values.items():
-            self.sums[k] += float(v) if v is not None else 0.0
-
-    def means(self) -> dict[str, float]:
-        n = max(self.sums["n"], 1.0)
-        return {k: self.sums[k] / n for k in self.KEYS}
-
-
-def _check_resume_config(saved: dict[str, Any], config: SearchConfig) -> None:
-    for key, value in config.to_dict().items():
-        if key not in RESUMABLE_FIELDS and key in saved and saved[key] != value:
-            raise ConfigError(key, value, f"a resumed search keeps {key}={saved[key]!r}; only "
-                                          f"{', '.join(sorted(RESUMABLE_FIELDS))} may change on resume")
-
-
 def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | None = None,
                callbacks: list[Callback] | None = None, box: SnapshotBox | None = None,
                resume: bool = False) -> str:
     """Run (or resume) a search writing `run_dir`; returns the final state. Never raises for a failed
-    run: the error ends up in status.json, the snapshot and `on_exception`."""
+    run: the error ends up in status.json, the snapshot and `on_exception`.
+
+    The process holds an exclusive lock on the run directory (`.run.lock`) for the whole run, so a second
+    process cannot write the same run (a second `--resume` is refused). Until setup has checked
+    everything, a failure writes nothing: a refused resume leaves the run as it was."""
     run_dir = Path(run_dir)
     control = control or Control()
     box = box or SnapshotBox()
+    lock = FileLock(run_dir / rundir.RUN_LOCK, blocking=False)
+    try:
+        lock.acquire()
+    except (Timeout, OSError) as e:
+        err = rundir.RunDirError(f"{run_dir} is being written by another process; stop that one first"
+                                 if isinstance(e, Timeout) else f"cannot lock {run_dir}: {e}")
+        status = {"state": "failed", "step": 0, "error": str(err)}
+        box.put(Snapshot(run_id=run_dir.name, run_dir=str(run_dir), state="failed", config=config.to_dict(),
+                         error=str(err), updated_at=time.time()))
+        others = CallbackList(list(callbacks or []))  # nothing is written: the run belongs to the other process
+        others.on_exception(err, "")
+        others.on_run_end(status)
+        return "failed"
     writer = RunDirWriter(run_dir)
     hooks = CallbackList([writer, *(callbacks or [])])
     loop = _Loop(config, run_dir, control, hooks, writer, box)
@@ -109,6 +98,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | 
             raise
     finally:
         writer.close()
+        lock.release()
     if loop.state == "failed" and not resume and not (run_dir / rundir.CONFIG).exists():
         shutil.rmtree(run_dir, ignore_errors=True)  # failed before it began (bad data, bad device): no run to keep
     return loop.state
@@ -129,10 +119,10 @@ class _Loop:
         self.step_time_s: float | None = None
         self.wall_s = 0.0
         self._last_ckpt = time.monotonic()
-        self._ctl_seq = 0
-        self._ctl_mtime = 0.0
+        self._poller: control_file.ControlPoller | None = None
         self._last_heartbeat = 0.0
-        self.meters = _Meters()
+        self.started = False  # setup checked everything; from here on a failure is recorded in the run directory
+        self.meters = EpochMeters()
         self._publish()
 
     # ---------------------------------------------------------------- setup
@@ -156,12 +146,13 @@ class _Loop:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, float(cfg.epochs),
                                                                     eta_min=cfg.w_lr_min)
         self.architect = Architect(self.model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order=cfg.order)
-        self._ctl_seq = control_file.read_control(self.run_dir, 0).seq  # requests from before this start are stale
+        self._poller = control_file.ControlPoller(self.run_dir, self.control.apply)
         if resume:
             self._load(rundir.read_config(self.run_dir))
         else:
             write_json_atomic(self.run_dir / rundir.CONFIG, self._config_record())
             self.initial_weights = self.model.op_weights()
+        self.started = True
         self.genotype = self.model.genotype()  # the cell the search starts from
         self._publish()
         self.hooks.on_run_start({"run_dir": str(self.run_dir), "config": cfg, "status": self._status()})
@@ -182,18 +173,12 @@ class _Loop:
         }
 
     def _load(self, record: dict[str, Any]) -> None:
-        _check_resume_config(record["config"], self.cfg)
+        """Resume: check the config against the checkpoint, restore, then (only then) touch the files."""
         ckpt = load_checkpoint(self.run_dir / rundir.CHECKPOINT)
+        saved_fp = ckpt.get("data_fingerprint") or (record.get("dataset") or {}).get("fingerprint")
+        check_resume(ckpt, self.cfg, self.data.fingerprint, saved_fp)
         self._restore(ckpt)
-        # a resume may lower the learning rates (e.g. after a NaN): re-anchor the schedules on the new ones
-        self.scheduler.base_lrs = [self.cfg.w_lr]
-        self.scheduler.eta_min = self.cfg.w_lr_min
-        t, T = self.scheduler.last_epoch, self.scheduler.T_max
-        lr = self.cfg.w_lr_min + (self.cfg.w_lr - self.cfg.w_lr_min) * (1 + math.cos(math.pi * t / T)) / 2
-        for group in self.w_opt.param_groups:
-            group["lr"] = lr
-        for group in self.architect.optimizer.param_groups:
-            group["lr"], group["weight_decay"] = self.cfg.a_lr, self.cfg.a_weight_decay
+        reanchor_learning_rates(self.cfg, self.w_opt, self.architect.optimizer, self.scheduler)
         record["config"] = self.cfg.to_dict()
         record.setdefault("resumed", []).append({"step": self.step, "time": time.time()})
         write_json_atomic(self.run_dir / rundir.CONFIG, record)
@@ -203,22 +188,19 @@ class _Loop:
         self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
 
     def _truncate_logs(self) -> None:
-        """Lines written after the restored checkpoint belong to steps that will be redone: drop them."""
-        for name in (rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES):
-            rows = [r for r in read_jsonl(self.run_dir / name) if int(r.get("step", 0)) <= self.step]
-            write_bytes_atomic(self.run_dir / name, "".join(
-                json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
+        truncate_logs(self.run_dir, self.step)
         self.recent = collections.deque((m for m in self.recent if m["step"] <= self.step), maxlen=_RECENT_METRICS)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.w_opt.load_state_dict(ckpt["w_optimizer"])
-        self.architect.optimizer.load_state_dict(ckpt["a_optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"])
-        self.step, self.epoch, self.batch = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch"])
-        self.meters = _Meters(ckpt.get("meters"))
-        self.wall_s = float(ckpt.get("wall_s", 0.0))
+        restore_state(ckpt, self.model, self.w_opt, self.architect.optimizer, self.scheduler)
+        try:
+            restore_rng(ckpt["rng"])
+            self.step, self.epoch, self.batch = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch"])
+            self.meters = EpochMeters(ckpt.get("meters"))
+            self.wall_s = float(ckpt.get("wall_s", 0.0))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"the checkpoint's position or RNG state is not readable ({type(e).__name__}: "
+                                  f"{e})"[:400]) from None
         self._iters = None
 
     def _state_dict(self) -> dict[str, Any]:
@@ -227,6 +209,7 @@ class _Loop:
             "w_optimizer": self.w_opt.state_dict(), "a_optimizer": self.architect.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": capture_rng(), "config": self.cfg.to_dict(),
             "meters": dict(self.meters.sums), "wall_s": self.wall_s, "torch": str(torch.__version__),
+            "data_fingerprint": self.data.fingerprint,
         })
 
     # ---------------------------------------------------------------- the loop
@@ -239,6 +222,9 @@ class _Loop:
                 self._set_state("paused", self.message)
             if not self.control.gate(idle=self._idle):
                 break
+            if self.writer.unwritten and not self.writer.retry():
+                self._pause_for_disk()  # resumed, but the disk still refuses: no step runs before its lines are out
+                continue
             if self.state != "running":
                 self._set_state("running")
             self._one_step()
@@ -258,38 +244,26 @@ class _Loop:
             self._iters = (self.data.batches("train", self.epoch, cfg.batch_size, start=self.batch),
                            self.data.batches("valid", self.epoch, cfg.batch_size, start=self.batch))
             if self.batch == 0:
-                self.meters = _Meters()
+                self.meters = EpochMeters()
         t0 = time.perf_counter()
-        x, y = (t.to(dev, non_blocking=True) for t in next(self._iters[0]))     # (B, C, H, W), (B,)
-        xv, yv = (t.to(dev, non_blocking=True) for t in next(self._iters[1]))
-        w_lr = self.w_opt.param_groups[0]["lr"]
-        arch = self.architect.step(x, y, xv, yv, w_lr, self.w_opt, amp=cfg.amp, device=dev)
-        self.w_opt.zero_grad(set_to_none=True)
-        with autocast(dev, cfg.amp):
-            logits = self.model(x)                                               # (B, classes)
-        loss = F.cross_entropy(logits.float(), y)
-        valid_loss = float(arch["valid_loss"])
-        if not (torch.isfinite(loss) and math.isfinite(valid_loss)):
-            self._non_finite(float(loss.detach()), valid_loss)
+        train = tuple(t.to(dev, non_blocking=True) for t in next(self._iters[0]))  # (B, C, H, W), (B,)
+        valid = tuple(t.to(dev, non_blocking=True) for t in next(self._iters[1]))
+        out = bilevel_step(self.model, self.architect, self.w_opt, train, valid, cfg, dev)
+        if not out.finite:
+            self._non_finite(out.train_loss, out.valid_loss)
             return
-        # the weight step needs no alpha gradients (the reference computes and discards them)
-        loss.backward(inputs=self.model.weight_parameters() if self.model.fast else None)
-        torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), cfg.w_grad_clip)
-        self.w_opt.step()
         self.step += 1
         self.batch += 1
         dt = time.perf_counter() - t0
         self.wall_s += dt
         self.step_time_s = dt if self.step_time_s is None else 0.8 * self.step_time_s + 0.2 * dt
-        acc = float((logits.detach().argmax(1) == y).float().mean())
-        self.meters.update(train_loss=float(loss.detach()), train_acc=acc, valid_loss=valid_loss,
-                           valid_acc=arch.get("valid_acc"))
+        self.meters.update(out)
         end_of_epoch = self.batch == self.steps_per_epoch
         logged = self.step % cfg.log_every == 0 or end_of_epoch
         alphas = self.model.arch_state()
         metrics = alphas_row = None
         if logged:
-            metrics = {"step": self.step, "epoch": self.epoch, **self.meters.means(), "w_lr": w_lr,
+            metrics = {"step": self.step, "epoch": self.epoch, **self.meters.means(), "w_lr": out.w_lr,
                        "a_lr": self.architect.optimizer.param_groups[0]["lr"],
                        "steps_per_s": 1.0 / self.step_time_s, "wall_s": round(self.wall_s, 3), "time": time.time()}
             self.recent.append(metrics)
@@ -323,7 +297,17 @@ class _Loop:
     def _after_step(self) -> None:
         if self.control.take_derive():
             self._derive()
+        if self.writer.error and not self.control.paused:
+            self._pause_for_disk()
         self._publish()
+
+    def _pause_for_disk(self) -> None:
+        """A write failed: pause before more steps outrun the disk; the unwritten lines wait in memory, in order."""
+        self.control.pause()
+        self.message = (f"{self.writer.error}. Paused at step {self.step} with {self.writer.unwritten} write(s) "
+                        "held in memory: free space or fix the run directory, then Resume (they are written first). "
+                        "Stopping now ends the run as failed, without them.")
+        self._set_state("paused", self.message)
 
     def _derive(self) -> None:
         if self.genotype is None:
@@ -351,20 +335,8 @@ class _Loop:
 
     # ---------------------------------------------------------------- control, status, snapshot
     def _poll_control(self) -> None:
-        stamp = control_file.control_stamp(self.run_dir)
-        if stamp is None or stamp == self._ctl_mtime:
-            return
-        self._ctl_mtime = stamp
-        pending = control_file.read_control(self.run_dir, self._ctl_seq)  # malformed entries: skipped, logged
-        for req in pending.requests:
-            self._ctl_seq = req["seq"]
-            self.control.apply(req["command"])
-        if pending.applied < self._ctl_seq:  # let writers trim what is applied (and what setup skipped)
-            try:
-                control_file.ack_control(self.run_dir, self._ctl_seq)
-            except (OSError, rundir.RunDirError):
-                return  # acknowledged on a later poll; the requests were applied once and will not be again
-            self._ctl_mtime = None  # read again: our own write freed an inode a writer's next file may reuse
+        if self._poller is not None:
+            self._poller.poll()
 
     def _idle(self) -> None:
         """While paused: follow control.json, answer derive requests, keep the heartbeat fresh."""
@@ -409,8 +381,12 @@ class _Loop:
         self.hooks.on_step_end(StepEvent(self.step, self.epoch, self._status(), None, None, self._state_dict()))
 
     def _finish(self, state: str) -> None:
-        if self.writer.error:
-            self.message = self.writer.error
+        self.writer.flush()
+        if self.writer.unwritten and not self.writer.retry():
+            state = "failed"  # the run directory misses lines: it must not read as finished or stopped cleanly
+            self.error = (f"{self.writer.error}; {self.writer.unwritten} write(s) could not be made, so the run "
+                          f"directory is incomplete after step {self.step}")
+            self.message = None
         self.state = state
         self.hooks.on_run_end(self._status())
         self._publish()
@@ -420,6 +396,8 @@ class _Loop:
         hint = _oom_hint(e)
         self.error = hint or (str(e) if isinstance(e, (ConfigError, CheckpointError)) else f"{type(e).__name__}: {e}")
         self.state = "failed"
+        if not self.started:  # refused before it began (a resume that does not fit): the run stays as it was
+            self.writer.close()
         self.hooks.on_exception(e, tb)
         self.hooks.on_run_end({**self._status(), "error_kind": type(e).__name__, "traceback": tb[-20000:]})
         self._publish()

@@ -23,7 +23,8 @@ from .atomic import read_json, read_jsonl, write_json_atomic
 from .genotype import Genotype
 
 __all__ = [
-    "CONFIG", "STATUS", "METRICS", "ALPHAS", "GENOTYPES", "CHECKPOINT", "CONTROL", "CONTROL_LOCK", "RunDirError",
+    "CONFIG", "STATUS", "METRICS", "ALPHAS", "GENOTYPES", "CHECKPOINT", "CONTROL", "CONTROL_LOCK", "RUN_LOCK",
+    "RunDirError",
     "runs_root", "new_run_dir", "read_config", "read_status", "write_status", "read_metrics", "read_alphas",
     "read_genotypes", "latest_genotype",
 ]
@@ -31,6 +32,7 @@ __all__ = [
 CONFIG, STATUS, METRICS, ALPHAS, GENOTYPES, CHECKPOINT, CONTROL = (
     "config.json", "status.json", "metrics.jsonl", "alphas.jsonl", "genotypes.jsonl", "checkpoint.pt", "control.json")
 CONTROL_LOCK = ".control.lock"  # the inter-process lock around changes of control.json (engine.control_file)
+RUN_LOCK = ".run.lock"  # held by the one process that runs (writes) this search, for its whole life
 
 
 class RunDirError(RuntimeError):
@@ -72,6 +74,9 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     data = read_json(Path(run_dir) / CONFIG)
     if not isinstance(data, dict) or "config" not in data:
         raise RunDirError(f"{run_dir} is not a dartboard run directory (no readable {CONFIG})")
+    if not isinstance(data["config"], dict):
+        raise RunDirError(f"{run_dir}/{CONFIG} is damaged: its \"config\" is {type(data['config']).__name__}, "
+                          "not an object of fields")
     return data
 
 
@@ -86,16 +91,27 @@ def write_status(run_dir: str | os.PathLike, **fields_: Any) -> dict[str, Any]:
     return status
 
 
+def _has_step(row: dict[str, Any]) -> bool:
+    return type(row.get("step")) is int and row["step"] >= 0
+
+
+def _is_matrix(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, list) for r in value)
+
+
+# The readers below return the lines a reader can place: a line without an integer step (or an alphas line
+# without its two matrices) is damage, skipped like a torn line, so one bad line cannot break a page.
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / METRICS)
+    return [r for r in read_jsonl(Path(run_dir) / METRICS) if _has_step(r)]
 
 
 def read_alphas(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / ALPHAS)
+    return [r for r in read_jsonl(Path(run_dir) / ALPHAS)
+            if _has_step(r) and _is_matrix(r.get("normal")) and _is_matrix(r.get("reduce"))]
 
 
 def read_genotypes(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / GENOTYPES)
+    return [r for r in read_jsonl(Path(run_dir) / GENOTYPES) if _has_step(r)]
 
 
 def latest_genotype(run_dir: str | os.PathLike) -> Genotype | None:

@@ -96,7 +96,8 @@ def test_sigkill_loses_only_steps_since_the_checkpoint_then_resumes(runs_dir):
     assert "sep_conv" in runs_out or "skip_connect" in runs_out or "pool" in runs_out
 
 
-def test_ctrl_c_stops_gracefully_with_a_checkpoint(runs_dir):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "term", "hup"])
+def test_ctrl_c_term_and_hup_stop_gracefully_with_a_checkpoint(runs_dir, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "search", "--preset", "smoke", "--runs-dir", str(runs_dir),
          "--set", "epochs=500"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,7 +107,7 @@ def test_ctrl_c_stops_gracefully_with_a_checkpoint(runs_dir):
         if runs and rundir.read_status(runs[0]).get("step", 0) >= 2:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     run = list(runs_dir.iterdir())[0]

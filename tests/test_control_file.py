@@ -4,12 +4,11 @@ import json
 import multiprocessing
 import time
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 
 from engine import rundir
-from engine.control_file import COMMANDS, ack_control, read_control, request_control
+from engine.control_file import COMMANDS, ControlPoller, ack_control, read_control, request_control
 
 WRITERS, EACH = 4, 50
 
@@ -37,13 +36,10 @@ def _api_consumer(run_dir):
 
 
 def _loop_consumer(run_dir):
-    """The search loop's own `_poll_control` (stat stamp, read, apply, acknowledge) on a stand-in loop."""
-    from engine.loop import _Loop
-
+    """The search loop's own poller (stat stamp, read, apply, acknowledge), applying into a list."""
     seen = []
-    loop = SimpleNamespace(run_dir=run_dir, _ctl_seq=0, _ctl_mtime=0.0)
-    loop.control = SimpleNamespace(apply=lambda command: seen.append((loop._ctl_seq, command)))
-    return (lambda: _Loop._poll_control(loop)), seen
+    poller = ControlPoller(run_dir, lambda command: seen.append((poller.seq, command)))
+    return poller.poll, seen
 
 
 @pytest.mark.parametrize("consumer", [_api_consumer, _loop_consumer], ids=["api", "loop"])
@@ -136,17 +132,24 @@ def test_a_malformed_control_json_is_read_without_raising(tmp_path, caplog, text
 
 
 def test_the_loop_skips_bad_requests_applies_good_ones_and_acknowledges(tmp_path, caplog):
-    from engine.loop import _Loop
-
-    (tmp_path / rundir.CONTROL).write_text(json.dumps(BAD_REQUESTS))
     applied = []
-    loop = SimpleNamespace(run_dir=tmp_path, _ctl_seq=0, _ctl_mtime=0.0,
-                           control=SimpleNamespace(apply=applied.append))
-    _Loop._poll_control(loop)
-    assert applied == ["pause", "resume"] and loop._ctl_seq == 4
+    poller = ControlPoller(tmp_path, applied.append)  # the loop starts, then a bad file arrives
+    (tmp_path / rundir.CONTROL).write_text(json.dumps(BAD_REQUESTS))
+    poller.poll()
+    assert applied == ["pause", "resume"] and poller.seq == 4
     assert read_control(tmp_path, 0).applied == 4
     for text in ('{"requests": 5}', "[1, 2]", "garbage {"):
         (tmp_path / rundir.CONTROL).write_text(text)
-        _Loop._poll_control(loop)
-        _Loop._poll_control(loop)
+        poller.poll()
+        poller.poll()
     assert applied == ["pause", "resume"]
+
+
+def test_requests_from_before_the_loop_started_are_stale(tmp_path):
+    request_control(tmp_path, "stop")  # meant for a process that is gone (e.g. the one a resume replaces)
+    applied = []
+    poller = ControlPoller(tmp_path, applied.append)
+    poller.poll()
+    request_control(tmp_path, "pause")
+    poller.poll()
+    assert applied == ["pause"]

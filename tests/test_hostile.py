@@ -137,3 +137,152 @@ def test_genotype_and_alphas_rows_without_their_keys(run_copy, capsys):
     _bad(capsys, ["derive", str(run_copy)], "no alphas yet")
     _bad(capsys, ["inspect", str(run_copy)], "no genotype")
     _bad(capsys, ["export", str(run_copy), "--format", "json"], "no genotype")
+
+
+# ---------------------------------------------------------------- faults while a search runs, and resumes
+
+
+def _files(run_dir):
+    """Every file of a run directory with its bytes (the lock files excepted: they are empty markers)."""
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file() and not p.name.endswith(".lock")}
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A smoke run (3 epochs) stopped after step 2, with a checkpoint: what people resume."""
+    from engine.control import Control
+    from engine.hooks import Callback
+
+    class StopAt(Callback):
+        def on_step_end(self, event):
+            if event.step == 2:
+                control.stop()
+
+    control = Control()
+    run_dir = tmp_path_factory.mktemp("stopped") / "run"
+    run_dir.mkdir()
+    assert run_search(from_preset("smoke", {"epochs": 3}), run_dir, control=control, callbacks=[StopAt()]) == "stopped"
+    return run_dir
+
+
+@pytest.fixture
+def stopped_copy(stopped_run, tmp_path):
+    dst = tmp_path / "runs" / stopped_run.name
+    shutil.copytree(stopped_run, dst)
+    return dst
+
+
+def test_a_second_process_on_the_same_run_is_refused_and_changes_nothing(stopped_copy, capsys):
+    from filelock import FileLock
+
+    before = _files(stopped_copy)
+    with FileLock(stopped_copy / rundir.RUN_LOCK):  # another process runs this search
+        _bad(capsys, ["search", "--resume", str(stopped_copy)], "being written by another process")
+    assert _files(stopped_copy) == before
+
+
+@pytest.mark.parametrize("how,needle", [
+    ("--set seed=3", "seed"),
+    ("config.json subset=24", "subset"),
+    ("config.json seed=5", "seed"),
+    ("config.json epochs=4", "epochs"),
+    ("config.json dataset=embedded", "dataset"),
+    ("config.json init_channels=8", "init_channels"),
+])
+def test_a_refused_resume_names_the_field_and_changes_nothing(stopped_copy, capsys, how, needle):
+    """The check compares with the checkpoint (what was searched), not with config.json, which anyone can edit."""
+    argv = ["search", "--resume", str(stopped_copy)]
+    if how.startswith("--set"):
+        argv += ["--set", how.split()[1]]
+    else:
+        key, value = how.split()[1].split("=")
+        record = json.loads((stopped_copy / rundir.CONFIG).read_text())
+        record["config"][key] = value if key == "dataset" else int(value)
+        if key == "dataset":
+            record["config"]["image_size"] = None  # the embedded images are 28x28
+        (stopped_copy / rundir.CONFIG).write_text(json.dumps(record))
+    before = _files(stopped_copy)
+    _bad(capsys, argv, needle)
+    assert _files(stopped_copy) == before
+
+
+def test_a_crafted_checkpoint_with_the_right_tag_is_bad_input(stopped_copy, capsys):
+    ckpt = torch.load(stopped_copy / rundir.CHECKPOINT, weights_only=True)
+    ckpt["model"] = {"bogus.weight": torch.zeros(3)}
+    torch.save(ckpt, stopped_copy / rundir.CHECKPOINT)
+    before = _files(stopped_copy)
+    _bad(capsys, ["search", "--resume", str(stopped_copy)], "does not fit this search network")
+    assert _files(stopped_copy) == before
+
+
+def test_a_metrics_row_with_a_step_that_is_not_a_number_does_not_stop_a_resume(stopped_copy, capsys):
+    with open(stopped_copy / rundir.METRICS, "a") as f:
+        f.write('{"step": "abc", "train_loss": 1.0}\n')
+    assert main(["search", "--resume", str(stopped_copy)]) == 0
+    steps = [m["step"] for m in rundir.read_metrics(stopped_copy)]
+    assert steps == list(range(1, steps[-1] + 1)) and "abc" not in (stopped_copy / rundir.METRICS).read_text()
+
+
+def test_one_damaged_run_is_listed_as_unreadable_and_the_others_list_normally(finished_run, tmp_path, capsys):
+    root = tmp_path / "runs"
+    good, nulled, absurd = (root / f"2026010{i}T000000Z-{name}" for i, name in enumerate(("good", "null", "absurd")))
+    for dst in (good, nulled, absurd):
+        shutil.copytree(finished_run, dst)
+    record = json.loads((nulled / rundir.CONFIG).read_text())
+    record["config"] = None
+    (nulled / rundir.CONFIG).write_text(json.dumps(record))
+    with open(absurd / rundir.METRICS, "a") as f:
+        f.write('{"step": "abc"}\n{"step": 99, "valid_acc": 1e999}\n{"step": 100, "valid_acc": "x"}\n{"step": 1')
+    status = json.loads((absurd / rundir.STATUS).read_text())
+    (absurd / rundir.STATUS).write_text(json.dumps({**status, "epoch": "x", "step": None}))
+    assert main(["runs", "--runs-dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "unreadable" in lines[nulled.name] and "damaged" in lines[nulled.name]
+    assert "finished" in lines[good.name] and "finished" in lines[absurd.name]
+    from engine.follow import snapshot_from_dir
+
+    snap = snapshot_from_dir(absurd)  # what the dashboard's Search, Replay and Runs pages read
+    assert snap.weights["normal"].shape == (14, 8) and snap.metrics[-1]["step"] != "abc"
+
+
+@pytest.mark.parametrize("recover", [True, False], ids=["disk-fixed-then-resumed", "never-fixed-then-stopped"])
+def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
+    """The disk refuses a write (alphas.jsonl becomes a directory: a real OS error, no mock): the search pauses
+    within a step with the reason; lines wait in memory in order; fixed and resumed, every step is on disk
+    once. Never fixed, a stop ends the run `failed` with the count of lost writes, not `finished`."""
+    from engine.hooks import Callback
+    from engine.job import Controller
+    from tests.waiting import wait_for
+
+    alphas, aside = tmp_path / "run" / rundir.ALPHAS, tmp_path / "alphas.aside"
+
+    class Sabotage(Callback):
+        def on_step_end(self, event):
+            if event.step == 2 and not aside.exists():
+                alphas.rename(aside)
+                alphas.mkdir()
+
+    (tmp_path / "run").mkdir()
+    job = Controller(from_preset("smoke", {"epochs": 3}), tmp_path / "run", callbacks=[Sabotage()]).start()
+    try:
+        wait_for(lambda: job.snapshot().state == "paused", timeout=120)
+        snap = job.snapshot()
+        assert "cannot write" in snap.message and snap.step <= 4, (snap.step, snap.message)
+        assert job.snapshot().step == snap.step  # paused means no more steps
+        if recover:
+            alphas.rmdir()
+            aside.rename(alphas)
+            job.resume()
+            wait_for(lambda: not job.alive, timeout=120)
+            assert job.snapshot().state == "finished"
+            steps = [r["step"] for r in rundir.read_alphas(tmp_path / "run")]
+            assert steps == list(range(1, job.snapshot().total_steps + 1))  # each step once, in order
+        else:
+            job.stop()
+            wait_for(lambda: not job.alive, timeout=120)
+            end = job.snapshot()
+            assert end.state == "failed" and "could not be made" in end.error, end.error
+    finally:
+        job.stop()
+        job.join(60)
