@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from engine import export as _export
 from engine import variants
-from engine.genotype import Genotype, diff_genotypes
+from engine.genotype import Genotype, diff_genotypes, node_difference
 from engine.space import PARAM_FREE, PRIMITIVES, edge_labels, nodes_of, source_name
 
 __all__ = [
@@ -97,13 +97,59 @@ def _series(metrics: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], 
     return xs, ys
 
 
+def _epoch_starts(metrics: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The step before the first row of each epoch after the first: where the running means start afresh."""
+    starts, last_epoch, last_step = [], None, None
+    for row in metrics:
+        epoch, step = row.get("epoch"), row.get("step")
+        if last_epoch is not None and epoch != last_epoch and isinstance(last_step, int):
+            starts.append(last_step)
+        last_epoch, last_step = epoch, step
+    return starts
+
+
+def _by_epoch(metrics: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int | None], list[float | None]]:
+    """A series with a gap (None) between epochs, so a reset running mean is not drawn as a jump."""
+    xs: list[int | None] = []
+    ys: list[float | None] = []
+    last_epoch = None
+    for row in metrics:
+        x, y = _series([row], key)
+        if not x:
+            continue
+        if last_epoch is not None and row.get("epoch") != last_epoch:
+            xs.append(None)
+            ys.append(None)
+        xs.append(x[0])
+        ys.append(y[0])
+        last_epoch = row.get("epoch")
+    return xs, ys
+
+
+# Distinct colours for runs side by side (Okabe-Ito, readable by colour-blind viewers); dashes tell them apart
+# in grey print too.
+RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+_DASHES = ("solid", "dash", "dot", "dashdot")
+
+
 def curve_figure(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 280) -> go.Figure:
-    """One of CURVES (loss, accuracy, lr) against the global step; rows missing a value are skipped."""
+    """One of CURVES (loss, accuracy, lr) against the global step; rows missing a value are skipped.
+
+    Losses and accuracies are running means over the epoch so far, which start afresh at each epoch: each
+    epoch is its own segment, and a dotted line marks where a new one starts. The lr axis starts at zero,
+    so a constant learning rate reads as constant, not as a line in an arbitrary band."""
     title, y_title, keys = CURVES[curve]
     fig = go.Figure()
-    for key, name in keys:
-        xs, ys = _series(metrics, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name))
+    for i, (key, name) in enumerate(keys):
+        xs, ys = _by_epoch(metrics, key) if curve != "lr" else _series(metrics, key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, connectgaps=False,
+                                 line=dict(color=RUN_COLOURS[i])))
+    if curve != "lr":
+        for x in _epoch_starts(metrics):
+            fig.add_vline(x=x + 0.5, line=dict(color="grey", width=1, dash="dot"))
+        y_title = f"{y_title} (mean over the epoch so far)"
+    else:
+        fig.update_yaxes(rangemode="tozero")
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="step", yaxis_title=y_title, legend=dict(orientation="h", y=-0.25))
     return fig
@@ -111,13 +157,16 @@ def curve_figure(metrics: Sequence[Mapping[str, Any]], curve: str, height: int =
 
 def overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str, title: str = "",
                    height: int = 300) -> go.Figure:
-    """One metric of several runs on one plot (run label -> metric rows)."""
+    """One metric of several runs on one plot (run label -> metric rows), each run its own colour and dash."""
     fig = go.Figure()
-    for label, metrics in runs.items():
+    for i, (label, metrics) in enumerate(runs.items()):
         xs, ys = _series(metrics, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label,
+                                 line=dict(color=RUN_COLOURS[i % len(RUN_COLOURS)], dash=_DASHES[i % len(_DASHES)])))
     fig.update_layout(title=title or key, height=height, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="step", yaxis_title=key, legend=dict(orientation="h", y=-0.25))
+    if key.endswith("lr"):
+        fig.update_yaxes(rangemode="tozero")
     return fig
 
 
@@ -184,15 +233,23 @@ def genotype_changes(old: Genotype | None, new: Genotype | None) -> list[str]:
 
 
 def compare_genotypes_frame(a: Genotype, b: Genotype, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
-    """Two genotypes edge by edge (cell, node, slot), with a column saying where they agree."""
+    """Two genotypes node by node: the (op, input) pairs both have first ("same": yes), then the ones that differ.
+
+    A node sums its inputs, so its pairs are compared as a set: the same two pairs in the other order agree."""
+    def text(pair: tuple[str, int] | None) -> str:
+        return "" if pair is None else f"{pair[0]} <- {source_name(pair[1])}"
+
     rows = []
     for cell in ("normal", "reduce"):
         for node, (pa, pb) in enumerate(zip_longest(a.cell_nodes(cell), b.cell_nodes(cell), fillvalue=())):
-            for ea, eb in zip_longest(pa, pb):
-                ta = "" if ea is None else f"{ea[0]} <- {source_name(ea[1])}"
-                tb = "" if eb is None else f"{eb[0]} <- {source_name(eb[1])}"
-                rows.append({"cell": cell, "node": node, names[0]: ta, names[1]: tb,
-                             "same": "yes" if ta == tb else "no"})
+            only_a, only_b = node_difference(pa, pb)
+            shared = list(pa)
+            for pair in only_a:
+                shared.remove(pair)
+            for pair in shared:
+                rows.append({"cell": cell, "node": node, names[0]: text(pair), names[1]: text(pair), "same": "yes"})
+            for ea, eb in zip_longest(only_a, only_b):
+                rows.append({"cell": cell, "node": node, names[0]: text(ea), names[1]: text(eb), "same": "no"})
     return pd.DataFrame(rows, columns=["cell", "node", names[0], names[1], "same"])
 
 

@@ -24,6 +24,7 @@ from .inputs import parse_json
 from .space import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
 
 __all__ = ["Genotype", "GenotypeChange", "derive_genotype", "genotype_from_weights", "select_edges", "diff_genotypes",
+           "node_difference",
            "KNOWN_GENOTYPES"]
 
 Pair = tuple[str, int]
@@ -126,7 +127,8 @@ class Genotype:
 
 @dataclass(frozen=True)
 class GenotypeChange:
-    """One (cell, node, slot) entry that differs; None on a side where the slot does not exist."""
+    """An (op, input) pair a node lost (`before`) and the one it gained in its place (`after`); None when a node
+    only lost or only gained one. `slot` numbers the changes of one node."""
     cell: str
     node: int
     slot: int
@@ -134,15 +136,28 @@ class GenotypeChange:
     after: Pair | None
 
 
+def node_difference(a: Sequence[Pair], b: Sequence[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """The pairs only `a` has and those only `b` has, comparing a node's inputs as a multiset: a node sums its
+    inputs, so the same two (op, input) pairs in the other order are the same node."""
+    rest = list(b)
+    only_a = []
+    for pair in a:
+        if pair in rest:
+            rest.remove(pair)
+        else:
+            only_a.append(pair)
+    return only_a, rest
+
+
 def diff_genotypes(old: Genotype | None, new: Genotype) -> tuple[GenotypeChange, ...]:
-    """What changed from `old` to `new`, slot by slot (no `old`: every entry of `new` is a change)."""
+    """What changed from `old` to `new`, node by node (no `old`: every entry of `new` is a change)."""
     changes = []
     for cell in CELL_KINDS:
         before = old.cell_nodes(cell) if old is not None else ()
         for node, (a, b) in enumerate(zip_longest(before, new.cell_nodes(cell), fillvalue=())):
-            for slot, (pa, pb) in enumerate(zip_longest(a, b)):
-                if pa != pb:
-                    changes.append(GenotypeChange(cell, node, slot, pa, pb))
+            lost, gained = node_difference(a, b)
+            for slot, (pa, pb) in enumerate(zip_longest(lost, gained)):
+                changes.append(GenotypeChange(cell, node, slot, pa, pb))
     return tuple(changes)
 
 

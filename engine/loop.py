@@ -37,6 +37,7 @@ from .resume import check_resume, reanchor_learning_rates, restore_state, trunca
 from .snapshot import Snapshot, SnapshotBox
 from .step import EpochMeters, bilevel_step
 from .supernet import SearchNetwork
+from .tensorboard import TensorBoardLog
 from .variants import record_weights
 
 __all__ = ["run_search"]
@@ -87,7 +88,7 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | 
         others.on_run_end(status)
         return "failed"
     writer = RunDirWriter(run_dir)
-    hooks = CallbackList([writer, *(callbacks or [])])
+    hooks = CallbackList([writer, TensorBoardLog(run_dir, config.variant), *(callbacks or [])])
     loop = _Loop(config, run_dir, control, hooks, writer, box)
     try:
         loop.setup(resume)

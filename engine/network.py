@@ -11,6 +11,7 @@ import functools
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .genotype import Genotype
 from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN
@@ -235,25 +236,15 @@ def count_cifar_parameters(C: int, num_classes: int, layers: int, genotype: Geno
 
 
 def count_multiply_adds(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)) -> int:
-    """Multiply-adds of conv and linear layers for one sample, measured by hooks on an eval-mode forward
-    (so the auxiliary head, training-only, is not counted; BN, pools and additions are not either)."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        per_output = module.in_features if isinstance(module, nn.Linear) else \
-            (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-        total += output.numel() * per_output
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """Multiply-adds for one sample, of an eval-mode forward (so the auxiliary head, training-only, is not
+    counted), by PyTorch's FlopCounterMode: it counts convolutions and matrix products (2 FLOPs per
+    multiply-add), not BatchNorm, pools or additions, which is how the paper's "528M" for DARTS_V2 counts."""
     was_training = model.training
     param = next(model.parameters(), None)
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(input_size, device=param.device if param is not None else "cpu"))
     finally:
         model.train(was_training)
-        for h in handles:
-            h.remove()
-    return total // input_size[0]
+    return counter.get_total_flops() // 2 // input_size[0]

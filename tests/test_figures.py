@@ -1,5 +1,7 @@
 """app/figures.py: pure data -> figure / DOT / frame functions, tested without Streamlit."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -97,12 +99,15 @@ def test_curve_traces_match_the_metrics():
     loss = figures.curve_figure(metrics, "loss")
     train, valid = loss.data
     assert (train.name, valid.name) == ("train", "valid")
-    assert list(train.x) == [1, 2, 3] and list(train.y) == [2.3, 2.1, 1.9]
-    assert list(valid.x) == [1, 3] and list(valid.y) == [2.4, 2.0]      # missing values are skipped
+    # each epoch is its own segment (the running means start afresh), and a dotted line marks the reset
+    assert list(train.x) == [1, 2, None, 3] and list(train.y) == [2.3, 2.1, None, 1.9]
+    assert list(valid.x) == [1, None, 3] and list(valid.y) == [2.4, None, 2.0]   # missing values are skipped
+    assert [shape.x0 for shape in loss.layout.shapes] == [2.5] and train.line.color != valid.line.color
     acc = figures.curve_figure(metrics, "accuracy")
-    assert list(acc.data[1].y) == [0.09, 0.25]
+    assert [y for y in acc.data[1].y if y is not None] == [0.09, 0.25]
     lr = figures.curve_figure(metrics, "lr")
     assert list(lr.data[0].y) == [0.05, 0.05, 0.04]
+    assert lr.layout.yaxis.rangemode == "tozero" and not lr.layout.shapes  # a constant lr reads as constant
     assert figures.curve_figure([], "loss").data[0].x == ()
 
 
@@ -111,6 +116,8 @@ def test_overlay_has_one_trace_per_run():
     fig = figures.overlay_figure(runs, "valid_acc")
     assert [t.name for t in fig.data] == ["A", "B"]
     assert list(fig.data[1].y) == [0.6, 0.7]
+    (a, b) = fig.data  # told apart by colour and by dash: A is never hidden under B in the same blue
+    assert a.line.color != b.line.color and a.line.dash != b.line.dash
 
 
 def _dot_edges(dot: str) -> int:
@@ -153,6 +160,14 @@ def test_compare_frame_marks_equal_and_different_edges():
     assert len(same) == 16 and (same["same"] == "yes").all()
     diff = figures.compare_genotypes_frame(v1, v2, names=("V1", "V2"))
     assert {"V1", "V2"} <= set(diff.columns) and (diff["same"] == "no").any()
+    # DARTS_V2 against itself with node 0's two inputs swapped: the same cell, 16 of 16 (it said 14 of 16)
+    swapped = dataclasses.replace(v2, normal=(v2.normal[1], v2.normal[0], *v2.normal[2:]))
+    frame = figures.compare_genotypes_frame(v2, swapped)
+    assert len(frame) == 16 and (frame["same"] == "yes").all()
+    assert figures.genotype_changes(v2, swapped) == []
+    # V1 and V2 share node 0 of the normal cell in another order, and node 1's sep_conv_3x3 from c_{k-1}
+    node0 = diff[(diff["cell"] == "normal") & (diff["node"] == 0)]
+    assert (node0["same"] == "yes").all() and len(node0) == 2
 
 
 def test_replay_frame_selection(records):

@@ -221,10 +221,12 @@ def test_diff_lists_changed_slots():
     assert diff_genotypes(v2, v2) == ()
     changed = dataclasses.replace(v2, normal=v2.normal[:7] + (("sep_conv_5x5", 3),))
     assert diff_genotypes(v2, changed) == (
-        GenotypeChange("normal", 3, 1, ("dil_conv_3x3", 2), ("sep_conv_5x5", 3)),)
+        GenotypeChange("normal", 3, 0, ("dil_conv_3x3", 2), ("sep_conv_5x5", 3)),)
     assert len(diff_genotypes(None, v2)) == 16
-    assert {(c.cell, c.node) for c in diff_genotypes(v1, v2)} == {
-        ("normal", 0), ("normal", 1), ("normal", 2), ("normal", 3), ("reduce", 1), ("reduce", 3)}
+    assert {(c.cell, c.node) for c in diff_genotypes(v1, v2)} == {  # nodes 0, 2: the same pairs, other order
+        ("normal", 1), ("normal", 3), ("reduce", 1), ("reduce", 3)}
+    swapped = dataclasses.replace(v2, normal=(v2.normal[1], v2.normal[0], *v2.normal[2:]))
+    assert swapped != v2 and diff_genotypes(v2, swapped) == ()  # a node's inputs are a set: order is no change
 
 
 def test_genotype_from_weights_serves_other_keep_counts_and_scaled_rows():

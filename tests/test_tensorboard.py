@@ -1,0 +1,67 @@
+"""Every run writes TensorBoard event files that TensorBoard's own reader opens: the same numbers as
+metrics.jsonl, op-weight images per epoch, the genotype as text, and no step twice after a resume."""
+
+from __future__ import annotations
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from engine import rundir
+from engine.config import from_preset
+from engine.control import Control
+from engine.hooks import Callback
+from engine.loop import run_search
+
+
+def _read(run_dir):
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+class _StopAt(Callback):
+    def __init__(self, control, step):
+        self.control, self.step = control, step
+
+    def on_step_end(self, event):
+        if event.step == self.step:
+            self.control.stop()
+
+
+def test_a_search_opens_in_tensorboard_with_the_run_directorys_numbers(tmp_path):
+    cfg = from_preset("smoke", {"epochs": 2})
+    assert run_search(cfg, tmp_path) == "finished"
+    acc = _read(tmp_path)
+    metrics = rundir.read_metrics(tmp_path)
+    for key, tag in (("train_loss", "loss/train"), ("valid_acc", "accuracy/valid"), ("w_lr", "lr/weights"),
+                     ("steps_per_s", "speed/steps_per_s")):
+        events = acc.Scalars(tag)
+        assert [e.step for e in events] == [m["step"] for m in metrics]
+        assert [e.value for e in events] == pytest.approx([m[key] for m in metrics], rel=1e-6)
+    images = acc.Tags()["images"]
+    assert set(images) == {"op_weights/normal", "op_weights/reduce"}
+    shot = acc.Images("op_weights/normal")
+    assert len(shot) == cfg.epochs and (shot[0].width, shot[0].height) == (8 * 12, 14 * 12)
+    texts = acc.Tensors("genotype/text_summary")
+    assert len(texts) == cfg.epochs and b"Genotype(normal=" in texts[-1].tensor_proto.string_val[0]
+
+
+def test_a_resume_purges_the_steps_it_redoes(tmp_path):
+    """A process dies after logging steps past its last checkpoint; the resume redoes them. TensorBoard must
+    show each step once (SummaryWriter's purge_step), as metrics.jsonl does."""
+    from engine.checkpoint import save_checkpoint
+
+    class KeepEpochCheckpoint(_StopAt):
+        def on_step_end(self, event):
+            if event.step == 2 and event.checkpoint is not None:  # the epoch-end checkpoint (2 steps an epoch)
+                save_checkpoint(tmp_path / "epoch.pt", event.checkpoint)
+            super().on_step_end(event)
+
+    cfg = from_preset("smoke", {"epochs": 3, "checkpoint_every_s": 1e6})
+    control = Control()
+    assert run_search(cfg, tmp_path, control=control, callbacks=[KeepEpochCheckpoint(control, 3)]) == "stopped"
+    (tmp_path / "epoch.pt").replace(tmp_path / rundir.CHECKPOINT)  # as if killed after logging step 3
+    assert [e.step for e in _read(tmp_path).Scalars("loss/train")] == [1, 2, 3]
+    assert run_search(cfg, tmp_path, resume=True) == "finished"
+    steps = [e.step for e in _read(tmp_path).Scalars("loss/train")]
+    assert steps == [m["step"] for m in rundir.read_metrics(tmp_path)] == list(range(1, 7))
