@@ -1,0 +1,38 @@
+"""Recorded runs shipped with the project (assets/runs/): Replay and Learn open on one at once, on a fresh
+machine, before any search has run.
+
+Each is an ordinary run directory, trimmed to what the pages read (config.json, status.json, metrics.jsonl,
+alphas.jsonl, genotypes.jsonl; no checkpoint, so it cannot be resumed) and recorded by
+`python scripts/record_example.py`. They are read-only: they live outside the runs root, so the Runs page
+cannot delete them and nothing writes into them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import catalog, rundir
+
+__all__ = ["EXAMPLES_ROOT", "example_runs", "is_example", "check_writable"]
+
+EXAMPLES_ROOT = Path(__file__).resolve().parent.parent / "assets" / "runs"
+
+
+def example_runs() -> list[catalog.RunInfo]:
+    """The recorded runs, newest first, listed like the runs of a runs root."""
+    return catalog.list_runs(EXAMPLES_ROOT) if EXAMPLES_ROOT.is_dir() else []
+
+
+def is_example(run_dir: str | Path) -> bool:
+    """True for a shipped recording (read-only: no resume, no delete, no control requests)."""
+    try:
+        return Path(run_dir).resolve().parent == EXAMPLES_ROOT
+    except OSError:
+        return False
+
+
+def check_writable(run_dir: str | Path) -> None:
+    """A RunDirError for a shipped recording, which nothing may write into."""
+    if is_example(run_dir):
+        raise rundir.RunDirError(f"{Path(run_dir).name} is a recording shipped with dartboard; it can be "
+                                 "replayed and studied, not resumed, changed or deleted")

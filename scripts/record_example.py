@@ -1,0 +1,69 @@
+"""Record a search for assets/runs/, the recordings Replay and Learn open on before any search has run.
+
+    python scripts/record_example.py                       # runs the `demo` preset (minutes), then trims it
+    python scripts/record_example.py --from runs/<run>     # trims a run that already finished
+    python scripts/record_example.py --preset demo --name demo --set epochs=10
+
+Keeps what the pages read (config.json, status.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl); drops
+the checkpoint, TensorBoard events, control files and exports, so a recording is a few hundred KB and
+cannot be resumed. The status is rewritten without the recording machine's pid and host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine import rundir  # noqa: E402  (the repository root is on the path now)
+from engine.config import from_preset, parse_overrides  # noqa: E402
+from engine.examples import EXAMPLES_ROOT  # noqa: E402
+
+KEEP = (rundir.CONFIG, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES)
+
+
+def trim(source: Path, name: str) -> Path:
+    status = rundir.read_status(source)
+    if status.get("state") != "finished":
+        raise SystemExit(f"{source} is {status.get('state')!r}; record a finished run")
+    target = EXAMPLES_ROOT / f"{source.name.split('-', 1)[0]}-example-{name}"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for file in KEEP:
+        shutil.copyfile(source / file, target / file)
+    kept = {k: v for k, v in status.items() if k not in ("pid", "host", "traceback")}
+    (target / rundir.STATUS).write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--from", dest="source", help="a finished run directory to trim instead of running one")
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--name", default="demo")
+    args = p.parse_args()
+    if args.source:
+        print(trim(Path(args.source), args.name))
+        return 0
+    from engine.loop import run_search
+
+    config = from_preset(args.preset, parse_overrides(args.set))
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = rundir.new_run_dir(tmp, f"{args.preset}-{config.dataset}")
+        state = run_search(config, run_dir)
+        if state != "finished":
+            raise SystemExit(f"the search ended {state}")
+        print(trim(run_dir, args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The recorded runs shipped in assets/runs/: readable like any run, complete, and read-only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import examples, rundir, variants
+from engine.follow import snapshot_from_dir
+from engine.genotype import Genotype
+
+
+@pytest.fixture(scope="module")
+def demo():
+    runs = [r for r in examples.example_runs() if r.run_id.endswith("example-demo")]
+    assert runs, "assets/runs/ must ship the demo recording (scripts/record_example.py)"
+    return runs[0]
+
+
+def test_the_demo_recording_is_a_whole_finished_run(demo):
+    assert demo.state == "finished" and demo.step == demo.total_steps == 250 and demo.epochs == 10
+    assert demo.config["dataset"] == "embedded" and demo.valid_acc is not None and demo.valid_acc > 0.7
+    alphas, metrics = rundir.read_alphas(demo.path), rundir.read_metrics(demo.path)
+    assert [r["step"] for r in alphas] == [m["step"] for m in metrics] == list(range(1, 251))
+    genotypes = rundir.read_genotypes(demo.path)
+    assert genotypes[-1]["kind"] == "final"
+    assert demo.genotype == Genotype.from_dict(genotypes[-1]["genotype"])
+    # the final genotype is the one the run's variant derives from its last alphas
+    assert variants.record_genotype(alphas[-1], demo.config["variant"]) == demo.genotype
+
+
+def test_it_opens_like_a_followed_run_and_moves(demo):
+    snap = snapshot_from_dir(demo.path)
+    assert snap.state == "finished" and snap.step == 250 and snap.genotype == demo.genotype
+    assert np.abs(snap.weights["normal"] - snap.initial_weights["normal"]).max() > 0.1  # the alphas moved
+
+
+def test_it_is_read_only(demo, runs_dir):
+    from engine.catalog import delete_run
+
+    assert examples.is_example(demo.path) and not examples.is_example(runs_dir)
+    with pytest.raises(rundir.RunDirError, match="shipped with dartboard"):
+        examples.check_writable(demo.path)
+    with pytest.raises(rundir.RunDirError):
+        delete_run(demo.path, runs_dir)
+    assert not (demo.path / rundir.CHECKPOINT).exists()  # nothing to resume from
