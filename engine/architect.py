@@ -58,6 +58,20 @@ class Architect:
             self.optimizer.step()
         return {**stats, "alpha_grad_norm": grad_norm}
 
+    @torch.no_grad()
+    def measure(self, x_val: torch.Tensor, y_val: torch.Tensor, amp: bool = False,
+                device: torch.device | None = None) -> dict[str, float]:
+        """The validation figures of `step` without a step (architecture warm-up); changes nothing but the RNG."""
+        device = device if device is not None else x_val.device
+        buffers = [b.clone() for b in self.model.buffers()]
+        try:
+            _, loss, logits = self._valid_loss(x_val, y_val, amp, device)
+        finally:
+            for b, saved in zip(self.model.buffers(), buffers, strict=True):
+                b.copy_(saved)
+        return {"valid_loss": loss.item(), "valid_acc": (logits.argmax(1) == y_val).float().mean().item(),
+                "alpha_grad_norm": 0.0}
+
     def gradient(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
                  eta: float, w_optimizer: torch.optim.Optimizer, amp: bool = False,
                  device: torch.device | None = None) -> tuple[list[torch.Tensor], dict[str, float]]:
@@ -67,12 +81,13 @@ class Architect:
         buffers = [b.clone() for b in self.model.buffers()]
         try:
             if self.order == "first":
-                loss, logits = self._valid_loss(x_val, y_val, amp, device)
+                objective, loss, logits = self._valid_loss(x_val, y_val, amp, device)
                 alphas = self.model.arch_parameters()
                 # The plain path reproduces the reference, whose loss.backward() also computes the weight
                 # gradients (and throws them away); the fast path asks for the alphas' gradients only.
                 targets = alphas if self.model.fast else alphas + self.model.weight_parameters()
-                grads = list(torch.autograd.grad(loss, targets)[: len(alphas)])
+                grads = list(torch.autograd.grad(objective, targets, allow_unused=True)[: len(alphas)])
+                grads = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads, strict=True)]
             else:
                 grads, loss, logits = self._unrolled(x_train, y_train, x_val, y_val, eta, w_optimizer, amp, device)
         finally:
@@ -82,10 +97,15 @@ class Architect:
         return grads, {"valid_loss": loss.item(), "valid_acc": (logits.argmax(1) == y_val).float().mean().item()}
 
     def _valid_loss(self, x_val: torch.Tensor, y_val: torch.Tensor, amp: bool,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(objective, validation loss, logits): the objective adds the variant's extra architecture loss
+        (FairDARTS's zero-one loss, DrNAS's KL regulariser) to the cross-entropy; it depends on the alphas only,
+        so in the unrolled step it changes dalpha and not the weights' gradient v."""
         with autocast(device, amp):
             logits = self.model(x_val)  # (B, classes)
-        return F.cross_entropy(logits.float(), y_val), logits.detach()
+        loss = F.cross_entropy(logits.float(), y_val)
+        extra = self.model.variant.arch_loss_extra(self.model.arch_all())
+        return (loss if extra is None else loss + extra.float()), loss.detach(), logits.detach()
 
     def _unrolled(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
                   eta: float, w_optimizer: torch.optim.Optimizer, amp: bool,
@@ -101,12 +121,13 @@ class Architect:
                 for w, g, (momentum, wd, buf) in zip(weights, dw, _sgd_terms(weights, w_optimizer), strict=True):
                     step = g + wd * w if buf is None else momentum * buf + g + wd * w
                     w.sub_(eta * step)  # w -> w'
-            valid_loss, logits = self._valid_loss(x_val, y_val, amp, device)
-            grads = torch.autograd.grad(valid_loss, alphas + weights)
+            objective, valid_loss, logits = self._valid_loss(x_val, y_val, amp, device)
+            grads = torch.autograd.grad(objective, alphas + weights, allow_unused=True)
+            grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(alphas + weights, grads, strict=True))
             dalpha, v = grads[: len(alphas)], grads[len(alphas):]  # v = dL_val(w')/dw'
             implicit = self._implicit(weights, w0, v, x_train, y_train)
             grads = [da - eta * h for da, h in zip(dalpha, implicit, strict=True)]
-            return grads, valid_loss.detach(), logits
+            return grads, valid_loss, logits
         finally:
             with torch.no_grad():
                 for w, saved in zip(weights, w0, strict=True):
@@ -133,7 +154,8 @@ class Architect:
             with torch.no_grad():
                 for w, w_orig, vi in zip(weights, w0, v, strict=True):
                     torch.add(w_orig, vi, alpha=sign * R, out=w)
-            sides.append(torch.autograd.grad(self.model.loss(x_train, y_train), alphas))
+            g = torch.autograd.grad(self.model.loss(x_train, y_train), alphas, allow_unused=True)
+            sides.append([torch.zeros_like(a) if gi is None else gi for a, gi in zip(alphas, g, strict=True)])
         return [(plus - minus) / (2 * R) for plus, minus in zip(*sides, strict=True)]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .variants import variant_names
+from .variants import all_variant_options, second_order_refusal, variant_names, variant_options
 
 __all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES",
            "from_preset", "parse_overrides"]
@@ -52,6 +52,7 @@ class SearchConfig:
     epochs: int = 50
     order: str = "first"             # "first" | "second" (unrolled) architecture gradient
     variant: str = "darts"           # a name in engine.variants.variant_names()
+    arch_warmup_epochs: int = 0      # epochs with the architecture frozen (weights only) before it is searched
     # weight optimiser: SGD with cosine schedule
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -69,6 +70,13 @@ class SearchConfig:
     fast: bool = True                # channels_last + skip zero ops; False = the reference's plain path
     log_every: int = 1               # steps between metrics/alphas lines
     checkpoint_every_s: float = 120.0  # wall-clock seconds between checkpoints (and one per epoch)
+    # Options of one variant each (engine/variants/; docs/variants.md); another variant refuses a non-default value.
+    pc_k: int = 4                    # pc_darts: 1/K of the channels go through the mixed op
+    gdas_tau_max: float = 10.0       # gdas: Gumbel-softmax temperature at the first epoch ...
+    gdas_tau_min: float = 0.1        # ... annealed linearly to this at the last
+    fair_zero_one_weight: float = 10.0  # fair_darts: weight of the zero-one loss in the architecture objective
+    fair_threshold: float = 0.85     # fair_darts: an edge is kept when its strongest op's sigmoid reaches this
+    drnas_kl_weight: float = 1e-3    # drnas: weight of the KL(Dirichlet || Dirichlet(1)) regulariser (0: off)
 
     def __post_init__(self) -> None:
         if isinstance(self.a_betas, list):
@@ -134,6 +142,9 @@ def validate(c: SearchConfig) -> None:
     _check(_is_int(c.epochs) and 1 <= c.epochs <= 10_000, "epochs", c.epochs, "an integer from 1 to 10000")
     _check(c.order in ORDERS, "order", c.order, f"one of {', '.join(ORDERS)}")
     _check(c.variant in variant_names(), "variant", c.variant, f"one of {', '.join(variant_names())}")
+    _check(_is_int(c.arch_warmup_epochs) and 0 <= c.arch_warmup_epochs < c.epochs, "arch_warmup_epochs",
+           c.arch_warmup_epochs, f"an integer from 0 to epochs-1={c.epochs - 1} (epochs with the architecture frozen)")
+    _validate_variant(c)
     _check(_is_num(c.w_lr) and 0 < c.w_lr <= 10, "w_lr", c.w_lr, "a number in (0, 10]")
     _check(_is_num(c.w_lr_min) and 0 <= c.w_lr_min <= c.w_lr, "w_lr_min", c.w_lr_min, f"a number in [0, w_lr={c.w_lr}]")
     _check(_is_num(c.w_momentum) and 0 <= c.w_momentum < 1, "w_momentum", c.w_momentum, "a number in [0, 1)")
@@ -156,6 +167,33 @@ def validate(c: SearchConfig) -> None:
            "a positive number of seconds")
 
 
+_DEFAULTS = {f.name: f.default for f in fields(SearchConfig)}
+
+
+def _validate_variant(c: SearchConfig) -> None:
+    """The variant's own options, no other variant's, and the second-order step only where it applies."""
+    mine = set(variant_options(c.variant))
+    for name, owner in all_variant_options().items():
+        if name not in mine and getattr(c, name) != _DEFAULTS.get(name):
+            raise ConfigError(name, getattr(c, name), f"an option of variant={owner}; this config searches "
+                                                      f"variant={c.variant} (leave it at {_DEFAULTS.get(name)!r})")
+    refusal = second_order_refusal(c.variant)
+    _check(c.order != "second" or not refusal, "order", c.order, f"first with variant={c.variant}: {refusal}")
+    _check(_is_int(c.pc_k) and 1 <= c.pc_k <= 64, "pc_k", c.pc_k, "an integer from 1 to 64")
+    _check(c.init_channels % c.pc_k == 0, "pc_k", c.pc_k,
+           f"a divisor of init_channels={c.init_channels} (each edge sends 1/K of its channels through the ops)")
+    _check(_is_num(c.gdas_tau_max) and 0 < c.gdas_tau_max <= 1e4, "gdas_tau_max", c.gdas_tau_max,
+           "a positive temperature up to 1e4")
+    _check(_is_num(c.gdas_tau_min) and 0 < c.gdas_tau_min <= c.gdas_tau_max, "gdas_tau_min", c.gdas_tau_min,
+           f"a positive temperature at most gdas_tau_max={c.gdas_tau_max} (the temperature anneals down)")
+    _check(_is_num(c.fair_zero_one_weight) and 0 <= c.fair_zero_one_weight <= 1e4, "fair_zero_one_weight",
+           c.fair_zero_one_weight, "a number from 0 to 1e4")
+    _check(_is_num(c.fair_threshold) and 0 < c.fair_threshold < 1, "fair_threshold", c.fair_threshold,
+           "a number strictly between 0 and 1 (a sigmoid weight)")
+    _check(_is_num(c.drnas_kl_weight) and 0 <= c.drnas_kl_weight <= 1e4, "drnas_kl_weight", c.drnas_kl_weight,
+           "a number from 0 to 1e4")
+
+
 # Presets: each number says why it is what it is.
 PRESETS: dict[str, SearchConfig] = {
     # The default, for a laptop CPU and a watcher: the embedded Fashion-MNIST subset at 16x16, 1,600 + 1,600
@@ -174,6 +212,29 @@ PRESETS: dict[str, SearchConfig] = {
     # The paper's cheaper first-order search: same setting, architecture gradient at w (no unrolling).
     "darts-cifar10-first-order": SearchConfig(dataset="cifar10", init_channels=16, layers=8, batch_size=64,
                                               epochs=50, order="first"),
+    # PC-DARTS (official train_search.py): batch 256 (partial channels make it fit), w_lr 0.1 cosine to 0,
+    # arch lr 6e-4, K=4, the alphas frozen for the first 15 of 50 epochs; first order.
+    "pc-darts-cifar10": SearchConfig(dataset="cifar10", variant="pc_darts", init_channels=16, layers=8,
+                                     batch_size=256, epochs=50, w_lr=0.1, w_lr_min=0.0, a_lr=6e-4,
+                                     arch_warmup_epochs=15, pc_k=4),
+    # GDAS (AutoDL-Projects, GDAS-NASNet-CIFAR configs): C=16, N=2 cells per stage (6 cells), batch 256,
+    # 250 epochs, w_lr 0.025 cosine to 0.001, weight decay 5e-4 (their SGD is nesterov; ours is not), arch lr
+    # 3e-4 with decay 1e-3, tau 10 -> 0.1.
+    "gdas-cifar10": SearchConfig(dataset="cifar10", variant="gdas", init_channels=16, layers=6, batch_size=256,
+                                 epochs=250, w_lr=0.025, w_lr_min=0.001, w_weight_decay=5e-4, a_lr=3e-4,
+                                 a_weight_decay=1e-3, gdas_tau_max=10.0, gdas_tau_min=0.1),
+    # FairDARTS (official fairdarts/train_search.py): batch 128, w_lr 0.005 cosine to 0.001, arch lr 3e-3,
+    # Adam betas (0.9, 0.999), zero-one loss weight 10, threshold 0.85; first order.
+    "fair-darts-cifar10": SearchConfig(dataset="cifar10", variant="fair_darts", init_channels=16, layers=8,
+                                       batch_size=128, epochs=50, w_lr=0.005, w_lr_min=0.001, a_lr=3e-3,
+                                       a_betas=(0.9, 0.999), a_weight_decay=1e-3, fair_zero_one_weight=10.0,
+                                       fair_threshold=0.85),
+    # DrNAS (official DARTS-space/train_search.py): batch 64, w_lr 0.1 cosine to 0, arch lr 6e-4, alphas
+    # frozen for the first 10 epochs; its default regulariser is L2 (Adam weight decay 1e-3), so the KL term
+    # is off. Its progressive partial channels and op pruning are not reproduced (docs/variants.md).
+    "drnas-cifar10": SearchConfig(dataset="cifar10", variant="drnas", init_channels=16, layers=8, batch_size=64,
+                                  epochs=50, w_lr=0.1, w_lr_min=0.0, a_lr=6e-4, a_weight_decay=1e-3,
+                                  arch_warmup_epochs=10, drnas_kl_weight=0.0),
     # For tests: random images, a handful of steps, 4 channels, 3 cells (the fewest with both reductions).
     "smoke": SearchConfig(dataset="fake", image_size=8, in_channels=3, num_classes=4, subset=32,
                           init_channels=4, layers=3, batch_size=8, epochs=2, a_lr=3e-3, seed=0),

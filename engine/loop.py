@@ -36,7 +36,7 @@ from .liveness import HEARTBEAT_S
 from .resume import check_resume, reanchor_learning_rates, restore_state, truncate_logs
 from .snapshot import Snapshot, SnapshotBox
 from .step import EpochMeters, bilevel_step
-from .supernet import SearchNetwork
+from .supernet import SearchNetwork, variant_options_of
 from .tensorboard import TensorBoardLog
 from .variants import record_weights
 
@@ -141,7 +141,7 @@ class _Loop:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.model = SearchNetwork(cfg.init_channels, self.data.num_classes, cfg.layers,
                                    in_channels=self.data.in_channels, nodes=cfg.nodes, variant=cfg.variant,
-                                   fast=cfg.fast).to(self.device)
+                                   fast=cfg.fast, variant_options=variant_options_of(cfg)).to(self.device)
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), cfg.w_lr, momentum=cfg.w_momentum,
                                      weight_decay=cfg.w_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, float(cfg.epochs),
@@ -246,10 +246,11 @@ class _Loop:
                            self.data.batches("valid", self.epoch, cfg.batch_size, start=self.batch))
             if self.batch == 0:
                 self.meters = EpochMeters()
+            self.model.start_epoch(self.epoch, cfg.epochs)  # the variant's schedules (GDAS's temperature)
         t0 = time.perf_counter()
         train = tuple(t.to(dev, non_blocking=True) for t in next(self._iters[0]))  # (B, C, H, W), (B,)
         valid = tuple(t.to(dev, non_blocking=True) for t in next(self._iters[1]))
-        out = bilevel_step(self.model, self.architect, self.w_opt, train, valid, cfg, dev)
+        out = bilevel_step(self.model, self.architect, self.w_opt, train, valid, cfg, dev, epoch=self.epoch)
         if not out.finite:
             self._non_finite(out.train_loss, out.valid_loss)
             return

@@ -35,10 +35,15 @@ class StepOutcome:
 
 
 def bilevel_step(model: SearchNetwork, architect: Architect, w_opt: torch.optim.Optimizer, train: Batch,
-                 valid: Batch, config: SearchConfig, device: torch.device) -> StepOutcome:
+                 valid: Batch, config: SearchConfig, device: torch.device, epoch: int | None = None) -> StepOutcome:
+    """One step; during the first `config.arch_warmup_epochs` epochs (given `epoch`) the architecture is frozen:
+    the validation batch is only measured, and no architecture step is taken (PC-DARTS's warm-up)."""
     (x, y), (xv, yv) = train, valid
     w_lr = w_opt.param_groups[0]["lr"]
-    arch = architect.step(x, y, xv, yv, w_lr, w_opt, amp=config.amp, device=device)
+    if epoch is not None and epoch < config.arch_warmup_epochs:
+        arch = architect.measure(xv, yv, amp=config.amp, device=device)
+    else:
+        arch = architect.step(x, y, xv, yv, w_lr, w_opt, amp=config.amp, device=device)
     w_opt.zero_grad(set_to_none=True)
     with autocast(device, config.amp):
         logits = model(x)  # (B, classes)

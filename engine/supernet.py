@@ -24,28 +24,50 @@ from .config import SearchConfig
 from .genotype import Genotype
 from .ops import OPS, FactorizedReduce, ReLUConvBN
 from .space import CELL_KINDS, PRIMITIVES, num_edges
-from .variants import make_variant
+from .variants import make_variant, variant_options
 
-__all__ = ["MixedOp", "SearchCell", "SearchNetwork"]
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle", "variant_options_of"]
+
+
+def variant_options_of(config: SearchConfig) -> dict[str, Any]:
+    """The values of the config fields its variant reads."""
+    return {name: getattr(config, name) for name in variant_options(config.variant)}
 
 
 def _strided_dilated(op: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) and m.stride[0] > 1 and m.dilation[0] > 1 for m in op.modules())
 
 
-class MixedOp(nn.Module):
-    """One edge of the supernet: every candidate op, summed with the edge's op weights."""
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, C, H, W) with channel g*(C/groups) + i moved to i*groups + g: the K groups interleaved (PC-DARTS)."""
+    B, C, H, W = x.shape
+    return x.reshape(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
 
-    def __init__(self, C: int, stride: int, fast: bool):
+
+class MixedOp(nn.Module):
+    """One edge of the supernet: every candidate op, summed with the edge's op weights.
+
+    Two variants change what runs (engine/variants/): with `k` > 1 (PC-DARTS) the ops are built for and fed the
+    first C/k channels only; the other channels bypass the ops (2x2 max-pooled on a stride-2 edge), then both
+    parts are concatenated and channel-shuffled in k groups. Given an `index` (GDAS), only that op runs.
+    """
+
+    def __init__(self, C: int, stride: int, fast: bool, k: int = 1):
         super().__init__()
+        if C % k:
+            raise ValueError(f"partial channels: K={k} does not divide the {C} channels of an edge")
+        self.k = k
+        C_op = C // k
         self.ops = nn.ModuleList()
         for name in PRIMITIVES:
-            op = OPS[name](C, stride, False)
+            op = OPS[name](C_op, stride, False)
             if isinstance(op, (nn.MaxPool2d, nn.AvgPool2d)):
                 # Parameter-free outputs would otherwise live on a different scale from the BN'ed conv
                 # outputs they are summed with (the reference does the same).
-                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+                op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
             self.ops.append(op)
+        self.bypass = nn.MaxPool2d(2, 2) if k > 1 and stride == 2 else None
+        self.fast = fast
         # Indices of the ops the sum runs; on the fast path `none` is left out, as it only adds w * 0.
         self.live = tuple(k for k, name in enumerate(PRIMITIVES) if not (fast and name == "none"))
         # On the CPU, oneDNN's channels_last depthwise kernel is about 3x slower than the default format for
@@ -59,9 +81,26 @@ class MixedOp(nn.Module):
         for k in self.nchw:
             self.ops[k].to(memory_format=torch.contiguous_format)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:  # weights: (ops,)
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
+        # weights: (ops,); index: the one op to run (GDAS), None: all of them
+        if self.k == 1:
+            return self._mix(x, weights, index)  # (B, C, H/stride, W/stride)
+        c = x.shape[1] // self.k
+        part, rest = x[:, :c], x[:, c:]  # (B, C/k, H, W), (B, C - C/k, H, W)
+        if self.fast:
+            part = part.contiguous(memory_format=torch.channels_last)
+        mixed = self._mix(part, weights, index)
+        if self.bypass is not None:
+            rest = self.bypass(rest)
+        out = channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+        return out.contiguous(memory_format=torch.channels_last) if self.fast else out
+
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor, index: int | None) -> torch.Tensor:
+        if index is not None:
+            k = int(index)
+            return weights[k] * self._op(k, x, x.contiguous() if k in self.nchw else x)
         x_nchw = x.contiguous() if self.nchw else x
-        return sum(weights[k] * self._op(k, x, x_nchw) for k in self.live)  # (B, C, H/stride, W/stride)
+        return sum(weights[k] * self._op(k, x, x_nchw) for k in self.live)
 
     def _op(self, k: int, x: torch.Tensor, x_nchw: torch.Tensor) -> torch.Tensor:
         if k in self.nchw:
@@ -73,7 +112,7 @@ class SearchCell(nn.Module):
     """A cell of `nodes` intermediate nodes; each node sums one mixed op per earlier state."""
 
     def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 fast: bool):
+                 fast: bool, k: int = 1):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -84,14 +123,20 @@ class SearchCell(nn.Module):
         # Edge rows in the alpha order: node 0 from (s0, s1), node 1 from (s0, s1, n0), ...
         # In a reduction cell only the edges leaving the two cell inputs have stride 2.
         self.edges = nn.ModuleList(
-            MixedOp(C, 2 if reduction and j < 2 else 1, fast) for i in range(nodes) for j in range(2 + i)
+            MixedOp(C, 2 if reduction and j < 2 else 1, fast, k) for i in range(nodes) for j in range(2 + i)
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                edge_weights: torch.Tensor | None = None, index: list[int] | None = None) -> torch.Tensor:
+        # weights: (edges, ops); edge_weights: (edges,) whole-edge weights (PC-DARTS); index: op per edge (GDAS)
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
         row = 0
         for _ in range(self.nodes):
-            node = sum(self.edges[row + j](h, weights[row + j]) for j, h in enumerate(states))
+            outs = [self.edges[row + j](h, weights[row + j], None if index is None else index[row + j])
+                    for j, h in enumerate(states)]
+            if edge_weights is not None:
+                outs = [edge_weights[row + j] * o for j, o in enumerate(outs)]
+            node = sum(outs)
             row += len(states)
             states.append(node)
         return torch.cat(states[2:], dim=1)  # (B, nodes*C, H', W')
@@ -105,13 +150,16 @@ class SearchNetwork(nn.Module):
     """
 
     def __init__(self, C: int, num_classes: int, layers: int, in_channels: int = 3, nodes: int = 4,
-                 variant: str = "darts", fast: bool = True, stem_multiplier: int = 3):
+                 variant: str = "darts", fast: bool = True, stem_multiplier: int = 3,
+                 variant_options: dict[str, Any] | None = None):
         super().__init__()
         self.model_args: dict[str, Any] = dict(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
                                                nodes=nodes, variant=variant, fast=fast,
-                                               stem_multiplier=stem_multiplier)
+                                               stem_multiplier=stem_multiplier,
+                                               variant_options=dict(variant_options or {}))
         self.fast = fast
-        self.variant = make_variant(variant)  # how the architecture parameters become op weights
+        self.variant = make_variant(variant, variant_options)  # how the architecture parameters become op weights
+        k = self.variant.partial_channels or 1
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
         C_pp, C_p, C_curr = C_curr, C_curr, C
@@ -121,7 +169,7 @@ class SearchNetwork(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            self.cells.append(SearchCell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, fast))
+            self.cells.append(SearchCell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, fast, k))
             reduction_prev = reduction
             C_pp, C_p = C_p, nodes * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -135,6 +183,11 @@ class SearchNetwork(nn.Module):
         for name, init in self.variant.extra_parameters(edges, len(PRIMITIVES)).items():
             self.register_parameter(name, nn.Parameter(init))
             self._arch_attrs[name] = name
+        # non-trainable state of the variant (GDAS's temperature): buffers, recorded beside the alphas
+        self._state_attrs: dict[str, str] = {}
+        for name, init in self.variant.buffers(edges, len(PRIMITIVES)).items():
+            self.register_buffer(name, init)
+            self._state_attrs[name] = name
         if fast:
             self.to(memory_format=torch.channels_last)
             for mixed_op in self.modules():
@@ -145,11 +198,20 @@ class SearchNetwork(nn.Module):
     def from_config(cls, config: SearchConfig, in_channels: int, num_classes: int) -> SearchNetwork:
         """Build from a SearchConfig; channels and classes come from the data, not the config."""
         return cls(config.init_channels, num_classes, config.layers, in_channels=in_channels, nodes=config.nodes,
-                   variant=config.variant, fast=config.fast)
+                   variant=config.variant, fast=config.fast, variant_options=variant_options_of(config))
 
     def arch(self) -> dict[str, nn.Parameter]:
         """The architecture parameters by arch key: "normal", "reduce", then the variant's extras."""
         return {key: getattr(self, attr) for key, attr in self._arch_attrs.items()}
+
+    def arch_all(self) -> dict[str, torch.Tensor]:
+        """What the variant reads: the architecture parameters, then its buffers (e.g. GDAS's `tau`)."""
+        return {**self.arch(), **{key: getattr(self, attr) for key, attr in self._state_attrs.items()}}
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Let the variant update its schedules (GDAS's temperature) before the first step of `epoch`."""
+        with torch.no_grad():
+            self.variant.start_epoch(self.arch_all(), epoch, epochs)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.arch().values())
@@ -163,10 +225,12 @@ class SearchNetwork(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) if self.fast else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, in_channels, H, W)
-        weights = self.variant.weights(self.arch())  # {"normal": (edges, ops), "reduce": (edges, ops)}
+        weights = self.variant.forward_weights(self.arch_all())  # {"normal": (edges, ops), "reduce": ..., extras}
+        index = {kind: weights[f"{kind}_index"].tolist() for kind in CELL_KINDS if f"{kind}_index" in weights}
         s0 = s1 = self.stem(self.prepare_input(x))  # (B, 3C, H, W)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], weights.get(f"{kind}_edge"), index.get(kind))
         pooled = self.global_pooling(s1).flatten(1)  # (B, nodes*C_last)
         return self.classifier(pooled)  # (B, num_classes)
 
@@ -175,12 +239,12 @@ class SearchNetwork(nn.Module):
 
     def arch_state(self) -> dict[str, np.ndarray]:
         """Raw architecture parameters as numpy copies (safe to hand to another thread)."""
-        return {key: p.detach().cpu().numpy().copy() for key, p in self.arch().items()}
+        return {key: p.detach().cpu().numpy().copy() for key, p in self.arch_all().items()}
 
     @torch.no_grad()
     def op_weights(self) -> dict[str, np.ndarray]:
         """The op weights the mixed ops use (softmax rows for DARTS), as numpy copies: (edges, ops) per cell kind."""
-        weights = self.variant.weights(self.arch())
+        weights = self.variant.weights(self.arch_all())
         return {kind: weights[kind].float().cpu().numpy().copy() for kind in CELL_KINDS}
 
     def genotype(self, weights: dict[str, np.ndarray] | None = None) -> Genotype:

@@ -25,7 +25,7 @@ def test_config_is_frozen():
     ("epochs", 0, "epochs=0"), ("order", "third", "first, second"), ("w_lr", -1.0, "w_lr=-1.0"),
     ("dataset", "imagenet21k", "embedded"), ("init_channels", 7, "even"), ("train_portion", 1.0, "between"),
     ("device", "tpu", "cuda:N"), ("a_betas", (0.5,), "two numbers"), ("w_lr", float("nan"), "w_lr=nan"),
-    ("batch_size", True, "batch_size=True"), ("variant", "gdas", "darts"),
+    ("batch_size", True, "batch_size=True"), ("variant", "snas", "darts"),
 ])
 def test_bad_values_name_field_value_and_allowed(field, value, needle):
     with pytest.raises(ConfigError) as err:

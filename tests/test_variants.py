@@ -177,3 +177,61 @@ def test_importing_the_engine_and_the_figures_does_not_load_torch():
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+@pytest.mark.parametrize("name", variants.variant_names())
+def test_every_variant_searches_derives_resumes_exactly_and_follows(tmp_path, name, order):
+    """A few smoke steps of each variant: its genotypes are its own derivation of the logged parameters, a search
+    stopped mid-epoch and resumed ends with the alphas (and extras) of an uninterrupted one, and follow mode shows
+    the variant's weights. Second order where the variant takes it; a one-line refusal where it does not."""
+    from engine.checkpoint import load_checkpoint
+    from engine.config import ConfigError
+    from engine.network import NetworkCIFAR
+
+    if order == "second" and variants.second_order_refusal(name):
+        with pytest.raises(ConfigError, match=f"first with variant={name}"):
+            from_preset("smoke", {"variant": name, "order": order})
+        return
+    cfg = from_preset("smoke", {"variant": name, "order": order, "a_lr": 0.05})
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir()
+    cut.mkdir()
+    assert run_search(cfg, whole) == "finished"
+    control = Control()
+    assert run_search(cfg, cut, control=control, callbacks=[_StopAt(control, 3)]) == "stopped"
+    assert rundir.read_alphas(cut)[-1]["step"] == 3
+    assert run_search(cfg, cut, resume=True) == "finished"
+
+    rows, rows_cut = rundir.read_alphas(whole), rundir.read_alphas(cut)
+    assert [r["step"] for r in rows] == [r["step"] for r in rows_cut]
+    first, last = variants.arch_of(rows[0]), variants.arch_of(rows[-1])
+    assert not np.allclose(first["normal"], last["normal"])  # the architecture moved
+    for a, b in zip(rows, rows_cut, strict=True):
+        for key, value in variants.arch_of(a).items():
+            np.testing.assert_allclose(variants.arch_of(b)[key], value, atol=1e-6, rtol=0, err_msg=key)
+    model, model_cut = (load_checkpoint(d / rundir.CHECKPOINT)["model"] for d in (whole, cut))
+    net = SearchNetwork.from_config(cfg, 3, 4)
+    for key in [*net._arch_attrs.values(), *net._state_attrs.values()]:
+        torch.testing.assert_close(model_cut[key], model[key], atol=1e-6, rtol=0)
+    for key in model:  # the weights too
+        torch.testing.assert_close(model_cut[key], model[key], atol=1e-6, rtol=0)
+
+    final = rundir.read_genotypes(cut)[-1]
+    geno = Genotype.from_dict(final["genotype"])
+    assert final["kind"] == "final" and geno == variants.record_genotype(rows_cut[-1], name)
+    logits, _ = NetworkCIFAR(4, 4, 3, False, geno)(torch.randn(2, 3, 8, 8))
+    assert logits.shape == (2, 4)
+
+    # the alphas CSV of the run (its config names the variant) carries the variant's op weights
+    text = write_export(cut, "csv").read_text()
+    got = [float(r["weight"]) for r in csv.DictReader(io.StringIO(text))
+           if int(r["step"]) == rows_cut[-1]["step"] and r["cell"] == "normal"]
+    np.testing.assert_allclose(np.reshape(got, (-1, len(PRIMITIVES))),
+                               variants.record_weights(rows_cut[-1], name)["normal"], atol=1e-9)
+
+    followed = snapshot_from_dir(cut)
+    assert set(followed.alphas) == set(variants.arch_of(rows_cut[-1]))
+    for kind in CELL_KINDS:
+        np.testing.assert_allclose(followed.weights[kind], variants.record_weights(rows_cut[-1], name)[kind])
+    assert followed.genotype == geno

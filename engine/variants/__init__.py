@@ -19,10 +19,31 @@ import numpy as np
 from .base import Variant
 
 __all__ = ["Variant", "register", "unregister", "variant_names", "make_variant", "arch_of", "op_weights",
-           "derive", "record_weights", "record_genotype"]
+           "derive", "record_weights", "record_genotype", "variant_options", "all_variant_options",
+           "second_order_refusal", "variant_summary"]
 
 # Built-in variants: name -> module of this package that registers it (imported on first use).
-_MODULES = {"darts": "darts"}
+_MODULES = {"darts": "darts", "pc_darts": "pc_darts", "gdas": "gdas", "fair_darts": "fair_darts", "drnas": "drnas"}
+# What config validation and the sidebar need to know of the built-in variants without importing torch. Each
+# Variant class declares the same (`options`, `no_second_order`, `summary`); tests/test_variants.py checks
+# that the two agree.
+_BUILTIN: dict[str, dict[str, Any]] = {
+    "darts": {"options": (), "no_second_order": "",
+              "summary": "softmax over the ops of each edge (the original DARTS)"},
+    "pc_darts": {"options": ("pc_k",), "no_second_order": "",
+                 "summary": "1/K of the channels through the mixed op, edge weights beside the alphas (PC-DARTS)"},
+    "gdas": {"options": ("gdas_tau_max", "gdas_tau_min"),
+             "no_second_order": "its forward pass samples one op per edge, so the finite-difference "
+                                "Hessian-vector product would difference two different samples (GDAS is first order)",
+             "summary": "one op per edge sampled by hard Gumbel-softmax, straight-through gradients (GDAS)"},
+    "fair_darts": {"options": ("fair_zero_one_weight", "fair_threshold"),
+                   "no_second_order": "FairDARTS's search is first order (its architect has no unrolled step)",
+                   "summary": "independent sigmoid op weights pushed to 0 or 1 by the zero-one loss (FairDARTS)"},
+    "drnas": {"options": ("drnas_kl_weight",),
+              "no_second_order": "its forward pass samples the op weights from a Dirichlet, so the finite-difference "
+                                 "Hessian-vector product would difference two different samples",
+              "summary": "op weights sampled from a Dirichlet whose concentration is learned (DrNAS)"},
+}
 _REGISTRY: dict[str, type[Variant]] = {}
 # Keys of an alphas.jsonl line that are not architecture parameters.
 _RECORD_KEYS = frozenset({"step", "epoch"})
@@ -50,17 +71,52 @@ def variant_names() -> tuple[str, ...]:
     return tuple(_MODULES) + tuple(sorted(set(_REGISTRY) - set(_MODULES)))
 
 
-def make_variant(name: str) -> Variant:
-    """A fresh instance of the variant called `name`; a ValueError that lists the known names otherwise."""
+def _info(name: str) -> dict[str, Any]:
+    if name in _BUILTIN:
+        return _BUILTIN[name]
+    if name in _REGISTRY:
+        cls = _REGISTRY[name]
+        return {"options": tuple(cls.options), "no_second_order": cls.no_second_order, "summary": cls.summary}
+    raise ValueError(f"unknown variant {name!r}; known: {', '.join(variant_names())}")
+
+
+def variant_options(name: str) -> tuple[str, ...]:
+    """The SearchConfig fields the variant reads (its own options); torch-free."""
+    return tuple(_info(name)["options"])
+
+
+def all_variant_options() -> dict[str, str]:
+    """Every variant option of every known variant -> the variant that owns it."""
+    return {opt: name for name in variant_names() for opt in variant_options(name)}
+
+
+def second_order_refusal(name: str) -> str:
+    """Why the variant cannot take the second-order (unrolled) step; empty when it can."""
+    return str(_info(name)["no_second_order"])
+
+
+def variant_summary(name: str) -> str:
+    return str(_info(name)["summary"])
+
+
+def make_variant(name: str, options: Mapping[str, Any] | None = None) -> Variant:
+    """A fresh instance of the variant called `name` with these option values (config fields; missing ones take
+    the variant's defaults); a ValueError that lists the known names otherwise."""
     if name not in _REGISTRY and name in _MODULES:
         importlib.import_module(f"{__name__}.{_MODULES[name]}")
     if name not in _REGISTRY:
         raise ValueError(f"unknown variant {name!r}; known: {', '.join(variant_names())}")
-    return _REGISTRY[name]()
+    cls = _REGISTRY[name]
+    return cls(**{k: v for k, v in (options or {}).items() if k in cls.options})
 
 
-def _variant(variant: str | Variant) -> Variant:
-    return make_variant(variant) if isinstance(variant, str) else variant
+def _variant(variant: str | Variant | Mapping[str, Any]) -> Variant:
+    """A variant by name, as is, or from a run's config dict (its `variant` and that variant's options)."""
+    if isinstance(variant, Variant):
+        return variant
+    if isinstance(variant, Mapping):
+        return make_variant(str(variant.get("variant", "darts")), variant)
+    return make_variant(variant)
 
 
 def arch_of(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -73,7 +129,7 @@ def arch_of(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
         raise ValueError(f"an alphas record holds something that is not a number: {e}") from None
 
 
-def op_weights(arch: Mapping[str, Any], variant: str | Variant = "darts") -> dict[str, np.ndarray]:
+def op_weights(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> dict[str, np.ndarray]:
     """The op weights the variant's search uses for these raw parameters: {"normal", "reduce"} -> (edges, ops).
 
     Computed by the variant's own `weights` (in float64, without gradients), so the dashboard shows exactly
@@ -87,18 +143,19 @@ def op_weights(arch: Mapping[str, Any], variant: str | Variant = "darts") -> dic
     return {kind: w.detach().cpu().numpy() for kind, w in weights.items()}
 
 
-def derive(arch: Mapping[str, Any], variant: str | Variant = "darts") -> Any:
+def derive(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> Any:
     """The genotype the variant derives from raw architecture parameters (engine.genotype.Genotype)."""
     v = _variant(variant)
     arch = {k: np.asarray(a, dtype=np.float64) for k, a in arch.items()}
     return v.derive(op_weights(arch, v), arch)
 
 
-def record_weights(record: Mapping[str, Any], variant: str | Variant = "darts") -> dict[str, np.ndarray]:
+def record_weights(record: Mapping[str, Any],
+                   variant: str | Variant | Mapping[str, Any] = "darts") -> dict[str, np.ndarray]:
     """Op weights of one alphas.jsonl line (Replay, the alphas CSV, follow mode)."""
     return op_weights(arch_of(record), variant)
 
 
-def record_genotype(record: Mapping[str, Any], variant: str | Variant = "darts") -> Any:
+def record_genotype(record: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> Any:
     """The genotype of one alphas.jsonl line, as the run's variant derives it."""
     return derive(arch_of(record), variant)

@@ -35,6 +35,22 @@ class Variant:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    # The SearchConfig fields this variant reads, with their defaults (equal to SearchConfig's). Validation
+    # refuses a non-default value of one variant's option in a config that searches another.
+    options: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+    # Why the second-order (unrolled) step does not apply to this variant; empty: it does.
+    no_second_order: ClassVar[str] = ""
+    # PC-DARTS: the mixed op sees 1/K of the channels (None: all of them).
+    partial_channels: int | None = None
+    # GDAS: only the sampled op of each edge runs; forward_weights gives "<kind>_index" (edges,) beside the weights.
+    samples_one_op: ClassVar[bool] = False
+
+    def __init__(self, **options: Any):
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"variant {self.name!r} has no option {unknown[0]!r}; its options: {list(self.options)}")
+        self.config: dict[str, Any] = {**self.defaults, **options}
 
     def extra_parameters(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
         """Initial values of architecture parameters the variant adds beside the alphas; plain DARTS has none.
@@ -43,11 +59,35 @@ class Variant:
         in the architecture optimiser, in snapshots and in every alphas.jsonl line."""
         return {}
 
-    def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The op weights that multiply each mixed op's outputs: {"normal": (edges, ops), "reduce": (edges, ops)}.
+    def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        """Non-trainable state the variant keeps beside the alphas (GDAS's temperature and sampled ops).
 
-        Differentiable: the search's forward pass calls it on the live parameters."""
+        They become buffers of the search network under these names: in `state_dict()` (so checkpoints and
+        exact resume), in `arch_state()`, every snapshot and every alphas.jsonl line, and in the mapping
+        `weights` and `derive` are given, so a reader rebuilds the same op weights from a record alone."""
+        return {}
+
+    def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The op weights a reader draws and derives from: {"normal": (edges, ops), "reduce": (edges, ops)}.
+
+        Deterministic (a function of `arch` only). For a variant that does not sample, these are what multiply
+        each mixed op's outputs (the forward pass calls `forward_weights`, which defaults to this); for a
+        sampling variant, the distribution's probabilities (GDAS) or mean (DrNAS)."""
         raise NotImplementedError
+
+    def forward_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What one forward pass of the search network multiplies with: the op weights {"normal", "reduce"}
+        (differentiable in the live parameters; a sample for a sampling variant, drawn with the global torch
+        RNG so a resumed search draws the same), plus, where the variant needs them, "<kind>_edge" (edges,)
+        weights of whole edges (PC-DARTS) and "<kind>_index" (edges,) the one op each edge runs (GDAS)."""
+        return self.weights(arch)
+
+    def start_epoch(self, state: Mapping[str, torch.Tensor], epoch: int, epochs: int) -> None:
+        """Called before the first step of each epoch (and on resume): update schedules kept in `buffers`."""
+
+    def arch_loss_extra(self, arch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """A term added to the architecture objective (first and second order); None: plain validation loss."""
+        return None
 
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
         """The discrete cell of these op weights (as `weights` gave them, numpy) and raw parameters.

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from ..space import CELL_KINDS
-from . import register
+from . import _BUILTIN, register
 from .base import Variant
 
 __all__ = ["Darts"]
@@ -16,7 +16,7 @@ __all__ = ["Darts"]
 @register
 class Darts(Variant):
     name = "darts"
-    summary = "softmax over the ops of each edge (the original DARTS)"
+    summary = _BUILTIN["darts"]["summary"]
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {kind: torch.softmax(arch[kind], dim=-1) for kind in CELL_KINDS}  # (edges, ops) each
