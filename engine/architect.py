@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import autocast
+from .distributed import SINGLE, World, average_
 from .supernet import SearchNetwork
 
 __all__ = ["Architect"]
@@ -32,11 +33,12 @@ class Architect:
     """Owns the Adam optimiser of the architecture parameters (`.optimizer`, for checkpoints)."""
 
     def __init__(self, model: SearchNetwork, a_lr: float, a_betas: tuple[float, float] = (0.5, 0.999),
-                 a_weight_decay: float = 1e-3, order: str = "first", r: float = 0.01):
+                 a_weight_decay: float = 1e-3, order: str = "first", r: float = 0.01, world: World = SINGLE):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
         self.model = model
         self.order = order
+        self.world = world  # under torchrun: every gradient below is averaged over the ranks where it is made
         self.r = r  # finite-difference radius of the Hessian-vector product, relative to ||v|| (DARTS: 0.01)
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=a_lr, betas=a_betas,
                                           weight_decay=a_weight_decay)
@@ -69,8 +71,13 @@ class Architect:
         finally:
             for b, saved in zip(self.model.buffers(), buffers, strict=True):
                 b.copy_(saved)
-        return {"valid_loss": loss.item(), "valid_acc": (logits.argmax(1) == y_val).float().mean().item(),
-                "alpha_grad_norm": 0.0}
+        return {**self._figures(loss, logits, y_val), "alpha_grad_norm": 0.0}
+
+    def _figures(self, loss: torch.Tensor, logits: torch.Tensor, y_val: torch.Tensor) -> dict[str, float]:
+        """Validation loss and accuracy of the batch (of the global batch, averaged over the ranks)."""
+        figures = torch.stack([loss.detach().float(), (logits.argmax(1) == y_val).float().mean()])
+        average_([figures], self.world)
+        return {"valid_loss": figures[0].item(), "valid_acc": figures[1].item()}
 
     def gradient(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
                  eta: float, w_optimizer: torch.optim.Optimizer, amp: bool = False,
@@ -88,13 +95,14 @@ class Architect:
                 targets = alphas if self.model.fast else alphas + self.model.weight_parameters()
                 grads = list(torch.autograd.grad(objective, targets, allow_unused=True)[: len(alphas)])
                 grads = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads, strict=True)]
+                average_(grads, self.world)
             else:
                 grads, loss, logits = self._unrolled(x_train, y_train, x_val, y_val, eta, w_optimizer, amp, device)
         finally:
             with torch.no_grad():
                 for b, saved in zip(self.model.buffers(), buffers, strict=True):
                     b.copy_(saved)
-        return grads, {"valid_loss": loss.item(), "valid_acc": (logits.argmax(1) == y_val).float().mean().item()}
+        return grads, self._figures(loss, logits, y_val)
 
     def _valid_loss(self, x_val: torch.Tensor, y_val: torch.Tensor, amp: bool,
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,6 +125,7 @@ class Architect:
             with autocast(device, amp):
                 train_loss = self.model.loss(x_train, y_train)
             dw = torch.autograd.grad(train_loss, weights)
+            average_(dw, self.world)  # w' is the next step of the global batch
             with torch.no_grad():
                 for w, g, (momentum, wd, buf) in zip(weights, dw, _sgd_terms(weights, w_optimizer), strict=True):
                     step = g + wd * w if buf is None else momentum * buf + g + wd * w
@@ -124,6 +133,7 @@ class Architect:
             objective, valid_loss, logits = self._valid_loss(x_val, y_val, amp, device)
             grads = torch.autograd.grad(objective, alphas + weights, allow_unused=True)
             grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(alphas + weights, grads, strict=True))
+            average_(grads, self.world)
             dalpha, v = grads[: len(alphas)], grads[len(alphas):]  # v = dL_val(w')/dw'
             implicit = self._implicit(weights, w0, v, x_train, y_train)
             grads = [da - eta * h for da, h in zip(dalpha, implicit, strict=True)]
@@ -156,6 +166,7 @@ class Architect:
                     torch.add(w_orig, vi, alpha=sign * R, out=w)
             g = torch.autograd.grad(self.model.loss(x_train, y_train), alphas, allow_unused=True)
             sides.append([torch.zeros_like(a) if gi is None else gi for a, gi in zip(alphas, g, strict=True)])
+            average_(sides[-1], self.world)
         return [(plus - minus) / (2 * R) for plus, minus in zip(*sides, strict=True)]
 
 

@@ -135,9 +135,11 @@ class SearchData:
         """Full batches per epoch; the same for both parts, so one step takes one batch of each."""
         return min(self.num_train // batch_size, self.num_valid // batch_size)
 
-    def batches(self, part: str, epoch: int, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor,
-                                                                                                 torch.Tensor]]:
-        """steps_per_epoch(batch_size) - start batches of `part` ("train" or "valid"), from batch `start` on."""
+    def batches(self, part: str, epoch: int, batch_size: int, start: int = 0,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """steps_per_epoch(batch_size) - start batches of `part` ("train" or "valid"), from batch `start` on.
+
+        `shard` = (rank, world size): this rank's slice (every world-size-th image) of each global batch."""
         if part not in self._parts:
             raise ValueError(f"part must be one of {PARTS}, not {part!r}")
         if batch_size < 1:
@@ -147,11 +149,13 @@ class SearchData:
             raise ValueError(f"start must be in [0, {steps}] (the batches in an epoch), not {start}")
         index = self._parts[part]
         order = index[_rng(self._seed, _ORDER[part], epoch).permutation(len(index))]
-        return self._iterate(order[start * batch_size:steps * batch_size], batch_size)
+        return self._iterate(order[start * batch_size:steps * batch_size], batch_size, shard)
 
-    def _iterate(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _iterate(self, order: np.ndarray, batch_size: int,
+                 shard: tuple[int, int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, size = shard
         for i in range(0, len(order), batch_size):
-            chosen = order[i:i + batch_size]
+            chosen = order[i:i + batch_size][rank::size]
             yield self._images(chosen), torch.from_numpy(self._pool.labels[chosen])
 
     def _images(self, indices: np.ndarray) -> torch.Tensor:

@@ -92,8 +92,9 @@ _STOP = object()
 class RunDirWriter(Callback):
     """Writes metrics/alphas/genotypes lines, status.json and checkpoints from a writer thread."""
 
-    def __init__(self, run_dir: str | Path, max_pending: int = 256):
+    def __init__(self, run_dir: str | Path, max_pending: int = 256, dry: bool = False):
         self.run_dir = Path(run_dir)
+        self.dry = dry  # a rank other than 0 under torchrun: it takes part in the search, rank 0 writes
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._thread = threading.Thread(target=self._drain, name="dartboard-writer", daemon=True)
         self._closed = False
@@ -141,7 +142,7 @@ class RunDirWriter(Callback):
 
     # -- writer thread
     def _put(self, job: Callable[[], None]) -> None:
-        if not self._closed:
+        if not self._closed and not self.dry:
             self._queue.put(job)
 
     def _drain(self) -> None:

@@ -31,6 +31,7 @@ from .config import ConfigError, SearchConfig
 from .control import Control
 from .data import load_search_data
 from .device import amp_dtype, select_device
+from .distributed import SINGLE, World, agree
 from .hooks import Callback, CallbackList, RunDirWriter, StepEvent
 from .liveness import HEARTBEAT_S
 from .resume import check_resume, reanchor_learning_rates, restore_state, truncate_logs
@@ -64,19 +65,23 @@ def _oom_hint(e: BaseException) -> str | None:
 
 def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | None = None,
                callbacks: list[Callback] | None = None, box: SnapshotBox | None = None,
-               resume: bool = False) -> str:
+               resume: bool = False, world: World = SINGLE) -> str:
     """Run (or resume) a search writing `run_dir`; returns the final state. Never raises for a failed
     run: the error ends up in status.json, the snapshot and `on_exception`.
 
     The process holds an exclusive lock on the run directory (`.run.lock`) for the whole run, so a second
     process cannot write the same run (a second `--resume` is refused). Until setup has checked
-    everything, a failure writes nothing: a refused resume leaves the run as it was."""
+    everything, a failure writes nothing: a refused resume leaves the run as it was.
+
+    Under torchrun every rank calls this with its `world` (engine/distributed.py); rank 0 alone holds the
+    lock, writes the run directory and reads control.json."""
     run_dir = Path(run_dir)
     control = control or Control()
     box = box or SnapshotBox()
     lock = FileLock(run_dir / rundir.RUN_LOCK, blocking=False)
     try:
-        lock.acquire()
+        if world.main:
+            lock.acquire()
     except (Timeout, OSError) as e:
         err = rundir.RunDirError(f"{run_dir} is being written by another process; stop that one first"
                                  if isinstance(e, Timeout) else f"cannot lock {run_dir}: {e}")
@@ -87,9 +92,10 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | 
         others.on_exception(err, "")
         others.on_run_end(status)
         return "failed"
-    writer = RunDirWriter(run_dir)
-    hooks = CallbackList([writer, TensorBoardLog(run_dir, config.variant), *(callbacks or [])])
-    loop = _Loop(config, run_dir, control, hooks, writer, box)
+    writer = RunDirWriter(run_dir, dry=not world.main)
+    observers = [writer, TensorBoardLog(run_dir, config.variant)] if world.main else [writer]
+    hooks = CallbackList([*observers, *(callbacks or [])])
+    loop = _Loop(config, run_dir, control, hooks, writer, box, world)
     try:
         loop.setup(resume)
         loop.run()
@@ -99,17 +105,19 @@ def run_search(config: SearchConfig, run_dir: str | Path, *, control: Control | 
             raise
     finally:
         writer.close()
-        lock.release()
-    if loop.state == "failed" and not resume and not (run_dir / rundir.CONFIG).exists():
+        if lock.is_locked:
+            lock.release()
+    if loop.state == "failed" and world.main and not resume and not (run_dir / rundir.CONFIG).exists():
         shutil.rmtree(run_dir, ignore_errors=True)  # failed before it began (bad data, bad device): no run to keep
     return loop.state
 
 
 class _Loop:
     def __init__(self, config: SearchConfig, run_dir: Path, control: Control, hooks: CallbackList,
-                 writer: RunDirWriter, box: SnapshotBox):
+                 writer: RunDirWriter, box: SnapshotBox, world: World = SINGLE):
         self.cfg, self.run_dir, self.control, self.hooks, self.writer, self.box = (
             config, run_dir, control, hooks, writer, box)
+        self.world = world
         self.state, self.message, self.error = "queued", None, None
         self.step = self.epoch = self.batch = 0
         self.steps_per_epoch = self.total_steps = 0
@@ -138,6 +146,9 @@ class _Loop:
         if self.steps_per_epoch == 0:
             raise ConfigError("batch_size", cfg.batch_size, f"at most {min(self.data.num_train, self.data.num_valid)} "
                               "(the size of each half of the search split); lower it or raise subset")
+        if cfg.batch_size % self.world.size:
+            raise ConfigError("batch_size", cfg.batch_size, f"a multiple of the {self.world.size} processes: it is the "
+                                                            "global batch, split evenly between them")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.model = SearchNetwork(cfg.init_channels, self.data.num_classes, cfg.layers,
                                    in_channels=self.data.in_channels, nodes=cfg.nodes, variant=cfg.variant,
@@ -146,12 +157,15 @@ class _Loop:
                                      weight_decay=cfg.w_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, float(cfg.epochs),
                                                                     eta_min=cfg.w_lr_min)
-        self.architect = Architect(self.model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order=cfg.order)
-        self._poller = control_file.ControlPoller(self.run_dir, self.control.apply)
+        self.architect = Architect(self.model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order=cfg.order,
+                                   world=self.world)
+        if self.world.main:  # rank 0 listens to control.json and tells the others (distributed.agree)
+            self._poller = control_file.ControlPoller(self.run_dir, self.control.apply)
         if resume:
             self._load(rundir.read_config(self.run_dir))
         else:
-            write_json_atomic(self.run_dir / rundir.CONFIG, self._config_record())
+            if self.world.main:
+                write_json_atomic(self.run_dir / rundir.CONFIG, self._config_record())
             self.initial_weights = self.model.op_weights()
         self.started = True
         self.genotype = self.model.genotype()  # the cell the search starts from
@@ -178,18 +192,24 @@ class _Loop:
         ckpt = load_checkpoint(self.run_dir / rundir.CHECKPOINT)
         saved_fp = ckpt.get("data_fingerprint") or (record.get("dataset") or {}).get("fingerprint")
         check_resume(ckpt, self.cfg, self.data.fingerprint, saved_fp)
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world != self.world.size:  # each rank's slice of the batches, hence the BN statistics, would change
+            raise ConfigError("world_size", self.world.size, f"the run was searched by {saved_world} process(es); "
+                              f"resume it with the same number (torchrun --nproc_per_node {saved_world})")
         self._restore(ckpt)
         reanchor_learning_rates(self.cfg, self.w_opt, self.architect.optimizer, self.scheduler)
         record["config"] = self.cfg.to_dict()
         record.setdefault("resumed", []).append({"step": self.step, "time": time.time()})
-        write_json_atomic(self.run_dir / rundir.CONFIG, record)
+        if self.world.main:
+            write_json_atomic(self.run_dir / rundir.CONFIG, record)
         self._truncate_logs()
         first = rundir.read_alphas(self.run_dir)[:1]
         self.initial_weights = record_weights(first[0], self.model.variant) if first else self.model.op_weights()
         self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
 
     def _truncate_logs(self) -> None:
-        truncate_logs(self.run_dir, self.step)
+        if self.world.main:
+            truncate_logs(self.run_dir, self.step)
         self.recent = collections.deque((m for m in self.recent if m["step"] <= self.step), maxlen=_RECENT_METRICS)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -210,7 +230,7 @@ class _Loop:
             "w_optimizer": self.w_opt.state_dict(), "a_optimizer": self.architect.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": capture_rng(), "config": self.cfg.to_dict(),
             "meters": dict(self.meters.sums), "wall_s": self.wall_s, "torch": str(torch.__version__),
-            "data_fingerprint": self.data.fingerprint,
+            "data_fingerprint": self.data.fingerprint, "world_size": self.world.size,
         })
 
     # ---------------------------------------------------------------- the loop
@@ -218,14 +238,10 @@ class _Loop:
         self._iters = None
         self._set_state("running")
         while self.epoch < self.cfg.epochs:
-            self._poll_control()
-            if self.control.paused and not self.control.stopping:
-                self._set_state("paused", self.message)
-            if not self.control.gate(idle=self._idle):
+            go = self._wait_for_go() if self.world.main else True
+            if not agree(go, self.world):  # rank 0's decision, at the same step on every rank
+                self.control.stop()
                 break
-            if self.writer.unwritten and not self.writer.retry():
-                self._pause_for_disk()  # resumed, but the disk still refuses: no step runs before its lines are out
-                continue
             if self.state != "running":
                 self._set_state("running")
             self._one_step()
@@ -239,18 +255,33 @@ class _Loop:
         else:
             self._finish("finished")
 
+    def _wait_for_go(self) -> bool:
+        """Between steps: follow control.json, wait while paused; True = take the next step, False = stop."""
+        while True:
+            self._poll_control()
+            if self.control.paused and not self.control.stopping:
+                self._set_state("paused", self.message)
+            if not self.control.gate(idle=self._idle):
+                return False
+            if self.writer.unwritten and not self.writer.retry():
+                self._pause_for_disk()  # resumed, but the disk still refuses: no step runs before its lines are out
+                continue
+            return True
+
     def _one_step(self) -> None:
         cfg, dev = self.cfg, self.device
         if self._iters is None:
-            self._iters = (self.data.batches("train", self.epoch, cfg.batch_size, start=self.batch),
-                           self.data.batches("valid", self.epoch, cfg.batch_size, start=self.batch))
+            shard = (self.world.rank, self.world.size)  # this rank's slice of every global batch
+            self._iters = (self.data.batches("train", self.epoch, cfg.batch_size, start=self.batch, shard=shard),
+                           self.data.batches("valid", self.epoch, cfg.batch_size, start=self.batch, shard=shard))
             if self.batch == 0:
                 self.meters = EpochMeters()
             self.model.start_epoch(self.epoch, cfg.epochs)  # the variant's schedules (GDAS's temperature)
         t0 = time.perf_counter()
         train = tuple(t.to(dev, non_blocking=True) for t in next(self._iters[0]))  # (B, C, H, W), (B,)
         valid = tuple(t.to(dev, non_blocking=True) for t in next(self._iters[1]))
-        out = bilevel_step(self.model, self.architect, self.w_opt, train, valid, cfg, dev, epoch=self.epoch)
+        out = bilevel_step(self.model, self.architect, self.w_opt, train, valid, cfg, dev, epoch=self.epoch,
+                           world=self.world)
         if not out.finite:
             self._non_finite(out.train_loss, out.valid_loss)
             return
@@ -321,6 +352,7 @@ class _Loop:
         """Roll back to the last checkpoint (the arch step may already have spoilt the alphas) and pause."""
         bad_step = self.step + 1
         self.writer.flush()
+        agree(True, self.world)  # rank 0's checkpoint is on disk before any rank reads it
         try:
             self._restore(load_checkpoint(self.run_dir / rundir.CHECKPOINT))
             self.writer.flush()
@@ -355,7 +387,8 @@ class _Loop:
         eta = None if sps is None else (self.total_steps - self.step) / sps
         return {"state": self.state, "epoch": self.epoch, "step": self.step, "total_steps": self.total_steps,
                 "steps_per_epoch": self.steps_per_epoch, "steps_per_s": sps, "eta_s": eta,
-                "device": str(self.device), "message": self.message, "error": self.error}
+                "device": str(self.device), "message": self.message, "error": self.error,
+                "world_size": self.world.size}
 
     def _set_state(self, state: str, message: str | None = None) -> None:
         if state == self.state and message == self.message:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from .architect import Architect
 from .config import SearchConfig
 from .device import autocast
+from .distributed import SINGLE, World, average_
 from .supernet import SearchNetwork
 
 __all__ = ["StepOutcome", "bilevel_step", "EpochMeters"]
@@ -35,9 +36,12 @@ class StepOutcome:
 
 
 def bilevel_step(model: SearchNetwork, architect: Architect, w_opt: torch.optim.Optimizer, train: Batch,
-                 valid: Batch, config: SearchConfig, device: torch.device, epoch: int | None = None) -> StepOutcome:
+                 valid: Batch, config: SearchConfig, device: torch.device, epoch: int | None = None,
+                 world: World = SINGLE) -> StepOutcome:
     """One step; during the first `config.arch_warmup_epochs` epochs (given `epoch`) the architecture is frozen:
-    the validation batch is only measured, and no architecture step is taken (PC-DARTS's warm-up)."""
+    the validation batch is only measured, and no architecture step is taken (PC-DARTS's warm-up). Under
+    torchrun (`world`) each rank holds its slice of the global batches, and the gradients and figures are
+    averaged over the ranks (engine/distributed.py)."""
     (x, y), (xv, yv) = train, valid
     w_lr = w_opt.param_groups[0]["lr"]
     if epoch is not None and epoch < config.arch_warmup_epochs:
@@ -48,15 +52,18 @@ def bilevel_step(model: SearchNetwork, architect: Architect, w_opt: torch.optim.
     with autocast(device, config.amp):
         logits = model(x)  # (B, classes)
     loss = F.cross_entropy(logits.float(), y)
+    figures = torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
+    average_([figures], world)  # every rank sees the same numbers, so all take the same branch below
+    train_loss, acc = figures.tolist()
     valid_loss = float(arch["valid_loss"])
-    if not (torch.isfinite(loss) and math.isfinite(valid_loss)):
-        return StepOutcome(float(loss.detach()), valid_loss, None, None, w_lr, finite=False)
+    if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+        return StepOutcome(train_loss, valid_loss, None, None, w_lr, finite=False)
     # the weight step needs no alpha gradients (the reference computes and discards them)
     loss.backward(inputs=model.weight_parameters() if model.fast else None)
+    average_([p.grad for p in model.weight_parameters() if p.grad is not None], world)
     torch.nn.utils.clip_grad_norm_(model.weight_parameters(), config.w_grad_clip)
     w_opt.step()
-    acc = float((logits.detach().argmax(1) == y).float().mean())
-    return StepOutcome(float(loss.detach()), valid_loss, acc, arch.get("valid_acc"), w_lr, finite=True)
+    return StepOutcome(train_loss, valid_loss, acc, arch.get("valid_acc"), w_lr, finite=True)
 
 
 class EpochMeters:

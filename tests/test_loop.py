@@ -116,8 +116,8 @@ def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypa
 
     real = data_mod.SearchData.batches
 
-    def poisoned(self, part, epoch, batch_size, start=0):
-        for i, (x, y) in enumerate(real(self, part, epoch, batch_size, start), start=start):
+    def poisoned(self, part, epoch, batch_size, start=0, **kw):
+        for i, (x, y) in enumerate(real(self, part, epoch, batch_size, start, **kw), start=start):
             if part == "train" and epoch == 0 and i == 1:
                 x = torch.full_like(x, float("nan"))
             yield x, y

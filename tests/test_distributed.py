@@ -1,0 +1,117 @@
+"""One search across two processes (torchrun, gloo, CPU): one run directory written by rank 0, every step
+once, and gradients averaged exactly over the ranks.
+
+With BatchNorm in train mode each rank normalises its own half of the global batch, so a two-process
+step is not the one-process step on the whole batch: it is the mean of the steps on the two halves. That is
+what must hold exactly, and what the first test checks against a computation done here in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import rundir
+from engine.architect import Architect
+from engine.config import from_preset
+from engine.data import load_search_data
+from engine.supernet import SearchNetwork, variant_options_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _torchrun(*args: str, runs_dir: Path | None = None) -> subprocess.CompletedProcess:
+    where = ["--runs-dir", str(runs_dir)] if runs_dir is not None else []
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "engine", *args, *where], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("ddp")
+    done = _torchrun("search", "--preset", "smoke", "--set", "epochs=1", runs_dir=runs_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return runs_dir
+
+
+def test_one_run_directory_written_once(two_rank_run):
+    runs = [p for p in two_rank_run.iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    run = runs[0]
+    status = rundir.read_status(run)
+    assert status["state"] == "finished" and status["world_size"] == 2 and status["step"] == 2
+    assert [m["step"] for m in rundir.read_metrics(run)] == [1, 2]
+    assert [a["step"] for a in rundir.read_alphas(run)] == [1, 2]
+    assert len(rundir.read_genotypes(run)) == 1
+
+
+def test_the_first_step_is_the_mean_of_the_steps_on_each_ranks_half(two_rank_run):
+    cfg = from_preset("smoke", {"epochs": 1})
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    data = load_search_data(cfg)
+    model = SearchNetwork(cfg.init_channels, data.num_classes, cfg.layers, in_channels=data.in_channels,
+                          nodes=cfg.nodes, variant=cfg.variant, fast=cfg.fast, variant_options=variant_options_of(cfg))
+    run = next(p for p in two_rank_run.iterdir() if p.is_dir())
+    first = rundir.read_alphas(run)[0]
+    w_opt = torch.optim.SGD(model.weight_parameters(), cfg.w_lr, momentum=cfg.w_momentum,
+                            weight_decay=cfg.w_weight_decay)
+    architect = Architect(model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order="first")
+    halves = []
+    for rank in (0, 1):
+        xv, yv = next(data.batches("valid", 0, cfg.batch_size, shard=(rank, 2)))
+        grads, _ = architect.gradient(xv, yv, xv, yv, cfg.w_lr, w_opt)
+        halves.append(grads)
+    whole, _ = architect.gradient(*next(data.batches("valid", 0, cfg.batch_size)) * 2, cfg.w_lr, w_opt)
+    for alpha, a, b in zip(model.arch_parameters(), *halves, strict=True):
+        alpha.grad = (a + b) / 2
+    architect.optimizer.step()
+    for kind, alpha in (("normal", model.alphas_normal), ("reduce", model.alphas_reduce)):
+        np.testing.assert_allclose(np.asarray(first[kind]), alpha.detach().numpy(), atol=1e-5, rtol=0)
+    # and it is not the one-process step on the whole batch (BatchNorm sees halves): the check above can fail
+    mean = [(a + b) / 2 for a, b in zip(*halves, strict=True)]
+    assert max(float((m - w).abs().max()) for m, w in zip(mean, whole, strict=True)) > 1e-6
+
+
+def test_a_resume_with_another_number_of_processes_is_refused(two_rank_run):
+    run = next(p for p in two_rank_run.iterdir() if p.is_dir())
+    before = json.dumps(rundir.read_status(run))
+    done = subprocess.run([sys.executable, "-m", "engine", "search", "--resume", str(run)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "world_size" in done.stderr and "--nproc_per_node 2" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and json.dumps(rundir.read_status(run)) == before
+
+
+def test_a_stop_through_control_json_reaches_both_ranks_and_the_run_resumes_to_its_end(tmp_path):
+    """The dashboard steers a torchrun search like any other: rank 0 reads control.json and both ranks stop at
+    the same step (a rank that went on would hang its partner); resumed with two processes, it finishes."""
+    import time
+
+    from engine.control_file import request_control
+    from tests.waiting import wait_for
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
+           "search", "--preset", "smoke", "--set", "epochs=12", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(rundir.read_status(p).get("step", 0) >= 2 for p in tmp_path.iterdir()), timeout=240)
+        run = next(tmp_path.iterdir())
+        request_control(run, "stop")
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    status = rundir.read_status(run)
+    assert status["state"] == "stopped" and status["step"] < 24
+    start = time.monotonic()
+    done = _torchrun("search", "--resume", str(run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert rundir.read_status(run)["state"] == "finished" and time.monotonic() - start < 300
+    assert [m["step"] for m in rundir.read_metrics(run)] == list(range(1, 25))
