@@ -36,7 +36,6 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY .streamlit/ .streamlit/
 COPY assets/ assets/
 COPY engine/ engine/
 COPY app/ app/
@@ -52,5 +51,5 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4); sys.exit(0 if r.read().strip() == b'ok' else 1)"]
 
-# .streamlit/config.toml keeps the server on localhost; in a container it must listen on every interface.
+# app/.streamlit/config.toml keeps the server on localhost; in a container it must listen on every interface.
 CMD ["streamlit", "run", "app/main.py", "--server.address=0.0.0.0", "--server.port=8501"]
