@@ -1,4 +1,4 @@
-"""The command line: python -m engine search | derive | inspect | export | runs | bench.
+"""The command line: python -m engine search | train | compare | derive | inspect | export | runs | bench.
 
 Exit status: 0 on success, 1 when a search itself failed, 2 on bad input with a one-line reason on
 stderr (never a traceback for bad input).
@@ -18,7 +18,10 @@ from .catalog import UNREADABLE, list_runs
 from .config import PRESETS, ConfigError, from_preset, parse_overrides
 from .inputs import parse_json, read_input_text
 from .liveness import is_interrupted
+from .train_cli import add_train_commands
 from .variants import variant_names
+
+MODEL_FORMATS = ("checkpoint", "torchscript", "onnx")  # a training run's model (engine/train_export.py)
 
 _BAD_INPUT = ("ConfigError", "DataError", "CheckpointError", "RunDirError", "GraphvizMissingError")
 
@@ -70,6 +73,7 @@ def _progress_callback():
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from . import distributed
     from .control import Control
     from .device import select_device
     from .hooks import Callback
@@ -78,16 +82,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .snapshot import SnapshotBox
 
     overrides = parse_overrides(args.set or [])
+    world = distributed.from_environment(overrides.get("device", "auto"))  # torchrun: one search, N ranks
     if args.resume:
         run_dir = Path(args.resume)
         status = rundir.read_status(run_dir)
         if status.get("state") in ("running", "paused", "stopping") and not is_interrupted(status):
             raise BadInput(f"{run_dir} is still {status['state']} in process {status.get('pid')}; stop it first")
+        if rundir.read_config(run_dir).get("kind") == "train":
+            raise BadInput(f"{run_dir} is a training, not a search; resume it with `python -m engine train --resume`")
         config = resume_config(run_dir, overrides)
     else:
         config = from_preset(args.preset, overrides)
         select_device(config.device)  # a device that is not there is bad input, refused before a run exists
-        run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"{args.preset}-{config.dataset}")
+        run_dir = None
+        if world.main:
+            run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"{args.preset}-{config.dataset}")
+        run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir), world))
+    if world.active and config.device in ("auto", "cuda") and select_device(config.device).type == "cuda":
+        config = config.replace(device=f"cuda:{world.local_rank}")  # one GPU a rank (NCCL)
     control = Control()
 
     def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
@@ -113,8 +125,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         def on_exception(self, exc, traceback_text):
             errors.append(type(exc).__name__)
 
-    state = run_search(config, run_dir, control=control, callbacks=[_Errors(), _progress_callback()], box=box,
-                       resume=bool(args.resume))
+    callbacks = [_Errors(), _progress_callback()] if world.main else []  # rank 0 speaks for the run
+    try:
+        state = run_search(config, run_dir, control=control, callbacks=callbacks, box=box, resume=bool(args.resume),
+                           world=world)
+    finally:
+        distributed.shutdown(world)
+    if not world.main:
+        return 0 if state != "failed" else 1
     if state == "failed":
         bad_input = bool(errors) and errors[0] in _BAD_INPUT
         if bad_input and not started:  # refused before it began: one line, as for any bad input
@@ -213,6 +231,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     rundir.read_config(run_dir)
+    if args.format in MODEL_FORMATS:
+        from .train_export import write_model_export
+
+        print(write_model_export(run_dir, args.format, out=args.out))
+        return 0
     geno = _load_genotype(str(run_dir))
     path = write_export(run_dir, args.format, genotype=geno, out=args.out)
     print(path)
@@ -224,16 +247,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs under {rundir.runs_root(args.runs_dir)}")
         return 0
-    print(f"{'run':<44} {'state':<12} {'step':>11} {'epoch':>7} {'valid_acc':>9}  genotype (normal | reduce)")
-    for r in runs:
-        acc = "" if r.valid_acc is None else f"{r.valid_acc:.3f}"
+    print(f"{'run':<44} {'state':<12} {'step':>11} {'epoch':>7} {'acc':>11}  genotype (normal | reduce)")
+    for r in runs:  # a search's supernet validation accuracy; a training's test accuracy
+        acc = "" if r.valid_acc is None else f"{r.valid_acc:.3f} valid"
+        acc = acc if r.test_acc is None else f"{r.test_acc:.3f} test"
         geno = "" if r.genotype is None else (" ".join(f"{op}:{i}" for op, i in r.genotype.normal) + " | "
                                               + " ".join(f"{op}:{i}" for op, i in r.genotype.reduce))
         if r.state == UNREADABLE:
             print(f"{r.run_id:<44} {r.state:<12} {r.error}")
             continue
         print(f"{r.run_id:<44} {r.state:<12} {f'{r.step}/{r.total_steps}':>11} "
-              f"{f'{r.epoch}/{r.epochs}':>7} {acc:>9}  {geno}")
+              f"{f'{r.epoch}/{r.epochs}':>7} {acc:>11}  {geno}")
     return 0
 
 
@@ -266,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs-dir", help="runs root (default $DARTBOARD_RUNS or ./runs)")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its checkpoint")
     s.set_defaults(func=cmd_search)
+    add_train_commands(sub)
     d = sub.add_parser("derive", help="genotype of a run's latest alphas or of an alphas JSON file")
     d.add_argument("source", metavar="RUN_DIR_OR_ALPHAS_JSON")
     d.add_argument("--format", choices=("json", "darts"), default="darts")
@@ -278,9 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--init-channels", type=int)
     i.add_argument("--layers", type=int)
     i.set_defaults(func=cmd_inspect)
-    e = sub.add_parser("export", help="write the run's genotype or cell picture under RUN_DIR/exports/")
+    e = sub.add_parser("export", help="write the run's genotype, cell picture or trained model under RUN_DIR/exports/")
     e.add_argument("run_dir", metavar="RUN_DIR")
-    e.add_argument("--format", choices=("json", "darts", "dot", "svg"), required=True)
+    e.add_argument("--format", choices=("json", "darts", "dot", "svg", *MODEL_FORMATS), required=True,
+                   help="a genotype format, or (for a training run) the trained model: " + ", ".join(MODEL_FORMATS))
     e.add_argument("--out", help="file name inside the run directory")
     e.set_defaults(func=cmd_export)
     r = sub.add_parser("runs", help="list runs with state, progress, genotype and accuracy")

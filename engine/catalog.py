@@ -1,4 +1,7 @@
-"""The runs under a runs root: one summary line each (the Runs page, `python -m engine list`), and deletion."""
+"""The runs under a runs root: one summary line each (the Runs page, `python -m engine runs`), and deletion.
+
+Searches and trainings (config.json `kind` "search" or "train") share the layout; a training's genotype is
+the one it trains, and its score is the test accuracy of its last epoch (`test_acc`)."""
 
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ class RunInfo:
     created: str
     config: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    kind: str = "search"                 # "search" or "train"
+    test_acc: float | None = None        # a training's last test accuracy
 
 
 def _last_metric(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -56,12 +61,14 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
         config_mtime = (run_dir / rundir.CONFIG).stat().st_mtime
     except OSError as e:  # deleted since it was read
         raise rundir.RunDirError(f"{run_dir} vanished while it was read ({e})") from e
+    metrics = rundir.read_metrics(run_dir)
     return RunInfo(
         run_id=run_dir.name, path=run_dir, state=displayed_state(status, config_mtime),
         epoch=_count(status.get("epoch")), epochs=_count(cfg["config"].get("epochs")), step=_count(status.get("step")),
         total_steps=_count(status.get("total_steps")), genotype=rundir.latest_genotype(run_dir),
-        valid_acc=_last_metric(rundir.read_metrics(run_dir), "valid_acc"), created=str(cfg.get("created", "")),
+        valid_acc=_last_metric(metrics, "valid_acc"), created=str(cfg.get("created", "")),
         config=cfg["config"], error=None if status.get("error") is None else str(status["error"]),
+        kind="train" if cfg.get("kind") == "train" else "search", test_acc=_last_metric(metrics, "test_acc"),
     )
 
 

@@ -2,7 +2,9 @@
 
 Everything but `write_export` is a pure function of its arguments, so the dashboard offers the same bytes
 as downloads that the command line writes under RUN_DIR/exports/. DOT is written by hand (a handful of
-lines); only SVG needs Graphviz's `dot` program.
+lines); only SVG needs Graphviz's `dot` program. A training run's model (a self-describing checkpoint,
+TorchScript, ONNX) is exported by engine/train_export.py under the same rule for where an export may go
+(`_target`); it is kept there so that importing this module still does not import torch.
 """
 
 from __future__ import annotations

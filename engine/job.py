@@ -1,8 +1,10 @@
-"""Jobs: a search in a background thread (`Controller`), and the process-wide `Registry` the dashboard
-holds, which also hands out `Follower`s (engine.follow) for runs of other processes.
+"""Jobs: a search or a training in a background thread (`Controller`), and the process-wide `Registry` the
+dashboard holds, which also hands out `Follower`s (engine.follow) for runs of other processes.
 
 The dashboard and the engine meet here: buttons call `pause()`, `resume()`, `step_once()`, `stop()`,
-`derive_now()` (all idempotent, all return at once), and the live panel calls `snapshot()`.
+`derive_now()` (all idempotent, all return at once; derive does nothing for a training), and the live panel
+calls `snapshot()`. A Controller runs a search for a SearchConfig and a training (engine/train_loop.py) for a
+TrainConfig with its genotype.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from . import rundir
 from .config import SearchConfig
 from .control import Control
 from .follow import Follower
+from .genotype import Genotype
 from .hooks import Callback
 from .liveness import is_interrupted
 from .loop import run_search
 from .snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
+from .trainconfig import TrainConfig
 
 __all__ = ["JobError", "Controller", "Registry", "resume_config"]
 
@@ -35,11 +39,16 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict | None = None) -> 
 
 
 class Controller:
-    """One search running in a daemon thread of this process."""
+    """One search (a SearchConfig) or training (a TrainConfig and its genotype) in a daemon thread."""
 
-    def __init__(self, config: SearchConfig, run_dir: Path, resume: bool = False,
-                 callbacks: list[Callback] | None = None):
+    def __init__(self, config: SearchConfig | TrainConfig, run_dir: Path, resume: bool = False,
+                 callbacks: list[Callback] | None = None, genotype: Genotype | None = None,
+                 source: dict | None = None):
         self.config, self.run_dir, self.resume_run = config, Path(run_dir), resume
+        self.kind = "train" if isinstance(config, TrainConfig) else "search"
+        if self.kind == "train" and genotype is None:
+            raise JobError("a training needs the genotype it trains")
+        self.genotype, self.source = genotype, source
         self.run_id = self.run_dir.name
         self.control = Control()
         self.box = SnapshotBox(Snapshot(run_id=self.run_id, run_dir=str(self.run_dir), state="queued",
@@ -51,9 +60,15 @@ class Controller:
         self._thread.start()
         return self
 
-    def _main(self) -> None:
-        run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks, box=self.box,
-                   resume=self.resume_run)  # the final state is in the snapshot and status.json
+    def _main(self) -> None:  # the final state is in the snapshot and status.json
+        if self.kind == "train":
+            from .train_loop import run_training
+
+            run_training(self.config, self.genotype, self.run_dir, source=self.source, control=self.control,
+                         callbacks=self._callbacks, box=self.box, resume=self.resume_run)
+        else:
+            run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks, box=self.box,
+                       resume=self.resume_run)
 
     @property
     def alive(self) -> bool:
@@ -75,7 +90,8 @@ class Controller:
         self.control.stop()
 
     def derive_now(self) -> None:
-        self.control.derive_now()
+        if self.kind == "search":  # a training has no architecture to derive from
+            self.control.derive_now()
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -83,7 +99,7 @@ class Controller:
 
 
 class Registry:
-    """Every job of this process, by run id. One search runs at a time (they would share the cores)."""
+    """Every job of this process, by run id. One search or training runs at a time (they would share the cores)."""
 
     def __init__(self, runs_dir: str | os.PathLike | None = None):
         self.runs_dir = rundir.runs_root(runs_dir)
@@ -99,28 +115,41 @@ class Registry:
         with self._lock:
             return self._running()
 
-    def start(self, config: SearchConfig | None = None, resume: str | os.PathLike | None = None,
-              overrides: dict | None = None, slug: str | None = None) -> Controller:
-        """Start a new search (config) or resume a run directory (resume, optional overrides)."""
+    def start(self, config: SearchConfig | TrainConfig | None = None, resume: str | os.PathLike | None = None,
+              overrides: dict | None = None, slug: str | None = None, genotype: Genotype | None = None,
+              source: dict | None = None) -> Controller:
+        """Start a new search (a SearchConfig), a new training (a TrainConfig, its genotype and where it came
+        from), or resume a run directory of either kind (resume, optional overrides)."""
         with self._lock:
             running = self._running()
             if running is not None:
-                raise JobError(f"a search is already running ({running.run_id}); stop it before starting another")
+                raise JobError(f"a {running.kind} is already running ({running.run_id}); stop it before starting "
+                               "another")
             if resume is not None:
                 run_dir = Path(resume)
                 status = rundir.read_status(run_dir)
                 if status.get("state") in ACTIVE_STATES and not is_interrupted(status):
                     raise JobError(f"{run_dir.name} is still {status['state']} in another process; "
                                    "stop it there (or wait) before resuming it here")
-                cfg = resume_config(run_dir, overrides)
-                job = Controller(cfg, run_dir, resume=True)
+                if rundir.read_config(run_dir).get("kind") == "train":
+                    from .train_cli import resume_train_config
+
+                    cfg, geno, src = resume_train_config(run_dir, overrides)
+                    job = Controller(cfg, run_dir, resume=True, genotype=geno, source=src)
+                else:
+                    job = Controller(resume_config(run_dir, overrides), run_dir, resume=True)
+            elif isinstance(config, TrainConfig):
+                label = (source or {}).get("label", "genotype")
+                job = Controller(config, rundir.new_run_dir(self.runs_dir, slug or f"train-{label}-{config.dataset}"),
+                                 genotype=genotype, source=source)
             else:
                 if config is None:
                     raise JobError("nothing to start: give a config or a run directory to resume")
                 name = slug or f"{config.dataset}-{config.variant}-{config.order}"
                 job = Controller(config, rundir.new_run_dir(self.runs_dir, name))
             self._jobs[job.run_id] = job
-            self._current = job.run_id
+            if job.kind == "search":  # the Search page's run; the Train page finds trainings by kind
+                self._current = job.run_id
             return job.start()
 
     def follow(self, run_dir: str | os.PathLike) -> Controller | Follower:

@@ -65,3 +65,17 @@ def test_a_resume_purges_the_steps_it_redoes(tmp_path):
     assert run_search(cfg, tmp_path, resume=True) == "finished"
     steps = [e.step for e in _read(tmp_path).Scalars("loss/train")]
     assert steps == [m["step"] for m in rundir.read_metrics(tmp_path)] == list(range(1, 7))
+
+
+def test_a_training_opens_in_tensorboard_with_its_test_accuracy(tmp_path):
+    from engine.genotype import KNOWN_GENOTYPES
+    from engine.train_loop import run_training
+    from engine.trainconfig import from_train_preset
+
+    assert run_training(from_train_preset("train-smoke"), KNOWN_GENOTYPES["DARTS_V2"], tmp_path) == "finished"
+    acc = _read(tmp_path)
+    ends = [m for m in rundir.read_metrics(tmp_path) if "test_acc" in m]
+    events = acc.Scalars("accuracy/test")
+    assert [e.step for e in events] == [m["step"] for m in ends] and ends
+    assert [e.value for e in events] == pytest.approx([m["test_acc"] for m in ends], rel=1e-6)
+    assert "lr/weights" in acc.Tags()["scalars"] and "loss/train" in acc.Tags()["scalars"]

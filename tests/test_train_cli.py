@@ -1,0 +1,152 @@
+"""python -m engine train | compare | export (model formats) as a user runs them: exit codes, SIGKILL, follow."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import catalog, rundir
+from engine.__main__ import main
+from engine.follow import Follower
+from engine.genotype import KNOWN_GENOTYPES
+
+ROOT = Path(__file__).resolve().parents[1]
+V2 = KNOWN_GENOTYPES["DARTS_V2"]
+
+
+def cli(*args, check=True):
+    p = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}: {p.stderr}")
+    return p
+
+
+def _search_dir(root: Path, rows: list[dict] | None) -> Path:
+    run = root / "search"
+    run.mkdir()
+    (run / rundir.CONFIG).write_text(json.dumps({"kind": "search", "config": {"epochs": 1}}))
+    if rows is not None:
+        (run / rundir.GENOTYPES).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda t: "NOT_A_CELL", "neither a known genotype"),
+    (lambda t: "random:-1", "random:SEED"),
+    (lambda t: _write(t, "cell.txt", "Genotype(normal=[('sep_conv_9x9', 0)])"), "unknown op 'sep_conv_9x9'"),
+    (lambda t: _write(t, "cell.txt", "not a genotype at all ("), "does not hold a genotype"),
+    (lambda t: _write(t, "cell.json", json.dumps({**V2.to_dict(), "normal": [["sep_conv_3x3", 5]] * 8})),
+     "node 0 may take inputs 0..1"),
+    (lambda t: str(_search_dir(t, None)), "no genotype yet"),
+    (lambda t: str(_search_dir(t, [{"step": 4, "epoch": 0, "genotype": V2.to_dict()}])) + "@3",
+     "no genotype recorded at step 3"),
+])
+def test_bad_genotypes_exit_2_with_one_line(make, needle, tmp_path, runs_dir, capsys):
+    assert main(["train", make(tmp_path), "--preset", "train-smoke"]) == 2  # in-process: the same main() as the CLI
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(runs_dir.iterdir())  # refused before a run directory exists
+
+
+def _write(tmp: Path, name: str, text: str) -> str:
+    (tmp / name).write_text(text)
+    return str(tmp / name)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--set", "epochs=0"], "epochs=0 is not valid"),
+    (["--set", "auxiliary_weight=0.4"], "auxiliary head needs about 32x32"),
+    (["--set", "dataset=imagefolder"], "dataset='imagefolder' is not valid"),
+])
+def test_bad_config_exits_2(args, needle, runs_dir, capsys):
+    assert main(["train", "DARTS_V2", "--preset", "train-smoke", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_unknown_preset_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "DARTS_V2", "--preset", "nope"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_train_export_and_list(runs_dir, capsys):
+    p = cli("train", "random:3", "--preset", "train-smoke", "--runs-dir", str(runs_dir))
+    assert "finished" in p.stderr and "test_acc" in p.stderr
+    run = next(runs_dir.iterdir())
+    assert rundir.read_config(run)["source"] == {"kind": "random", "seed": 3, "label": "random:3"}
+    capsys.readouterr()
+    for fmt, name in (("checkpoint", "model.pt"), ("torchscript", "model.torchscript.pt"), ("onnx", "model.onnx")):
+        assert main(["export", str(run), "--format", fmt]) == 0
+        assert Path(capsys.readouterr().out.strip()) == (run / "exports" / name).resolve()
+    assert torch.load(run / "exports" / "model.pt", weights_only=True)["genotype"]["normal"]
+    assert main(["export", str(run), "--format", "onnx", "--out", "/tmp/outside.onnx"]) == 2
+    assert "outside the run directory" in capsys.readouterr().err
+    assert main(["search", "--resume", str(run)]) == 2
+    assert "is a training, not a search" in capsys.readouterr().err
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    listing = capsys.readouterr().out
+    assert run.name in listing and "finished" in listing and "test" in listing
+
+
+def test_sigkill_then_resume_redoes_only_the_lost_steps(runs_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "DARTS_V2", "--preset", "train-smoke",
+                             "--runs-dir", str(runs_dir), "--set", "epochs=15", "--set", "checkpoint_every_s=0.2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        run, end = None, time.monotonic() + 120
+        while time.monotonic() < end and run is None:
+            runs = [p for p in runs_dir.iterdir() if (p / rundir.CHECKPOINT).exists()]
+            if runs and rundir.read_status(runs[0]).get("step", 0) >= 6:
+                run = runs[0]
+            time.sleep(0.02)
+        assert run is not None, "the training never got going"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert catalog.list_runs(runs_dir)[0].state == "interrupted"
+    assert "finished" in cli("train", "--resume", str(run)).stderr
+    assert [m["step"] for m in rundir.read_metrics(run)] == list(range(1, 61))
+    assert catalog.list_runs(runs_dir)[0].state == "finished"
+
+
+def test_follow_and_control_a_training_of_another_process(runs_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "DARTS_V2", "--preset", "train-smoke",
+                             "--runs-dir", str(runs_dir), "--set", "epochs=500"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and not [p for p in runs_dir.iterdir() if (p / rundir.STATUS).exists()]:
+            time.sleep(0.05)
+        follower = Follower(next(runs_dir.iterdir()))
+        follower.pause()
+        while time.monotonic() < end and follower.snapshot().state != "paused":
+            time.sleep(0.05)
+        snap = follower.snapshot()
+        assert snap.state == "paused" and snap.genotype == V2
+        follower.stop()
+        assert proc.wait(60) == 0
+        assert follower.snapshot().state == "stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_compare_trains_found_darts_v2_and_random_cells(tmp_path, runs_dir):
+    search = _search_dir(tmp_path, [{"step": 4, "epoch": 0, "kind": "final", "genotype": V2.to_dict()}])
+    p = cli("compare", str(search), "--preset", "train-smoke", "--random", "1", "--set", "epochs=1",
+            "--runs-dir", str(runs_dir))
+    lines = p.stdout.strip().splitlines()
+    assert lines[0].split()[:5] == ["cell", "test_acc", "parameters", "mult-adds", "wall_s"]
+    assert [line.split()[0] for line in lines[1:]] == ["found", "DARTS_V2", "random:0"]
+    runs = catalog.list_runs(runs_dir)
+    assert len(runs) == 3 and all(r.kind == "train" and r.state == "finished" for r in runs)
