@@ -74,7 +74,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, fmt: str = FORMAT, required: tuple[str, ...] = _REQUIRED,
+                    what: str = "search") -> dict[str, Any]:
+    """The checkpoint at `path`, checked for its format tag and keys (a training's has its own: engine/train_resume.py);
+    a CheckpointError that names the file otherwise. Loaded with weights_only=True: tensors and plain values only."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: the run stopped before its first checkpoint was written")
@@ -82,9 +85,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a truncated or foreign file
         raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(e).__name__}: {e})"[:500]) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a dartboard search checkpoint (expected format {FORMAT})")
-    missing = [k for k in _REQUIRED if k not in state]
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a dartboard {what} checkpoint (expected format {fmt})")
+    missing = [k for k in required if k not in state]
     if missing:
         raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
     return state

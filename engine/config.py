@@ -254,14 +254,15 @@ def from_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Search
     return dataclasses.replace(base, **dict(overrides))
 
 
-def _coerce(name: str, text: str) -> Any:
-    """Turn the text of `--set name=text` into the field's type (no eval)."""
-    default = next(f for f in fields(SearchConfig) if f.name == name).default
-    t = text.strip()
-    if t.lower() in ("none", "null") and name in ("subset", "image_size"):
+def _coerce(field: dataclasses.Field, text: str) -> Any:
+    """Turn the text of `--set name=text` into the field's type (no eval). A field whose default is None and
+    whose type admits an int (`int | None`) takes an integer, or none/null."""
+    name, default, t = field.name, field.default, text.strip()
+    optional_int = default is None and "int" in str(field.type)
+    if t.lower() in ("none", "null") and optional_int:
         return None
     try:
-        if name == "a_betas":
+        if isinstance(default, tuple):  # a_betas: "0.5,0.999" or "(0.5, 0.999)"
             parts = [p for p in t.strip("()[]").split(",") if p.strip()]
             return tuple(float(p) for p in parts)
         if isinstance(default, bool):
@@ -270,7 +271,7 @@ def _coerce(name: str, text: str) -> Any:
             if t.lower() in ("false", "0", "no", "off"):
                 return False
             raise ValueError
-        if isinstance(default, int) or name in ("subset", "image_size"):
+        if isinstance(default, int) or optional_int:
             return int(t)
         if isinstance(default, float):
             return float(t)
@@ -280,16 +281,17 @@ def _coerce(name: str, text: str) -> Any:
     return t
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Parse `key=value` strings from the command line into typed overrides."""
-    names = {f.name for f in fields(SearchConfig)}
+def parse_overrides(pairs: list[str], config_class: type | None = None) -> dict[str, Any]:
+    """Parse `key=value` strings from the command line into typed overrides of `config_class` (a frozen config
+    dataclass; SearchConfig by default, TrainConfig for training)."""
+    by_name = {f.name: f for f in fields(config_class or SearchConfig)}
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError("--set", pair, "key=value")
         key, text = pair.split("=", 1)
         key = key.strip()
-        if key not in names:
-            raise ConfigError(key, text, f"unknown field; known fields: {', '.join(sorted(names))}")
-        out[key] = _coerce(key, text)
+        if key not in by_name:
+            raise ConfigError(key, text, f"unknown field; known fields: {', '.join(sorted(by_name))}")
+        out[key] = _coerce(by_name[key], text)
     return out

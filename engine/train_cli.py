@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
+from .config import parse_overrides
 from .liveness import is_interrupted
-from .trainconfig import TRAIN_PRESETS, TrainConfig, from_train_preset, parse_train_overrides
+from .trainconfig import TRAIN_PRESETS, TrainConfig, from_train_preset
 
 __all__ = ["add_train_commands", "cmd_train", "cmd_compare", "train_one", "resume_train_config"]
 
@@ -106,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .device import select_device
     from .train_source import resolve_genotype
 
-    overrides = parse_train_overrides(args.set or [])
+    overrides = parse_overrides(args.set or [], TrainConfig)
     if args.resume:
         run_dir = Path(args.resume)
         status = rundir.read_status(run_dir)
@@ -136,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .train_compare import compare, format_table
 
-    overrides = parse_train_overrides(args.set or [])
+    overrides = parse_overrides(args.set or [], TrainConfig)
     config = from_train_preset(args.preset, overrides)
     rows = compare(args.search, config, random_cells=args.random, runs_dir=args.runs_dir, first_seed=args.seed)
     print(format_table(rows))

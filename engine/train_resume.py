@@ -9,12 +9,11 @@ genotype, its source and the resolved config, so a checkpoint describes itself a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError
 from .genotype import Genotype
 from .trainconfig import RESUMABLE_TRAIN_FIELDS, TrainConfig
@@ -26,19 +25,7 @@ _REQUIRED = ("format", "step", "epoch", "batch", "model", "optimizer", "schedule
 
 
 def load_train_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: the run stopped before its first checkpoint was written")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a truncated or foreign file
-        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(e).__name__}: {e})"[:500]) from None
-    if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
-        raise CheckpointError(f"{path} is not a dartboard training checkpoint (expected format {TRAIN_FORMAT})")
-    missing = [k for k in _REQUIRED if k not in state]
-    if missing:
-        raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
-    return state
+    return load_checkpoint(path, TRAIN_FORMAT, _REQUIRED, "training")
 
 
 def check_train_resume(ckpt: dict[str, Any], config: TrainConfig, genotype: Genotype, fingerprint: str) -> None:

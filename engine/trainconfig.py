@@ -15,11 +15,10 @@ from typing import Any
 
 from .config import DATASETS, DEVICES, ConfigError, _check, _is_int, _is_num
 
-__all__ = ["TrainConfig", "TRAIN_PRESETS", "RESUMABLE_TRAIN_FIELDS", "from_train_preset", "parse_train_overrides"]
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "RESUMABLE_TRAIN_FIELDS", "from_train_preset"]
 
 # Fields a resumed training may change (how it runs, not what it learns or the recipe's arithmetic).
 RESUMABLE_TRAIN_FIELDS = frozenset({"device", "log_every", "checkpoint_every_s", "data_root", "download"})
-_OPTIONAL_INTS = ("subset", "image_size", "test_subset")
 
 
 @dataclass(frozen=True)
@@ -155,40 +154,3 @@ def from_train_preset(name: str, overrides: Mapping[str, Any] | None = None) -> 
         if k not in names:
             raise ConfigError(k, v, f"unknown field; known fields: {', '.join(sorted(names))}")
     return dataclasses.replace(base, **dict(overrides or {}))
-
-
-def _coerce(name: str, text: str) -> Any:
-    """The text of `--set name=text` as the field's type (no eval)."""
-    default = next(f for f in fields(TrainConfig) if f.name == name).default
-    t = text.strip()
-    if name in _OPTIONAL_INTS and t.lower() in ("none", "null"):
-        return None
-    try:
-        if isinstance(default, bool):
-            if t.lower() in ("true", "1", "yes", "on"):
-                return True
-            if t.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(default, int) or name in _OPTIONAL_INTS:
-            return int(t)
-        if isinstance(default, float):
-            return float(t)
-    except ValueError:
-        kind = type(default).__name__ if default is not None else "int"
-        raise ConfigError(name, text, f"a value of type {kind}") from None
-    return t
-
-
-def parse_train_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` strings from the command line as typed TrainConfig overrides."""
-    names = {f.name for f in fields(TrainConfig)}
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError("--set", pair, "key=value")
-        key, text = (s.strip() for s in pair.split("=", 1))
-        if key not in names:
-            raise ConfigError(key, text, f"unknown field; known fields: {', '.join(sorted(names))}")
-        out[key] = _coerce(key, text)
-    return out

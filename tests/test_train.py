@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine import catalog, rundir
-from engine.config import ConfigError
+from engine.config import ConfigError, parse_overrides
 from engine.follow import Follower
 from engine.genotype import KNOWN_GENOTYPES, Genotype
 from engine.hooks import Callback
@@ -20,7 +20,7 @@ from engine.train_loop import run_training
 from engine.train_resume import load_train_checkpoint
 from engine.train_source import GenotypeSourceError, random_genotype, resolve_genotype
 from engine.train_step import auxiliary_fits
-from engine.trainconfig import TRAIN_PRESETS, TrainConfig, from_train_preset, parse_train_overrides
+from engine.trainconfig import TRAIN_PRESETS, TrainConfig, from_train_preset
 
 SMOKE = TRAIN_PRESETS["train-smoke"]
 V2 = KNOWN_GENOTYPES["DARTS_V2"]
@@ -35,8 +35,9 @@ def test_presets_validate_and_the_paper_recipe_is_the_default():
     with pytest.raises(ConfigError, match="init_channels"):
         from_train_preset("train-smoke", {"init_channels": 5})
     with pytest.raises(ConfigError, match="unknown field"):
-        parse_train_overrides(["epoch=3"])
-    assert parse_train_overrides(["subset=none", "flip=off", "lr=0.1"]) == {"subset": None, "flip": False, "lr": 0.1}
+        parse_overrides(["epoch=3"], TrainConfig)
+    parsed = parse_overrides(["subset=none", "flip=off", "lr=0.1"], TrainConfig)
+    assert parsed == {"subset": None, "flip": False, "lr": 0.1}
 
 
 def test_random_cells_are_uniform_draws_from_the_space_and_reproducible():
