@@ -20,13 +20,14 @@ import plotly.graph_objects as go
 from engine import export as _export
 from engine import variants
 from engine.genotype import Genotype, diff_genotypes, node_difference
-from engine.space import PARAM_FREE, PRIMITIVES, edge_labels, nodes_of, source_name
+from engine.space import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_labels, nodes_of, source_name
 
 __all__ = [
     "HEATMAP_MODES", "CURVES", "weights_frame", "heatmap", "curve_figure", "overlay_figure",
     "op_share_figure", "cell_dot", "weighted_cell_dot", "genotype_frame", "genotype_changes",
     "compare_genotypes_frame", "replay_steps", "replay_index", "record_genotype", "record_weights",
-    "format_duration", "progress_text", "runs_frame",
+    "format_duration", "progress_text", "runs_frame", "pc_edge_weights", "edge_weight_figure", "gdas_figure",
+    "fair_figure", "dirichlet_stats", "dirichlet_figure", "variant_state_figures",
 ]
 
 # How a heatmap colours the softmax weights (key -> label shown in the page).
@@ -297,3 +298,217 @@ def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["run", "state", "epoch", "step", "valid acc", "dataset", "order",
                                        "genotype", "created"])
+
+
+# ---------------------------------------------------------------- each variant's own state (app/views/variant_state.py)
+def _softmax_rows(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def pc_edge_weights(betas: np.ndarray) -> np.ndarray:
+    """PC-DARTS's edge weights: softmax of the betas over each node's incoming edges ((edges,) -> (edges,))."""
+    b = np.asarray(betas, dtype=np.float64)
+    parts, start = [], 0
+    for i in range(nodes_of(len(b))):
+        parts.append(_softmax_rows(b[start:start + i + 2]))
+        start += i + 2
+    return np.concatenate(parts)
+
+
+def edge_weight_figure(arch: Mapping[str, Any], height: int = 430) -> go.Figure:
+    """PC-DARTS: each edge's weight (softmax of its beta over the node's inputs), normal and reduction side by
+    side, one row per edge as in the op-weight heatmaps; 1/(inputs of the node) is an even split."""
+    cols = [k for k in ("normal", "reduce") if f"betas_{k}" in arch]
+    if not cols:
+        raise ValueError("no edge weights (betas_normal, betas_reduce) in these architecture parameters")
+    w = np.stack([pc_edge_weights(arch[f"betas_{k}"]) for k in cols], axis=1)  # (edges, cells)
+    labels = list(edge_labels(nodes_of(w.shape[0])))
+    fig = go.Figure(go.Heatmap(z=w, x=cols, y=labels, zmin=0.0, zmax=1.0, colorscale="Viridis",
+                               texttemplate="%{z:.2f}", colorbar=dict(title="edge weight"),
+                               hovertemplate="%{y}<br>%{x} cell<br>edge weight %{z:.4f}<extra></extra>"))
+    fig.update_layout(title="Edge weights (edge normalisation)", height=height, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_xaxes(side="top", title=None)
+    return fig
+
+
+def gdas_figure(arch: Mapping[str, Any], cell: str = "normal", height: int = 430) -> go.Figure:
+    """GDAS: the sampling probabilities softmax(alpha / tau) of one cell, with the op each edge ran in the
+    step's last forward pass marked; the temperature in the title."""
+    tau = float(np.asarray(arch["tau"]))
+    probs = _softmax_rows(np.asarray(arch[cell], dtype=np.float64) / tau)  # (edges, ops)
+    fig = heatmap(probs, title=f"{cell}: sampling probabilities at tau = {tau:.3g}", height=height)
+    sampled = np.asarray(arch.get(f"{cell}_sampled", []), dtype=np.float64).astype(int)
+    labels = list(edge_labels(nodes_of(probs.shape[0])))
+    rows = [r for r, k in enumerate(sampled) if 0 <= k < len(PRIMITIVES)]
+    if rows:
+        fig.add_trace(go.Scatter(x=[PRIMITIVES[sampled[r]] for r in rows], y=[labels[r] for r in rows],
+                                 mode="markers", name="sampled this step", showlegend=False,
+                                 marker=dict(symbol="square-open", size=22, color="red", line=dict(width=3)),
+                                 hovertemplate="%{y}: ran %{x}<extra>sampled</extra>"))
+    return fig
+
+
+def fair_figure(weights: np.ndarray, threshold: float, cell: str = "normal", height: int = 430) -> go.Figure:
+    """FairDARTS: each edge's strongest sigmoid weight (non-`none`) as a bar, with the threshold line: an
+    edge over it can be kept (at most two per node, by strength)."""
+    w = np.asarray(weights, dtype=np.float64)
+    real = [k for k, op in enumerate(PRIMITIVES) if op != "none"]
+    best = np.asarray(real)[w[:, real].argmax(axis=1)]
+    strength = w[np.arange(len(w)), best]
+    labels = list(edge_labels(nodes_of(len(w))))
+    colors = ["#2a9d8f" if s >= threshold else "#b0b0b0" for s in strength]
+    fig = go.Figure(go.Bar(x=strength, y=labels, orientation="h", marker_color=colors,
+                           text=[PRIMITIVES[k] for k in best], textposition="inside",
+                           hovertemplate="%{y}<br>%{text}: sigmoid %{x:.4f}<extra></extra>"))
+    fig.add_vline(x=threshold, line_dash="dash", line_color="red", annotation_text=f"threshold {threshold:g}")
+    fig.update_layout(title=f"{cell}: strongest op weight per edge (independent sigmoids)", height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0, 1], title="sigmoid weight"))
+    fig.update_yaxes(autorange="reversed", title=None)
+    return fig
+
+
+def dirichlet_stats(alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DrNAS: (mean, standard deviation) of each op weight under Dirichlet(ELU(alpha) + 1), each (edges, ops)."""
+    a = np.asarray(alphas, dtype=np.float64)
+    conc = np.where(a > 0, a, np.expm1(np.minimum(a, 0))) + 1.0  # ELU + 1
+    total = conc.sum(axis=-1, keepdims=True)
+    mean = conc / total
+    return mean, np.sqrt(mean * (1 - mean) / (total + 1))
+
+
+def dirichlet_figure(alphas: np.ndarray, cell: str = "normal", height: int = 430) -> go.Figure:
+    """DrNAS: the Dirichlet mean of each op weight (colour) with its spread (the text: mean ± std)."""
+    mean, std = dirichlet_stats(alphas)
+    frame = weights_frame(mean)
+    text = np.char.add(np.char.add(np.char.mod("%.2f", mean), "±"), np.char.mod("%.2f", std))
+    fig = go.Figure(go.Heatmap(z=mean, x=list(frame.columns), y=list(frame.index), zmin=0.0, zmax=1.0,
+                               colorscale="Viridis", text=text, texttemplate="%{text}", customdata=std,
+                               colorbar=dict(title="mean"),
+                               hovertemplate="%{y}<br>%{x}<br>mean %{z:.4f}<br>std %{customdata:.4f}<extra></extra>"))
+    fig.update_layout(title=f"{cell}: Dirichlet mean ± std of each op weight", height=height,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_xaxes(side="top", tickangle=-30, title=None)
+    return fig
+
+
+def variant_state_figures(variant: str, arch: Mapping[str, Any], weights: Mapping[str, Any] | None = None,
+                          ) -> list[tuple[str, go.Figure]]:
+    """(caption, figure) pairs that show a variant's own state, in its own meaning; [] for plain DARTS."""
+    arch = {k: np.asarray(v) for k, v in arch.items()}
+    if not arch or "normal" not in arch:
+        return []
+    if variant == "pc_darts" and "betas_normal" in arch:
+        return [("Each edge's output is multiplied by its edge weight; the genotype ranks edges by op weight times "
+                 "edge weight.", edge_weight_figure(arch))]
+    if variant == "gdas" and "tau" in arch:
+        return [("Only the sampled op of each edge runs (red square); tau anneals towards its minimum.",
+                 gdas_figure(arch, cell)) for cell in ("normal", "reduce")]
+    if variant == "fair_darts":
+        w = weights if weights is not None else {c: 1 / (1 + np.exp(-arch[c].astype(np.float64))) for c in CELL_KINDS}
+        threshold = float(arch.get("threshold", 0.85))
+        return [("Green edges pass the threshold; a node keeps at most two of them, and may keep none.",
+                 fair_figure(np.asarray(w[cell]), threshold, cell)) for cell in ("normal", "reduce")]
+    if variant == "drnas":
+        return [("Op weights are sampled each step; the spread shrinks as the concentration grows.",
+                 dirichlet_figure(arch[cell], cell)) for cell in ("normal", "reduce")]
+    return []
+
+
+# ---------------------------------------------------------------- Vega-Lite: charts the browser updates in place
+# st.vega_lite_chart keeps a chart whose spec did not change and swaps its data in place, where a plotly figure
+# with new numbers is a new element (its spec is its identity) that the browser builds from scratch: for the
+# live heatmaps that is about a fifth of the browser's CPU. So the spec holds only the chart's kind and options
+# and every number is in the data frame.
+
+def heatmap_vega(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
+                 ops: Sequence[str] = PRIMITIVES, height: int = 380) -> tuple[dict[str, Any], pd.DataFrame]:
+    """heatmap() as a Vega-Lite spec and its data: one row per (edge, op), edges in order, ops in order within
+    an edge, with the weight, its change since the start (`initial`, else uniform 1/ops) and `value`, what the
+    colour and the cell's text show: the weight, or in mode "change" the change. Mode "uniform" centres the
+    diverging colours on 1/ops, each side stretched to its largest value; "change" centres them on 0."""
+    if mode not in HEATMAP_MODES:
+        raise ValueError(f"mode={mode!r}: one of {', '.join(HEATMAP_MODES)}")
+    frame = weights_frame(weights, ops)
+    w = frame.to_numpy()  # (edges, ops)
+    start = np.full_like(w, 1.0 / w.shape[1]) if initial is None else np.asarray(initial, dtype=np.float64)
+    data = pd.DataFrame({"edge": np.repeat(frame.index.to_numpy(), w.shape[1]),
+                         "op": np.tile(frame.columns.to_numpy(), w.shape[0]),
+                         "weight": w.ravel(), "change": (w - start).ravel()})
+    data["value"] = data["change"] if mode == "change" else data["weight"]
+    # each cell's ARIA label (SVG): the exact numbers, for screen readers and for tests that read the page
+    data["label"] = [f"{e}, {o}: weight {v:.6f}, change since start {c:+.6f}"
+                     for e, o, v, c in zip(data["edge"], data["op"], data["weight"], data["change"], strict=True)]
+    if mode == "softmax":
+        scale, fmt, legend = {"domain": [0.0, 1.0], "scheme": "viridis"}, ".2f", "weight"
+        text_colour = {"condition": {"test": "datum.value > 0.6", "value": "black"}, "value": "white"}
+    else:
+        mid = 0.0 if mode == "change" else 1.0 / w.shape[1]
+        scale = {"scheme": "redblue", "reverse": True, "domainMid": mid}
+        fmt, legend, text_colour = ("+.3f", "change", {"value": "black"}) if mode == "change" else \
+            (".3f", "weight", {"value": "black"})
+    tooltip = [{"field": "edge", "title": "edge"}, {"field": "op", "title": "op"},
+               {"field": "weight", "type": "quantitative", "format": ".4f"},
+               {"field": "change", "type": "quantitative", "format": "+.4f", "title": "change since start"}]
+    spec = {
+        "title": title, "width": "container", "height": height,
+        "encoding": {
+            "x": {"field": "op", "type": "nominal", "sort": list(frame.columns), "title": None,
+                  "axis": {"orient": "top", "labelAngle": -30, "labelOverlap": False, "labelLimit": 200}},
+            "y": {"field": "edge", "type": "nominal", "sort": list(frame.index), "title": None,
+                  "axis": {"labelOverlap": False, "labelLimit": 200}},
+        },
+        "layer": [
+            {"mark": "rect", "encoding": {"color": {"field": "value", "type": "quantitative", "scale": scale,
+                                                    "title": legend}, "tooltip": tooltip,
+                                          "description": {"field": "label", "type": "nominal"}}},
+            {"mark": {"type": "text", "fontSize": 10, "aria": False},
+             "encoding": {"text": {"field": "value", "type": "quantitative", "format": fmt}, "color": text_colour,
+                          "tooltip": tooltip}},
+        ],
+    }
+    return spec, data
+
+
+def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str,
+               height: int = 280) -> tuple[dict[str, Any], pd.DataFrame]:
+    """curve_figure() as a Vega-Lite spec and its data, built without plotly (add_vline costs ~10 ms a line, and
+    a live panel redraws the curves at every step): one row per point (kind "line") with its series and segment
+    (losses and accuracies break their line where an epoch starts, as curve_figure does), one row per epoch
+    marker (kind "rule"). The spec depends on `curve` only."""
+    title, y_title, keys = CURVES[curve]
+    rows: list[dict[str, Any]] = []
+    for key, series in keys:
+        xs, ys = _by_epoch(metrics, key) if curve != "lr" else _series(metrics, key)
+        segment = 0
+        for x, y in zip(xs, ys, strict=True):
+            if x is None or y is None:
+                segment += 1
+                continue
+            rows.append({"kind": "line", "series": series, "segment": f"{series}/{segment}", "x": float(x),
+                         "y": float(y)})
+    if curve != "lr":
+        rows += [{"kind": "rule", "series": "", "segment": "", "x": x + 0.5, "y": float("nan")}
+                 for x in _epoch_starts(metrics)]
+        y_title = f"{y_title} (mean over the epoch so far)"
+    data = pd.DataFrame(rows, columns=["kind", "series", "segment", "x", "y"])
+    names = [series for _, series in keys]
+    spec = {  # the y axis's title under the chart's title: upright, it would take the height of the plot
+        "title": {"text": title, "subtitle": y_title}, "width": "container", "height": height,
+        "layer": [
+            {"transform": [{"filter": "datum.kind === 'line'"}], "mark": {"type": "line", "clip": True},
+             "encoding": {
+                 "x": {"field": "x", "type": "quantitative", "title": "step", "scale": {"zero": False}},
+                 "y": {"field": "y", "type": "quantitative", "title": None, "scale": {"zero": curve == "lr"}},
+                 "color": {"field": "series", "type": "nominal",
+                           "scale": {"domain": names, "range": list(RUN_COLOURS[:len(names)])},
+                           "legend": {"orient": "bottom", "title": None}},
+                 "detail": {"field": "segment", "type": "nominal"}}},
+            {"transform": [{"filter": "datum.kind === 'rule'"}],
+             "mark": {"type": "rule", "color": "grey", "strokeDash": [2, 3], "strokeWidth": 1},
+             "encoding": {"x": {"field": "x", "type": "quantitative"}}},
+        ],
+    }
+    return spec, data

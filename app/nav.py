@@ -6,16 +6,16 @@ import streamlit as st
 
 __all__ = ["pages", "PAGE_TITLES"]
 
-PAGE_TITLES = {"search": "Search", "runs": "Runs", "replay": "Replay", "learn": "Learn"}
+PAGE_TITLES = {"search": "Search", "train": "Train", "runs": "Runs", "replay": "Replay", "learn": "Learn"}
 
 
 def pages() -> dict[str, st.Page]:
     """url path -> st.Page; Search is the default page."""
-    from app.views import learn, replay, runs, search
+    from app.views import learn, replay, runs, search, train
 
     icons = {"search": ":material/monitoring:", "runs": ":material/folder_open:", "replay": ":material/replay:",
-             "learn": ":material/school:"}
-    funcs = {"search": search.page, "runs": runs.page, "replay": replay.page, "learn": learn.page}
+             "learn": ":material/school:", "train": ":material/model_training:"}
+    funcs = {"search": search.page, "runs": runs.page, "replay": replay.page, "learn": learn.page, "train": train.page}
     return {name: st.Page(funcs[name], title=title, icon=icons[name], url_path=name, default=name == "search")
             for name, title in PAGE_TITLES.items()}
 

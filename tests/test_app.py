@@ -6,9 +6,14 @@ AppTest never fires `run_every`, so a test calls `run()` again to redraw; the re
 searches.
 """
 
+import json
+import re
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -17,6 +22,7 @@ from app import figures, state
 from engine import catalog, rundir
 from engine.config import PRESETS, from_preset
 from engine.loop import run_search
+from engine.space import PRIMITIVES, source_name
 from tests.waiting import wait_for
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -54,6 +60,49 @@ def _button(at: AppTest, label: str):
 
 def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
+
+
+def _blocks(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _blocks(child)
+
+
+def _chart(at: AppTest, key: str) -> tuple[dict, pd.DataFrame]:
+    """The Vega-Lite spec and data of the chart in the container of key `key`: what the browser is given."""
+    boxes = [b for b in _blocks(at.main) if str(getattr(getattr(b, "proto", None), "id", "")).endswith(f"-{key}")]
+    assert len(boxes) == 1, f"{len(boxes)} containers with key {key!r}"
+    charts = [c for c in _blocks(boxes[0]) if getattr(c, "type", None) == "vega_lite_chart"]
+    assert len(charts) == 1, f"{len(charts)} charts in {key!r}"
+    return json.loads(charts[0].proto.spec), pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pandas()
+
+
+def _title(spec: dict) -> str:
+    title = spec.get("title", "")
+    return title.get("text", "") if isinstance(title, dict) else title
+
+
+def _heatmap(at: AppTest, key: str) -> tuple[str, np.ndarray]:
+    """A heatmap's title and the (edges, ops) values its colours and texts show, with its rows and columns
+    checked to be the edges and ops in order."""
+    spec, data = _chart(at, key)
+    edges, ops = spec["encoding"]["y"]["sort"], spec["encoding"]["x"]["sort"]
+    assert (edges, ops) == (list(figures.weights_frame(np.zeros((14, 8))).index), list(PRIMITIVES))
+    assert data["edge"].tolist() == [e for e in edges for _ in ops] and data["op"].tolist() == ops * len(edges)
+    assert spec["layer"][0]["encoding"]["color"]["field"] == spec["layer"][1]["encoding"]["text"]["field"] == "value"
+    return _title(spec), data["value"].to_numpy().reshape(len(edges), len(ops))
+
+
+_EDGE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)" \[label="([^"]+)"', re.M)
+
+
+def _dot_edges(dot: str) -> set[tuple[str, str, str]]:
+    """(source, node, op) of every labelled edge of a cell's DOT source (the output edges carry no label)."""
+    return {(src, dst, label.split()[0]) for src, dst, label in _EDGE.findall(dot)}
+
+
+def _genotype_edges(genotype, cell: str) -> set[tuple[str, str, str]]:
+    return {(source_name(j), str(node), op) for node, pairs in enumerate(genotype.cell_nodes(cell)) for op, j in pairs}
 
 
 def _page(name: str):
@@ -126,8 +175,19 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     assert job.snapshot().step == s0 + 1 and job.snapshot().state == "paused"
     at.run()
     assert _metric(at, "Step").startswith(f"{s0 + 1}/")
-    assert len(at.get("plotly_chart")) == 5            # 2 heatmaps + 3 curves
+    assert len(at.get("vega_lite_chart")) == 5         # 2 heatmaps + 3 curves
     assert len(at.get("graphviz_chart")) == 2          # normal + reduction cell
+    # what the page shows is this step's: the heatmaps hold the op weights that alphas.jsonl recorded at it
+    snap = job.snapshot()
+    record = next(r for r in rundir.read_alphas(job.run_dir) if r["step"] == s0 + 1)
+    recorded = figures.record_weights(record, job.config.variant)
+    for cell in ("normal", "reduce"):
+        _, z = _heatmap(at, f"live.heatmap.{cell}")
+        np.testing.assert_allclose(z, snap.weights[cell], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(z, recorded[cell], rtol=0, atol=1e-6)
+    derived = figures.record_genotype(record, job.config.variant)
+    for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
+        assert _dot_edges(graph.proto.spec) == _genotype_edges(derived, cell)
 
     _button(at, "Derive now").click().run()
     wait_for(lambda: any(r.get("kind") == "derive" for r in rundir.read_genotypes(job.run_dir)))
@@ -164,7 +224,7 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     replay = _page("replay").run()
     assert not replay.exception and replay.slider(key=f"replay.{job.run_id}.step").value >= 1
     learn = _page("learn").run()
-    assert not learn.exception and len(learn.get("plotly_chart")) >= 4
+    assert not learn.exception and len(learn.get("plotly_chart")) + len(learn.get("vega_lite_chart")) >= 4
 
     _button(runs, "Delete run").click().run()
     _button(runs, "Yes, delete it").click().run()
@@ -223,7 +283,7 @@ def test_nan_pause_message_is_a_warning_and_paused_controls_are_enabled(app_runs
     assert not _button(at, "Resume").disabled and not _button(at, "Step once").disabled
     assert _metric(at, "Step") == "3/8" and _metric(at, "State") == "paused"
     assert _metric(at, "Parameters (C=36, 20 cells, 4 classes)").endswith("M")
-    assert len(at.get("plotly_chart")) == 5 and len(at.get("graphviz_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 5 and len(at.get("graphviz_chart")) == 2
     changes = "\n".join(c.value for c in at.code)
     assert "normal node 3: skip_connect from 0 -> dil_conv_3x3 from 0" in changes
 
@@ -245,9 +305,108 @@ def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
     assert shown == steps[1:3] and at.slider[0].disabled                # one record a tick, slider locked
     _button(at, "Stop replay").click().run()
     assert at.slider(key=f"{key}.step").value == steps[2] and not at.slider[0].disabled
+    # the frame at a step shows that step's record, not the latest one
+    records = rundir.read_alphas(run_dir)
+    variant = rundir.read_config(run_dir)["config"].get("variant", "darts")
+    assert any(c.value.startswith(f"Record 3 of {len(records)} · step {steps[2]} ·") for c in at.caption)
+    for cell in ("normal", "reduce"):
+        _, z = _heatmap(at, f"{key}.heatmap.{cell}")
+        np.testing.assert_allclose(z, figures.record_weights(records[2], variant)[cell], rtol=0, atol=1e-12)
+        assert not np.allclose(z, figures.record_weights(records[-1], variant)[cell], rtol=0, atol=1e-9)
+    for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
+        assert _dot_edges(graph.proto.spec) == _genotype_edges(figures.record_genotype(records[2], variant), cell)
     _button(at, "Play").click().run()                                   # resumes from the frame shown
     assert at.slider[0].value == steps[3]
     for _ in range(len(steps)):
         at.run()
     assert not _button(at, "Play").disabled and _button(at, "Stop replay").disabled
     assert at.slider(key=f"{key}.step").value == steps[-1]              # the end stops the replay there
+
+
+# ---------------------------------------------------------------- the numbers on the page are the run's numbers
+def _values_script(mode):
+    """The live panel on a snapshot whose normal and reduction weights, cells and metric rows all differ."""
+    import numpy as np
+    import streamlit as st
+
+    from app.views import live
+    from engine.genotype import KNOWN_GENOTYPES
+    from engine.snapshot import Snapshot
+
+    rng = np.random.default_rng(7)
+    weights = {cell: rng.dirichlet(np.ones(8) * a, size=14) for cell, a in (("normal", 0.5), ("reduce", 2.0))}
+    metrics = tuple({"step": s, "train_loss": 2.3 - 0.1 * s, "valid_loss": 2.4 - 0.09 * s, "train_acc": 0.1 + 0.05 * s,
+                     "valid_acc": 0.08 + 0.04 * s, "w_lr": 0.025 - 0.001 * s} for s in (2, 4, 6, 9))
+    snap = Snapshot(
+        run_id="values", state="paused", epoch=1, epochs=4, step=9, total_steps=20, device="cpu", weights=weights,
+        initial_weights={c: rng.dirichlet(np.ones(8) * 50, size=14) for c in weights},
+        genotype=KNOWN_GENOTYPES["DARTS_V2"], epoch_genotype=KNOWN_GENOTYPES["DARTS_V1"], metrics=metrics,
+        config={"dataset": "cifar100"})
+    st.session_state["snap"] = snap
+    if mode != "softmax":
+        st.session_state.setdefault("live.mode", mode)
+
+    class Job:
+        run_id = "values"
+
+        def snapshot(self):
+            return snap
+
+    live.panel(Job(), snap)
+
+
+@pytest.mark.parametrize("mode", ["softmax", "uniform", "change"])
+def test_heatmaps_show_the_snapshots_op_weights_each_in_its_own_chart(app_runs, mode):
+    at = AppTest.from_function(_values_script, args=(mode,), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    snap = at.session_state["snap"]
+    assert not np.allclose(snap.weights["normal"], snap.weights["reduce"])
+    for cell, title in (("normal", "Normal cell"), ("reduce", "Reduction cell")):
+        shown_title, z = _heatmap(at, f"live.heatmap.{cell}")
+        assert shown_title == title
+        want = snap.weights[cell] - snap.initial_weights[cell] if mode == "change" else snap.weights[cell]
+        np.testing.assert_allclose(z, want, rtol=0, atol=1e-12)
+
+
+def test_cells_graphs_draw_exactly_the_genotypes_edges(app_runs):
+    at = AppTest.from_function(_values_script, args=("softmax",), default_timeout=TIMEOUT).run()
+    genotype = at.session_state["snap"].genotype
+    graphs = at.get("graphviz_chart")
+    assert len(graphs) == 2                           # the normal cell's column, then the reduction cell's
+    for graph, cell in zip(graphs, ("normal", "reduce"), strict=True):
+        assert _dot_edges(graph.proto.spec) == _genotype_edges(genotype, cell)
+    assert _genotype_edges(genotype, "normal") != _genotype_edges(genotype, "reduce")
+
+
+def test_parameter_count_is_the_network_the_label_names(app_runs):
+    import torch
+
+    from engine.network import NetworkCIFAR, count_parameters
+
+    at = AppTest.from_function(_values_script, args=("softmax",), default_timeout=TIMEOUT).run()
+    snap = at.session_state["snap"]
+    metric = next(m for m in at.metric if m.label.startswith("Parameters"))
+    size = re.fullmatch(r"Parameters \(C=(\d+), (\d+) cells, (\d+) classes\)", metric.label)
+    assert size, metric.label
+    C, layers, classes = map(int, size.groups())
+    assert (C, layers) == (36, 20)                      # the paper's CIFAR evaluation network
+    assert classes == state.num_classes_of(snap.config) == 100
+    with torch.device("meta"):                          # shapes only: no memory, no initialisation
+        want = count_parameters(NetworkCIFAR(C, classes, layers, False, snap.genotype))
+    assert metric.value == f"{want / 1e6:.2f}M"
+    assert metric.proto.help.startswith(f"{want:,} parameters of NetworkCIFAR({C}, {classes}, {layers})")
+
+
+def test_curves_end_at_the_last_metrics_row(app_runs):
+    at = AppTest.from_function(_values_script, args=("softmax",), default_timeout=TIMEOUT).run()
+    rows = at.session_state["snap"].metrics
+    for curve, (_, _, keys) in figures.CURVES.items():
+        spec, data = _chart(at, f"live.curve.{curve}")
+        assert _title(spec) == figures.CURVES[curve][0]
+        lines = data[data["kind"] == "line"]
+        assert lines["series"].unique().tolist() == [name for _, name in keys]
+        for key, name in keys:
+            line = lines[lines["series"] == name]
+            assert line["x"].tolist() == [r["step"] for r in rows]
+            np.testing.assert_allclose(line["y"], [r[key] for r in rows], rtol=0, atol=1e-12)
+            assert line["x"].iloc[-1] == rows[-1]["step"] and line["y"].iloc[-1] == rows[-1][key]

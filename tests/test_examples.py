@@ -44,3 +44,27 @@ def test_it_is_read_only(demo, runs_dir):
     with pytest.raises(rundir.RunDirError):
         delete_run(demo.path, runs_dir)
     assert not (demo.path / rundir.CHECKPOINT).exists()  # nothing to resume from
+
+
+@pytest.mark.parametrize("page", ["replay", "learn"])
+def test_replay_and_learn_open_on_the_recording_before_any_search(runs_dir, page, demo):
+    """A fresh machine (an empty runs root): both pages show the shipped demo search, not 'no runs yet'."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    def script(name):
+        import importlib
+
+        importlib.import_module(f"app.views.{name}").page()
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_function(script, args=(page,), default_timeout=120).run()
+    assert not at.exception
+    assert demo.run_id in at.selectbox[0].options and at.selectbox[0].value == demo.run_id
+    captions = " ".join(c.value for c in at.caption)
+    if page == "replay":  # on the last of the 250 recorded steps
+        assert at.slider[0].value == 250 and "shipped with dartboard" in captions and "Record 250 of 250" in captions
+    else:
+        assert len(at.get("plotly_chart")) >= 2  # the lesson's figures drawn from the recorded weights
+    st.cache_resource.clear()

@@ -218,3 +218,114 @@ def test_runs_frame_columns():
     frame = figures.runs_frame([info])
     assert frame.iloc[0]["run"] == "r1" and frame.iloc[0]["state"] == "finished"
     assert frame.iloc[0]["epoch"] == "2/2" and frame.iloc[0]["genotype"] == "yes"
+
+
+# ---------------------------------------------------------------- each variant's own state
+def test_pc_darts_edge_weights_sum_to_one_per_node_and_match_the_engine():
+    import torch
+
+    from engine.variants.pc_darts import edge_weights
+
+    betas = np.random.default_rng(0).normal(size=14)
+    w = figures.pc_edge_weights(betas)
+    for a, b in ((0, 2), (2, 5), (5, 9), (9, 14)):
+        assert w[a:b].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(w, edge_weights(torch.as_tensor(betas)).numpy())
+    fig = figures.edge_weight_figure({"normal": np.zeros((14, 8)), "betas_normal": betas, "betas_reduce": -betas})
+    assert list(fig.data[0].x) == ["normal", "reduce"] and np.asarray(fig.data[0].z).shape == (14, 2)
+    with pytest.raises(ValueError, match="betas"):
+        figures.edge_weight_figure({"normal": np.zeros((14, 8))})
+
+
+def test_gdas_figure_shows_tempered_probabilities_and_marks_the_sampled_ops():
+    a = np.random.default_rng(1).normal(size=(14, 8))
+    arch = {"normal": a, "reduce": a, "tau": np.array(2.0), "normal_sampled": np.arange(14) % 8,
+            "reduce_sampled": np.full(14, -1)}
+    fig = figures.gdas_figure(arch, "normal")
+    e = np.exp(a / 2.0 - (a / 2.0).max(1, keepdims=True))
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), e / e.sum(1, keepdims=True))
+    assert "tau = 2" in fig.layout.title.text
+    assert list(fig.data[1].x)[:3] == [PRIMITIVES[0], PRIMITIVES[1], PRIMITIVES[2]]
+    assert len(figures.gdas_figure(arch, "reduce").data) == 1  # nothing sampled yet: no markers
+    assert len(figures.variant_state_figures("gdas", arch)) == 2
+
+
+def test_fair_figure_marks_the_threshold_and_colours_the_edges_over_it():
+    w = np.full((14, 8), 0.3)
+    w[0, 4] = 0.9
+    w[:, 0] = 0.99  # `none` is not an op of a cell
+    fig = figures.fair_figure(w, 0.85)
+    assert list(fig.data[0].x)[:2] == [0.9, 0.3] and fig.data[0].text[0] == "sep_conv_3x3"
+    assert fig.data[0].marker.color[0] != fig.data[0].marker.color[1]
+    assert fig.layout.shapes[0].x0 == 0.85
+    shown = figures.variant_state_figures("fair_darts", {"normal": np.log(w / (1 - w)), "reduce": np.zeros((14, 8)),
+                                                         "threshold": np.array(0.85)})
+    np.testing.assert_allclose(list(shown[0][1].data[0].x)[:2], [0.9, 0.3])
+
+
+def test_dirichlet_mean_and_spread_match_the_distribution():
+    import torch
+
+    a = np.random.default_rng(2).normal(size=(14, 8))
+    mean, std = figures.dirichlet_stats(a)
+    d = torch.distributions.Dirichlet(torch.nn.functional.elu(torch.as_tensor(a)) + 1)
+    np.testing.assert_allclose(mean, d.mean.numpy())
+    np.testing.assert_allclose(std, d.variance.sqrt().numpy())
+    fig = figures.dirichlet_figure(a)
+    assert "±" in fig.data[0].text[0][0]
+    assert figures.variant_state_figures("darts", {"normal": a, "reduce": a}) == []
+    assert len(figures.variant_state_figures("drnas", {"normal": a, "reduce": a})) == 2
+
+
+# ---------------------------------------------------------------- Vega-Lite versions (the browser redraws in place)
+@pytest.mark.parametrize("mode", ["softmax", "uniform", "change"])
+def test_heatmap_vega_data_is_the_weights_and_the_spec_only_the_mode(mode):
+    rng = np.random.default_rng(3)
+    w, w0 = rng.dirichlet(np.ones(8), size=14), rng.dirichlet(np.ones(8) * 50, size=14)
+    spec, data = figures.heatmap_vega(w, title="Normal cell", mode=mode, initial=w0)
+    assert spec["title"] == "Normal cell"
+    assert spec["encoding"]["y"]["sort"] == edge_labels(4) and spec["encoding"]["x"]["sort"] == list(PRIMITIVES)
+    assert data["edge"].tolist() == [e for e in edge_labels(4) for _ in PRIMITIVES]   # row-major: edge, then op
+    assert data["op"].tolist() == list(PRIMITIVES) * 14
+    np.testing.assert_array_equal(data["weight"].to_numpy().reshape(14, 8), w)
+    np.testing.assert_array_equal(data["change"].to_numpy().reshape(14, 8), w - w0)
+    shown = w - w0 if mode == "change" else w
+    np.testing.assert_array_equal(data["value"].to_numpy().reshape(14, 8), shown)   # colour and text
+    assert data["label"][9] == f"c_{{k-1}} -> 0, max_pool_3x3: weight {w[1, 1]:.6f}, change since start " \
+                               f"{w[1, 1] - w0[1, 1]:+.6f}"
+    # another step's weights change the data only: the browser keeps the chart and swaps its data
+    assert figures.heatmap_vega(_softmax(rng.normal(size=(14, 8))), title="Normal cell", mode=mode)[0] == spec
+    with pytest.raises(ValueError, match="mode="):
+        figures.heatmap_vega(w, mode="bogus")
+
+
+@pytest.mark.parametrize("curve", list(figures.CURVES))
+def test_curve_vega_draws_what_curve_figure_draws(curve):
+    metrics = [
+        {"step": 1, "epoch": 0, "train_loss": 2.3, "train_acc": 0.1, "valid_loss": 2.4, "valid_acc": 0.09,
+         "w_lr": 0.05},
+        {"step": 2, "epoch": 0, "train_loss": 2.1, "train_acc": 0.2, "valid_loss": None, "valid_acc": None,
+         "w_lr": 0.05},
+        {"step": 3, "epoch": 1, "train_loss": 1.9, "train_acc": 0.3, "valid_loss": 2.0, "valid_acc": 0.25,
+         "w_lr": 0.04},
+        {"step": 4, "epoch": 1, "train_loss": 1.8, "train_acc": 0.35, "valid_loss": 1.9, "valid_acc": 0.3,
+         "w_lr": 0.04},
+    ]
+    spec, data = figures.curve_vega(metrics, curve)
+    fig = figures.curve_figure(metrics, curve)
+    lines = data[data["kind"] == "line"]
+    assert spec["title"]["text"] == fig.layout.title.text
+    assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [t.name for t in fig.data]
+    assert spec["layer"][0]["encoding"]["color"]["scale"]["range"] == [t.line.color for t in fig.data]
+    for trace in fig.data:  # the same points, broken into the same segments
+        segments, seg = [], 0
+        for x, y in zip(trace.x, trace.y, strict=True):
+            if x is None:
+                seg += 1
+            else:
+                segments.append((f"{trace.name}/{seg}", x, y))
+        mine = lines[lines["series"] == trace.name]
+        assert list(zip(mine["segment"], mine["x"], mine["y"], strict=True)) == segments
+    assert data.loc[data["kind"] == "rule", "x"].tolist() == [shape.x0 for shape in fig.layout.shapes]
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["zero"] == (fig.layout.yaxis.rangemode == "tozero")
+    assert figures.curve_vega(metrics[:2], curve)[0] == spec   # new rows change the data only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -12,7 +13,6 @@ from app import figures
 __all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker"]
 
 CELLS = {"normal": "Normal cell", "reduce": "Reduction cell"}
-_PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 
 def mode_picker(key: str) -> str:
@@ -32,20 +32,30 @@ def render_heatmaps(weights: Mapping[str, np.ndarray], initial: Mapping[str, np.
             if cell not in weights:
                 st.info(f"{title}: no architecture weights yet.")
                 continue
-            fig = figures.heatmap(weights[cell], title=title, mode=mode, initial=initial.get(cell))
-            st.plotly_chart(fig, key=f"{key}.heatmap.{cell}", config=_PLOT_CONFIG)
+            spec, data = figures.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell))
+            with st.container(key=f"{key}.heatmap.{cell}"):  # the same spec each step: redrawn in place
+                st.vega_lite_chart(data, spec, width="stretch")
 
 
-def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bool) -> None:
+def _graph(dot: str, key: str) -> None:
+    """A graphviz chart in a container keyed by its DOT source, so a new graph is a fresh mount: redrawn in
+    place, d3-graphviz computes path transitions from the old graph, about three times the browser's CPU."""
+    with st.container(key=f"{key}.{hashlib.blake2b(dot.encode(), digest_size=6).hexdigest()}"):
+        st.graphviz_chart(dot, width="stretch")
+
+
+def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bool, *,
+                kept_weights: bool = True, key: str = "cells") -> None:
     """The cells of a genotype as graphs (rendered in the browser); with `show_all`, every candidate edge
-    of the relaxed cell, thicker where its strongest op weighs more."""
+    of the relaxed cell, thicker where its strongest op weighs more. `kept_weights`: the kept edges' weights on
+    their labels and pen widths (off in the live panel, whose graph then changes only with the genotype)."""
     for col, (cell, title) in zip(st.columns(2), CELLS.items(), strict=True):
         with col:
             st.markdown(f"**{title}**")
             if show_all and weights and cell in weights:
-                st.graphviz_chart(figures.weighted_cell_dot(weights[cell], cell=cell), width="stretch")
+                _graph(figures.weighted_cell_dot(weights[cell], cell=cell), f"{key}.dag.{cell}")
             elif genotype is not None:
-                cell_weights = weights.get(cell) if weights else None
-                st.graphviz_chart(figures.cell_dot(genotype, cell=cell, weights=cell_weights), width="stretch")
+                cell_weights = weights.get(cell) if weights and kept_weights else None
+                _graph(figures.cell_dot(genotype, cell=cell, weights=cell_weights), f"{key}.dag.{cell}")
             else:
                 st.info("No genotype yet: it is derived after the first step.")

@@ -10,25 +10,32 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["LABELS", "render", "enabled"]
+__all__ = ["LABELS", "PAUSING_KEY", "render", "enabled"]
 
 LABELS = {"pause": "Pause", "resume": "Resume", "step_once": "Step once", "stop": "Stop",
           "derive_now": "Derive now"}
+# Session key: the run whose Pause was clicked and not answered yet (the page shows "pausing" until then).
+PAUSING_KEY = "control.pausing"
 
 
 def enabled(state: str) -> dict[str, bool]:
-    """Which requests make sense in a state (the others are shown disabled)."""
+    """Which requests make sense in a state (the others are shown disabled); "pausing" is a running run whose
+    Pause was clicked."""
     return {
         "pause": state in ("queued", "running"),
         "resume": state == "paused",
         "step_once": state == "paused",
-        "stop": state in ("queued", "running", "paused"),
-        "derive_now": state in ("running", "paused"),
+        "stop": state in ("queued", "running", "pausing", "paused"),
+        "derive_now": state in ("running", "pausing", "paused"),
     }
 
 
 def _request(job: Any, method: str) -> None:
     getattr(job, method)()
+    if method == "pause":
+        st.session_state[PAUSING_KEY] = getattr(job, "run_id", "")
+    elif method in ("resume", "stop"):
+        st.session_state.pop(PAUSING_KEY, None)
     if method == "derive_now":
         st.toast("Derive requested: the genotype of the current alphas is added to genotypes.jsonl.")
     elif method == "pause":

@@ -1,4 +1,4 @@
-"""Training curves: loss, accuracy and the weight learning rate against the step."""
+"""Training curves: loss, accuracy and the weight learning rate against the step (Vega-Lite, redrawn in place)."""
 
 from __future__ import annotations
 
@@ -17,5 +17,6 @@ def render(metrics: Sequence[Mapping[str, Any]], key: str) -> None:
         st.info("No metrics yet: the first line is logged after the first step.")
         return
     for col, curve in zip(st.columns(len(figures.CURVES)), figures.CURVES, strict=True):
-        col.plotly_chart(figures.curve_figure(metrics, curve), key=f"{key}.curve.{curve}",
-                         config={"displaylogo": False})
+        spec, data = figures.curve_vega(metrics, curve)
+        with col.container(key=f"{key}.curve.{curve}"):  # the same spec each step: new rows are drawn in place
+            st.vega_lite_chart(data, spec, width="stretch")

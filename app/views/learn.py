@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import figures, state
 from app.views import cells
-from engine import catalog
+from engine import catalog, examples
 from engine.genotype import KNOWN_GENOTYPES, Genotype
 from engine.space import PRIMITIVES
 
@@ -148,6 +148,37 @@ def _paper(genotype: Genotype | None, num_classes: int) -> None:
                  width="stretch")
 
 
+# One paragraph per variant (docs/variants.md has the details and where the official code differs from the paper).
+VARIANT_LESSONS = {
+    "pc_darts": ("PC-DARTS: partial channels", "Each edge sends only 1/K of its channels (K=4) through the eight "
+                 "ops; the rest skip them and are shuffled back in. That cuts the supernet's memory about K-fold, so "
+                 "batches can be larger. Sampling channels makes the op choice noisier, so each edge also gets an "
+                 "**edge weight** (a softmax over the node's inputs) and the genotype ranks edges by op weight "
+                 "times edge weight. The alphas are frozen for the first 15 epochs while the weights warm up."),
+    "gdas": ("GDAS: one op per edge", "Instead of running all eight ops, each edge samples **one** op per step "
+             "from softmax(alpha) with the Gumbel-max trick and runs only it, so a step costs about an eighth. "
+             "The gradient for the alphas comes from the soft Gumbel-softmax (straight-through), whose temperature "
+             "tau anneals from 10 to 0.1: the heatmap shows the sampling probabilities at the current tau."),
+    "fair_darts": ("FairDARTS: independent weights", "Softmax makes ops compete, and skip connections win that "
+                   "competition unfairly. FairDARTS gives each op its own sigmoid weight in (0, 1), adds a "
+                   "**zero-one loss** that pushes every weight towards 0 or 1, and keeps an edge only if its best "
+                   "op passes 0.85: a node may keep two, one or no inputs."),
+    "drnas": ("DrNAS: a distribution over cells", "The op weights of each edge are a **sample from a Dirichlet "
+              "distribution** whose concentration (ELU(alpha) + 1) is learned, drawn anew every step with a "
+              "reparameterised sampler. The noise explores and regularises; the heatmap shows the mean, and the "
+              "spread shrinks as the concentration grows."),
+}
+
+
+def _variants(variant: str) -> None:
+    st.header("6. Variants of DARTS")
+    st.markdown("Four variants change how the alphas become op weights, or what runs in a step "
+                "(pick one in the sidebar: `variant`).")
+    for name, (title, text) in VARIANT_LESSONS.items():
+        with st.expander(title + (" (this run)" if name == variant else ""), expanded=name == variant):
+            st.markdown(text)
+
+
 def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str = "learn",
            variant: str = "darts") -> None:
     """The lesson on one run's recorded alphas (empty: the lesson with the paper's cell only); `variant` is
@@ -160,12 +191,14 @@ def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str
     _derivation(weights, genotype)
     _collapse(records, key, variant)
     _paper(genotype, num_classes)
+    _variants(variant)
 
 
 def page() -> None:
     reg = state.registry()
     st.title("Learn DARTS")
-    runs = catalog.list_runs(reg.runs_dir)
+    # this machine's searches, then the recordings shipped with the app, so the lesson has a real run at once
+    runs = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
     records: list[dict[str, Any]] = []
     classes, variant = 10, "darts"
     if runs:

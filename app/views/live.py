@@ -1,25 +1,59 @@
-"""The live panel of the Search page: a fragment that redraws from the job's latest snapshot.
+"""The live panel of the Search page: six pieces that redraw only when what they show has changed.
 
-It polls (`run_every`) only while the run is active; when the run ends it asks for one full rerun,
-which recreates the fragment without `run_every`, so an idle page costs the server nothing.
+The pieces (status strip with controls and messages, architecture weights, cells, curves, genotype, export)
+are each a keyed `st.fragment`. While the run is active a ticker (an `st.components.v2` component with a
+JavaScript timer, no visible element) fires every `refresh_s`; its callback reads the job's latest snapshot,
+compares each piece's content key with the key of what the page shows, and reruns only the pieces whose
+content changed (`st.rerun([keys])`); when nothing did, only the ticker's own fragment reruns (one invisible
+element). A piece that is not rerun is not re-sent, so the browser does not redraw it: an unchanged heatmap,
+curve or graph keeps its DOM, and a download button keeps its link. When the run ends the callback asks for
+one full rerun, which draws the page without the ticker, so an idle page does not poll.
+
+`panel` draws every piece in one go (no fragments): for tests and bench/dashboard_overhead.py.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
-from app import state
-from app.views import cells, controls, curves, exports, genotype, status
+from app import figures, state
+from app.views import cells, controls, curves, exports, genotype, status, variant_state
+from engine import rundir
 from engine.rundir import RunDirError
 from engine.snapshot import Snapshot
 
-__all__ = ["render", "panel", "messages"]
+__all__ = ["render", "panel", "messages", "PIECES", "piece_keys", "SHOW_ALL_QUANTUM"]
 
 _CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "live.css"
+PIECES = ("status", "weights", "cells", "curves", "genotype", "export")
+# The all-edges graph is redrawn when an edge's strongest op changes or its weight crosses a step of this size
+# (it is drawn from the exact weights of that moment); the kept-edge graph only when the genotype changes.
+SHOW_ALL_QUANTUM = 0.05
+
+# The ticker: a timer in the page that sets a trigger value every `data.ms` (its callback runs on the server).
+# A new call (new data) clears the previous timer; the returned cleanup clears it when the element goes.
+_TICKER_JS = """
+export default function(component) {
+  const { setTriggerValue, data, parentElement } = component;
+  const host = parentElement.host || parentElement;
+  if (host.__dartboardTick) clearInterval(host.__dartboardTick);
+  host.__dartboardTick = setInterval(() => setTriggerValue("tick", Date.now()), data.ms);
+  return () => { clearInterval(host.__dartboardTick); host.__dartboardTick = null; };
+}
+"""
+
+
+@functools.cache
+def _ticker() -> Callable[..., Any]:
+    return st.components.v2.component("dartboard_live_ticker", js=_TICKER_JS)
 
 
 def messages(snap: Snapshot) -> None:
@@ -42,33 +76,127 @@ def _params(snap: Snapshot) -> tuple[int | None, int]:
         return None, classes
 
 
-def panel(job: Any, snap: Snapshot, key: str = "live") -> None:
-    """Status, controls and every live figure of one snapshot."""
-    status.render(snap)
-    controls.render(job, snap.state)
+# ---------------------------------------------------------------- what each piece shows (content keys)
+def _digest(arrays: Mapping[str, Any] | None) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays or {}):
+        a = np.ascontiguousarray(arrays[name], dtype=np.float64)
+        h.update(f"{name}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _genotype_key(g: Any) -> str | None:
+    return None if g is None else json.dumps(g.to_dict(), sort_keys=True)
+
+
+def _shown_state(snap: Snapshot) -> str:
+    """The state the page shows: "pausing" from the click on Pause until the loop pauses (it finishes its step)."""
+    if snap.state in ("queued", "running") and st.session_state.get(controls.PAUSING_KEY) == snap.run_id:
+        return "pausing"
+    return snap.state
+
+
+def _strongest(weights: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Per edge: the strongest op and its weight in SHOW_ALL_QUANTUM steps (what the all-edges graph shows)."""
+    out = {}
+    for cell, w in (weights or {}).items():
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim == 2:
+            out[cell] = np.stack([w.argmax(axis=1), np.round(w.max(axis=1) / SHOW_ALL_QUANTUM)])
+    return out
+
+
+def _metrics_key(metrics: Any) -> Hashable:
+    if not metrics:
+        return 0
+    return len(metrics), json.dumps(metrics[0], sort_keys=True), json.dumps(metrics[-1], sort_keys=True)
+
+
+def _has_alphas(snap: Snapshot) -> bool:
+    return bool(snap.run_dir) and (Path(snap.run_dir) / rundir.ALPHAS).exists()
+
+
+def piece_keys(snap: Snapshot, key: str = "live") -> dict[str, Hashable]:
+    """What each piece shows, as a hashable key: a piece is redrawn when its key changes. Widget values
+    (colour scale, the all-edges toggle) are read from the session state."""
+    show_all = bool(st.session_state.get(f"{key}.show_all", False))
+    mode = st.session_state.get(f"{key}.mode", next(iter(figures.HEATMAP_MODES)))
+    genotype_key = _genotype_key(snap.genotype)
+    return {
+        "status": (_shown_state(snap), snap.epoch, snap.epochs, snap.step, snap.total_steps, snap.steps_per_s,
+                   snap.eta_s, snap.device, snap.message, snap.error),
+        "weights": (mode, _digest(snap.weights), _digest(snap.initial_weights) if mode == "change" else None),
+        "cells": (show_all, genotype_key, _digest(_strongest(snap.weights)) if show_all else None),
+        "curves": _metrics_key(snap.metrics),
+        "genotype": (genotype_key, _genotype_key(snap.epoch_genotype), state.num_classes_of(snap.config)),
+        "export": (snap.run_id, snap.run_dir, snap.genotype is not None, _has_alphas(snap)),
+    }
+
+
+# ---------------------------------------------------------------- the pieces
+def _draw_status(job: Any, snap: Snapshot, key: str) -> None:
+    shown = _shown_state(snap)
+    if shown == snap.state and st.session_state.get(controls.PAUSING_KEY) == snap.run_id:
+        st.session_state.pop(controls.PAUSING_KEY, None)  # the loop has answered the pause
+    status.render(snap, shown)
+    controls.render(job, shown)
     messages(snap)
 
+
+def _draw_weights(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Architecture weights")
     mode = cells.mode_picker(key=f"{key}.mode")
     cells.render_heatmaps(snap.weights, snap.initial_weights, mode, key=key)
+    variant_state.render(snap, key=key)  # the variant's own state (edge weights, temperature, threshold, spread)
 
+
+def _draw_cells(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Cells")
     show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all",
-                         help="all 14 edges of the relaxed cell, thickness by the strongest op's weight")
-    cells.render_dags(snap.genotype, snap.weights, show_all)
+                         help="all 14 edges of the relaxed cell, thickness by the strongest op's weight (redrawn "
+                              f"when an edge's strongest op changes or its weight moves by {SHOW_ALL_QUANTUM})")
+    cells.render_dags(snap.genotype, snap.weights, show_all, kept_weights=False, key=key)
 
+
+def _draw_curves(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Curves")
     curves.render(snap.metrics, key=key)
 
+
+def _draw_genotype(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Genotype")
     params, classes = _params(snap)
     genotype.render(snap.genotype, snap.epoch_genotype, params, classes)
 
+
+def _draw_export(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Export")
     exports.render(lambda: job.snapshot().genotype, snap.run_dir or None, snap.run_id or "run", key=key,
                    has_genotype=snap.genotype is not None)
 
 
+_DRAW = {"status": _draw_status, "weights": _draw_weights, "cells": _draw_cells, "curves": _draw_curves,
+         "genotype": _draw_genotype, "export": _draw_export}
+
+
+def _drawn(key: str) -> dict[str, Hashable]:
+    """The content key of each piece as the page shows it (this session)."""
+    return st.session_state.setdefault(f"{key}.drawn", {})
+
+
+def _draw(name: str, job: Any, snap: Snapshot, key: str) -> None:
+    _DRAW[name](job, snap, key)
+    _drawn(key)[name] = piece_keys(snap, key)[name]  # after the draw: its widgets have their values now
+
+
+def panel(job: Any, snap: Snapshot, key: str = "live") -> None:
+    """Every piece of one snapshot, drawn in one go."""
+    for name in PIECES:
+        _draw(name, job, snap, key)
+
+
+# ---------------------------------------------------------------- the live page
 def _snapshot(job: Any) -> Snapshot | None:
     try:
         return job.snapshot()
@@ -77,21 +205,48 @@ def _snapshot(job: Any) -> Snapshot | None:
         return None
 
 
-def render(job: Any, refresh_s: float) -> None:
+def _on_tick(job: Any, key: str) -> None:
+    """The ticker's callback: rerun the pieces whose content changed; a full rerun when the run has ended (the
+    page is drawn again without the ticker) or cannot be read. Returning (nothing changed) reruns the ticker's
+    fragment alone: one script run, where a rerun of other fragments from a callback takes two."""
+    try:
+        snap = job.snapshot()
+    except RunDirError:
+        st.rerun()
+    if not snap.active:
+        st.rerun()
+    drawn, now = _drawn(key), piece_keys(snap, key)
+    changed = [f"{key}.{name}" for name in PIECES if now[name] != drawn.get(name)]
+    if changed:
+        st.rerun(changed)
+
+
+def render(job: Any, refresh_s: float, key: str = "live") -> None:
     first = _snapshot(job)
     if first is None:
         return
-    polling = first.active
 
-    @st.fragment(run_every=refresh_s if polling else None)
-    def live() -> None:
-        snap = _snapshot(job)
-        if snap is None:
-            return
-        panel(job, snap)
-        if polling and not snap.active:
-            st.rerun()  # the run ended: a full rerun recreates this fragment without run_every
+    def piece(name: str) -> Callable[[], None]:
+        @st.fragment(key=f"{key}.{name}")
+        def draw() -> None:
+            snap = first if st.session_state.get(f"{key}.full_run") else _snapshot(job)
+            if snap is not None:
+                _draw(name, job, snap, key)
+        return draw
+
+    @st.fragment(key=f"{key}.tick")
+    def tick() -> None:
+        if first.active:
+            _ticker()(key=f"{key}.ticker", data={"ms": int(refresh_s * 1000)},
+                      on_tick_change=lambda: _on_tick(job, key))
 
     st.html(_CSS)  # style only: it goes to the page's event container and takes no room
-    with st.container(key="live"):
-        live()
+    with st.container(key=key):
+        st.session_state[f"{key}.drawn"] = {}
+        st.session_state[f"{key}.full_run"] = True  # a full run draws every piece from one snapshot
+        try:
+            for name in PIECES:
+                piece(name)()
+        finally:
+            st.session_state[f"{key}.full_run"] = False
+        tick()

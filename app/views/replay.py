@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import figures, state
 from app.views import cells
-from engine import catalog
+from engine import catalog, examples
 
 __all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S"]
 
@@ -83,7 +83,8 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
 def page() -> None:
     reg = state.registry()
     st.title("Replay")
-    runs = catalog.list_runs(reg.runs_dir)
+    # this machine's searches, then the recordings shipped with the app: there is always one to replay
+    runs = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
     if not runs:
         st.info("No runs to replay yet. Start one on the Search page.")
         return
@@ -93,5 +94,6 @@ def page() -> None:
         st.session_state["replay.selected"] = wanted
     run_id = st.selectbox("Run", ids, key="replay.selected")
     info = next(r for r in runs if r.run_id == run_id)
-    st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}")
+    shipped = " · a recording shipped with dartboard" if examples.is_example(info.path) else ""
+    st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")
     render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=str(info.config.get("variant", "darts")))

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from engine.config import DATASETS, DEVICES, ORDERS, PRESETS, ConfigError, SearchConfig, from_preset
-from engine.variants import variant_names
+from engine.variants import all_variant_options, variant_names, variant_options, variant_summary
 
 __all__ = ["FIELDS", "START_LABEL", "render"]
 
@@ -33,6 +33,21 @@ FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "seed": ("Seed", "int", 1, None),
     "device": ("Device", "select", DEVICES, "auto = CUDA, then MPS, then CPU"),
 }
+# The variants' own options (docs/variants.md), shown under the variant picker for the chosen variant only,
+# with the architecture warm-up, which every variant reads.
+VARIANT_FIELDS: dict[str, tuple[str, str, Any, str]] = {
+    "arch_warmup_epochs": ("Arch. warm-up epochs", "int", 1,
+                           "epochs with the architecture frozen before it is searched (PC-DARTS: 15 of 50)"),
+    "pc_k": ("K (partial channels)", "int", 1, "1/K of each edge's channels go through the mixed op; must divide C"),
+    "gdas_tau_max": ("tau at start", "float", 0.5, "Gumbel-softmax temperature of the first epoch"),
+    "gdas_tau_min": ("tau at end", "float", 0.05, "temperature of the last epoch (linear in between; not above "
+                                                   "the start)"),
+    "fair_zero_one_weight": ("Zero-one loss weight", "float", 1.0,
+                             "pushes every sigmoid weight towards 0 or 1 (FairDARTS: 10)"),
+    "fair_threshold": ("Keep threshold", "float", 0.05, "an edge is kept when its strongest sigmoid reaches this"),
+    "drnas_kl_weight": ("KL weight", "float", 1e-3, "weight of KL(Dirichlet || Dirichlet(1)); 0 turns it off"),
+}
+_CONFIG_DEFAULTS = SearchConfig()
 # How the fields sit in the sidebar: one per row, or two side by side.
 _ROWS = (("dataset",), ("variant", "order"), ("epochs", "batch_size"), ("init_channels", "layers"), ("w_lr", "a_lr"),
          ("seed", "device"))
@@ -41,7 +56,7 @@ _SHOWN_AT = {"w_lr_min": "w_lr", "image_size": "dataset", "subset": "dataset"}
 
 
 def _widget(field: str, default: Any, key: str) -> Any:
-    label, kind, extra, help_text = FIELDS[field]
+    label, kind, extra, help_text = FIELDS[field] if field in FIELDS else VARIANT_FIELDS[field]
     if kind == "select":
         options = list(extra)
         return st.selectbox(label, options, index=options.index(default) if default in options else 0,
@@ -52,8 +67,33 @@ def _widget(field: str, default: Any, key: str) -> Any:
 
 
 def build_config(preset: str, values: Mapping[str, Any]) -> SearchConfig:
-    """The preset with the sidebar's values; raises ConfigError for the first bad field."""
-    return from_preset(preset, dict(values))
+    """The preset with the sidebar's values; raises ConfigError for the first bad field. Picking another variant
+    than the preset's puts the preset's own variant options back to their defaults (they would be refused)."""
+    values = dict(values)
+    chosen = values.get("variant", PRESETS[preset].variant if preset in PRESETS else "darts")
+    mine = set(variant_options(chosen)) if chosen in variant_names() else set()
+    for name in all_variant_options():
+        if name not in mine and name not in values:
+            values[name] = getattr(_CONFIG_DEFAULTS, name)
+    return from_preset(preset, values)
+
+
+def _variant_options(preset: str, base: SearchConfig, variant: str, values: dict[str, Any],
+                     slots: dict[str, Any]) -> None:
+    """The chosen variant's options (and the warm-up), two to a row, with the variant's one-line summary."""
+    if variant not in variant_names():
+        return
+    st.caption(variant_summary(variant))
+    shown = ["arch_warmup_epochs", *variant_options(variant)]
+    for start in range(0, len(shown), 2):
+        row = [f for f in shown[start:start + 2] if f in VARIANT_FIELDS]
+        for col, field in zip(st.columns(len(row)), row, strict=True):
+            default = getattr(base if base.variant == variant or field == "arch_warmup_epochs" else _CONFIG_DEFAULTS,
+                              field)
+            with col:
+                values[field] = _widget(field, default, key=f"setup.{preset}.{variant}.{field}")
+        slot = st.empty()
+        slots.update(dict.fromkeys(row, slot))
 
 
 def render(on_start: Callable[[SearchConfig], None], busy: bool,
@@ -73,6 +113,8 @@ def render(on_start: Callable[[SearchConfig], None], busy: bool,
                 values[field] = _widget(field, getattr(base, field), key=f"setup.{preset}.{field}")
         slot = st.empty()  # under the row, full width: a message about any of its fields
         slots.update(dict.fromkeys(row, slot))
+        if "variant" in row:
+            _variant_options(preset, base, values["variant"], values, slots)
     general = st.empty()
     config: SearchConfig | None = None
     try:

@@ -9,9 +9,10 @@ from engine.snapshot import Snapshot
 
 __all__ = ["render"]
 
-def render(snap: Snapshot) -> None:
+def render(snap: Snapshot, shown_state: str | None = None) -> None:
+    """`shown_state` replaces the snapshot's state in the State box (the live panel's "pausing")."""
     cols = st.columns([1.2, 1, 1, 1, 1])
-    cols[0].metric("State", snap.state)
+    cols[0].metric("State", shown_state or snap.state)
     shown_epoch = min(snap.epoch + 1, snap.epochs) if snap.epochs else snap.epoch + 1
     cols[1].metric("Epoch", f"{shown_epoch}/{snap.epochs or '?'}")
     cols[2].metric("Step", f"{snap.step}/{snap.total_steps or '?'}")

@@ -9,6 +9,7 @@ does not move across several refreshes of the live panel.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -16,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
+from app import figures
 from app.views.search import DEFAULT_REFRESH_S
 from engine import catalog, rundir
 from engine.genotype import Genotype, derive_genotype
+from engine.space import source_name
 
 pytestmark = pytest.mark.e2e
 
@@ -99,17 +103,71 @@ def eventually(page: Page, cond, timeout_s: float = 60.0, what: str = "condition
         page.wait_for_timeout(250)
 
 
-def plot_js(key: str) -> str:
-    """JS for the visible plotly div of a keyed chart (plotly keeps the chart's traces on it as `.data`)."""
-    css = f".st-key-{key.replace('.', '-')} .js-plotly-plot"
-    return f"Array.from(document.querySelectorAll('{css}')).find(e => e.offsetParent !== null)"
+def chart_js(key: str) -> str:
+    """JS for the visible Vega-Lite chart (its SVG) in the container of key `key`."""
+    css = f".st-key-{key.replace('.', '-')} [data-testid=stVegaLiteChart] svg"
+    return f"Array.from(document.querySelectorAll('{css}')).find(e => e.getBoundingClientRect().width > 0)"
 
 
-# What the live figures hold, read from the page: heatmap z arrives base64-encoded, so its string changes
-# when any weight does; the loss curve's point count; the cells' SVG (weights on labels and pen widths).
-HEATMAP_Z = f"JSON.stringify({plot_js('live.heatmap.normal')}.data[0].z)"
-CURVE_POINTS = f"{plot_js('live.curve.loss')}.data[0].x.length"
-DAG_SVG = "document.querySelector('[data-testid=stGraphVizChart] svg').innerHTML"
+def cells_js(key: str) -> str:
+    """JS for the ARIA labels of a heatmap's cells, in the order drawn (edge by edge, op by op), each
+    "<edge>, <op>: weight <w>, change since start <d>" with six decimals."""
+    return (f"Array.from({chart_js(key)}.querySelectorAll('g.role-mark.mark-rect path'))"
+            ".map(p => p.getAttribute('aria-label'))")
+
+
+# What the live figures hold, read from the page: the normal heatmap's cell labels (they change when any
+# weight does); the points of the loss curve's lines (an SVG path `M x,y L x,y ...` per segment).
+HEATMAP_Z = f"({cells_js('live.heatmap.normal')}).join('|')"
+CURVE_POINTS = (f"Array.from({chart_js('live.curve.loss')}.querySelectorAll('g.role-mark.mark-line path'))"
+                ".reduce((n, p) => n + (p.getAttribute('d').match(/L/g) || []).length + 1, 0)")
+_WEIGHT = re.compile(r"^(.+), (\S+): weight (\S+), change since start (\S+)$")
+
+
+def heatmap_z(page: Page, key: str) -> np.ndarray | None:
+    """The (edges, ops) weights a heatmap of the page shows (from its cells' labels); None while not drawn."""
+    try:
+        labels = page.evaluate(f"() => {cells_js(key)}")
+    except PlaywrightError:
+        return None
+    parsed = [_WEIGHT.match(label or "") for label in labels]
+    if not labels or not all(parsed):
+        return None
+    edges = list(dict.fromkeys(m.group(1) for m in parsed))
+    return np.array([float(m.group(3)) for m in parsed]).reshape(len(edges), -1)
+
+
+def shows_weights(page: Page, prefix: str, weights: dict[str, np.ndarray]) -> bool:
+    """Both heatmaps (`prefix`.heatmap.normal / .reduce) hold exactly these op weights."""
+    zs = {cell: heatmap_z(page, f"{prefix}.heatmap.{cell}") for cell in ("normal", "reduce")}
+    return all(z is not None and z.shape == weights[cell].shape and np.allclose(z, weights[cell], rtol=0, atol=1e-6)
+               for cell, z in zs.items())
+
+
+# The graph of each cell as drawn: (source, node, label) of every edge of the SVG (graphviz puts the edge's
+# "a->b" in its <title> and the op in its label).
+DAG_EDGES = """() => Array.from(document.querySelectorAll('[data-testid=stGraphVizChart]')).map(chart =>
+  Array.from(chart.querySelectorAll('g.edge')).map(e => [e.querySelector('title').textContent,
+                                                        (e.querySelector('text') || {}).textContent || '']))"""
+
+# Armed while nothing changes: watches the charts' and graphs' element containers for any change (a rerun that
+# re-sends an element marks it stale, and a new chart or graph replaces it) and counts the live ticks (rerun
+# requests) after it. UNTOUCHED: no mutation, and every watched container still in the page.
+WATCH_JS = """() => {
+  const box = '[data-testid=stElementContainer]';
+  const w = window.__watch = {mutations: 0, since: window.__ws.length, nodes: Array.from(document.querySelectorAll(
+    `${box}:has([data-testid=stVegaLiteChart]), ${box}:has([data-testid=stGraphVizChart])`))};
+  const obs = new MutationObserver(m => { w.mutations += m.length; });
+  w.nodes.forEach(n => obs.observe(n, {subtree: true, childList: true, attributes: true, characterData: true}));
+  return w.nodes.length;
+}"""
+TICKS_SINCE_WATCH = "() => window.__ws.slice(window.__watch.since).filter(e => e[1] === 'out').length"
+UNTOUCHED = "() => window.__watch.mutations === 0 && window.__watch.nodes.every(n => n.isConnected)"
+
+
+def cell_edges(genotype: Genotype, cell: str) -> set[tuple[str, str]]:
+    nodes = genotype.cell_nodes(cell)
+    return {(f"{source_name(j)}->{node}", op) for node, pairs in enumerate(nodes) for op, j in pairs}
 
 
 def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path, artifacts: Path):
@@ -140,15 +198,14 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     run_id = runs[0].run_id
     expect(page.get_by_text(run_id).first).to_be_visible()
     expect(metric(page, "Device")).to_have_text("cpu")
-    plots = page.locator("[data-testid=stPlotlyChart]:visible")
+    plots = page.locator("[data-testid=stVegaLiteChart]:visible")
     expect(plots).to_have_count(5, timeout=CHANGE_MS)  # 2 heatmaps + 3 curves
     expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
-    expect(keyed(page, "live.heatmap.normal", ".js-plotly-plot")).to_be_visible(timeout=CHANGE_MS)
+    expect(keyed(page, "live.heatmap.normal", "[data-testid=stVegaLiteChart] svg")).to_be_visible(timeout=CHANGE_MS)
     first_step = metric(page, "Step").inner_text()  # read first: the figures below are as new or newer
-    heatmap, points, dag = (page.evaluate(e) for e in (HEATMAP_Z, CURVE_POINTS, DAG_SVG))
+    heatmap, points = (page.evaluate(e) for e in (HEATMAP_Z, CURVE_POINTS))
     wait_js_change(page, HEATMAP_Z, heatmap)
     wait_js_change(page, CURVE_POINTS, points)
-    wait_js_change(page, DAG_SVG, dag)  # the kept edges' weights are on their labels and set their widths
     assert page.evaluate(CURVE_POINTS) > points
     expect(metric(page, "Step")).not_to_have_text(first_step)
     assert step_of(page) > int(first_step.split("/")[0])
@@ -174,6 +231,24 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     expect(metric(page, "State")).to_have_text("paused", timeout=STATE_MS)
     hold_step(page, paused_at + 1)
 
+    # The numbers are this step's: the heatmaps hold the softmax of the alphas recorded at the step shown, and
+    # the cells are the genotype derived from them (normal and reduction each in its own chart)
+    record = next(r for r in rundir.read_alphas(e2e_runs / run_id) if r["step"] == paused_at + 1)
+    weights = figures.record_weights(record, runs[0].config.get("variant", "darts"))
+    eventually(page, lambda: shows_weights(page, "live", weights), timeout_s=30,
+               what=f"the heatmaps showing the alphas of step {paused_at + 1}")
+    assert step_of(page) == paused_at + 1
+    shown = genotype_at(e2e_runs / run_id, paused_at + 1)
+    eventually(page, lambda: [{tuple(e) for e in edges if e[1]} for edges in page.evaluate(DAG_EDGES)]
+               == [cell_edges(shown, "normal"), cell_edges(shown, "reduce")], timeout_s=30,
+               what="the cells' graphs drawing the derived genotype's edges")
+
+    # Nothing changes while paused: the live ticks go on, and re-send nothing (no chart is touched)
+    assert page.evaluate(WATCH_JS) == 7  # 5 charts, 2 graphs
+    page.wait_for_function(f"() => ({TICKS_SINCE_WATCH})() >= 3", timeout=STATE_MS, polling=100)
+    settled(page)
+    assert page.evaluate(UNTOUCHED), "an unchanged chart was re-rendered"
+
     # Derive now (while paused): genotypes.jsonl gets the genotype of exactly these alphas
     control(page, "derive_now").click()
 
@@ -184,9 +259,11 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     assert derived()[-1]["step"] == paused_at + 1
     assert Genotype.from_dict(derived()[-1]["genotype"]) == genotype_at(e2e_runs / run_id, paused_at + 1)
 
-    # Resume: the counter moves again
+    # Resume: the counter moves again, and new steps redraw the charts (the watch above sees redraws)
+    page.evaluate(WATCH_JS)
     control(page, "resume").click()
     expect(metric(page, "State")).to_have_text("running", timeout=STATE_MS)
+    page.wait_for_function(f"() => !({UNTOUCHED})()", timeout=CHANGE_MS, polling=100)
     expect(metric(page, "Step")).not_to_have_text(f"{paused_at + 1}/{total}", timeout=STATE_MS)
     assert step_of(page) > paused_at + 1
 
@@ -276,12 +353,14 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
     expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=LOAD_MS)
     slider = page.get_by_test_id("stSlider").get_by_role("slider")
     expect(slider).to_be_visible(timeout=CHANGE_MS)
-    expect(page.locator("[data-testid=stPlotlyChart]:visible")).to_have_count(2, timeout=CHANGE_MS)
+    expect(page.locator("[data-testid=stVegaLiteChart]:visible")).to_have_count(2, timeout=CHANGE_MS)
     expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
     first, last = slider.get_attribute("min"), slider.get_attribute("max")
     assert int(last) > int(first)
     expect(slider).to_have_value(last)  # opens at the latest record
-    heatmap_z = f"JSON.stringify({plot_js(f'replay.{run_id}.heatmap.normal')}.data[0].z)"
+    heatmap_z = f"({cells_js(f'replay.{run_id}.heatmap.normal')}).join('|')"
+    page.wait_for_function(f"() => {{ try {{ return ({heatmap_z}).length > 0; }} catch (e) {{ return false; }} }}",
+                           timeout=CHANGE_MS, polling=250)
     z_last = page.evaluate(heatmap_z)
 
     # Play rewinds to the start and advances on its timer; Stop replay holds the frame
@@ -300,5 +379,10 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
     expect(slider).to_have_value(first, timeout=STATE_MS)
     wait_js_change(page, heatmap_z, z_last)
     expect(page.get_by_text("Record 1 of")).to_be_visible(timeout=STATE_MS)
+    records = rundir.read_alphas(e2e_runs / run_id)
+    variant = rundir.read_config(e2e_runs / run_id)["config"].get("variant", "darts")
+    eventually(page, lambda: shows_weights(page, f"replay.{run_id}", figures.record_weights(records[0], variant)),
+               timeout_s=30, what="Replay showing the first record's weights")
+    assert not shows_weights(page, f"replay.{run_id}", figures.record_weights(records[-1], variant))
     no_exception_box(page)
     page.screenshot(path=artifacts / "e2e-replay.png")

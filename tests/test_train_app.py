@@ -1,0 +1,59 @@
+"""The Train page under streamlit.testing's AppTest: pick a genotype and a preset, start, watch, stop."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app import state
+from app.views.train import curves_frame, genotype_choices
+from engine import catalog
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def app_runs(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield root
+    state.registry().shutdown(timeout=30)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _page() -> AppTest:
+    def script():
+        from app.views import train
+
+        train.page()
+    return AppTest.from_function(script, default_timeout=60)
+
+
+def test_choices_and_curves_frame():
+    assert genotype_choices([])["known: DARTS_V2"] == "DARTS_V2"
+    frame = curves_frame([{"step": 1, "train_acc": 0.5}, {"step": 2, "train_acc": 0.6, "test_acc": 0.55}],
+                         ("train_acc", "test_acc"))
+    assert list(frame.index) == [1, 2] and frame.loc[2, "test_acc"] == 0.55
+
+
+def test_start_a_training_watch_it_and_stop_it(app_runs):
+    at = _page().run()
+    assert not at.exception and any("Start training" in i.value for i in at.info)
+    at.selectbox(key="train.genotype").set_value("random cell (seed below)").run()
+    at.number_input(key="train.seed").set_value(5).run()
+    at.selectbox(key="train.preset").set_value("train-smoke").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    job = state.registry().running() or state.registry().jobs()[-1]
+    assert job.kind == "train" and job.source["label"] == "random:5"
+    assert wait_for(lambda: job.snapshot().step >= 2, timeout=120)
+    next(b for b in at.button if b.key == "train.stop").click().run()
+    assert job.join(60)
+    at.run()
+    assert not at.exception
+    info = catalog.list_runs(app_runs)[0]
+    assert info.kind == "train" and info.state in ("stopped", "finished")
