@@ -146,7 +146,9 @@ def render_svg(dot_source: str) -> bytes:
 def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant = "darts") -> str:
     """alphas.jsonl records {"step", "epoch", "normal": (edges, ops), "reduce": ...} as long-format CSV: one row
     per (record, cell, edge, op) with the raw alpha and the op weight the run's variant gives it (the softmax
-    for DARTS); edge is the alpha row index."""
+    for DARTS); edge is the alpha row index. A variant's own state beside the alphas (PC-DARTS's
+    betas_normal, GDAS's tau and sampled ops, ...) follows, one row per value: `cell` is its name, `edge` its
+    index (empty for a single number), `alpha` the value, `op` and `weight` empty."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(CSV_COLUMNS)
@@ -159,6 +161,11 @@ def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant = "d
                 for k, op in enumerate(PRIMITIVES):
                     out.writerow([rec["step"], rec.get("epoch", ""), cell, r, source_name(j), i, op,
                                   float(alphas[r, k]), float(weights[cell][r, k])])
+        for name in sorted(set(arch) - set(CELL_KINDS)):
+            values = np.atleast_1d(arch[name]).reshape(-1)
+            edges = [""] if np.ndim(arch[name]) == 0 else range(len(values))
+            for r, value in zip(edges, values, strict=True):
+                out.writerow([rec["step"], rec.get("epoch", ""), name, r, "", "", "", float(value), ""])
     return buf.getvalue()
 
 

@@ -165,3 +165,16 @@ def test_write_export_errors(run, tmp_path):
         write_export(run, "png", genotype=V2)
     with pytest.raises(ValueError, match="does not exist"):
         write_export(tmp_path / "missing", "json", genotype=V2)
+
+
+def test_alphas_csv_carries_a_variants_own_state():
+    """PC-DARTS's edge weights and GDAS's temperature and sampled ops go into the CSV beside the alphas."""
+    record = {**_records(1)[0], "betas_normal": [0.1 * k for k in range(14)], "tau": 4.5,
+              "normal_sampled": list(range(14))}
+    rows = list(csv.DictReader(io.StringIO(alphas_csv([record]))))
+    extra = {}
+    for row in rows[2 * 14 * 8:]:
+        extra.setdefault(row["cell"], []).append((row["edge"], float(row["alpha"])))
+    assert extra["betas_normal"] == [(str(k), pytest.approx(0.1 * k)) for k in range(14)]
+    assert extra["tau"] == [("", 4.5)]
+    assert [v for _, v in extra["normal_sampled"]] == list(range(14))
