@@ -1,11 +1,11 @@
-"""What watching a search in the browser costs: steps/s with the dashboard open (live panel at its default
-refresh) against the same search with no browser attached, plus the live panel's cost per refresh and how
-fast the page answers a click while the search runs.
+"""What watching a search in the browser costs: steps/s with the dashboard open (live panel at the app's
+default refresh, app/views/search.py) against the same search with no browser attached, plus what the live
+ticks and one step's redraw cost and how fast the page answers a click while the search runs.
 
     python bench/dashboard_overhead.py [--epochs 100] [--window-s 30] [--repeats 3] [--threads 1]
-                                       [--server-option runner.postScriptGC=true ...]
+                                       [--idle-s 20] [--server-option runner.postScriptGC=true ...]
 
-One `streamlit run` server (the repository's .streamlit/config.toml, plus any --server-option), one search
+One `streamlit run` server (app/.streamlit/config.toml, plus any --server-option), one search
 started from its page (the `demo` preset with more epochs, stopped at the end), measured in alternating
 windows (headless, browser, browser, headless, ...). In a browser window a headless Chromium shows the
 Search page; in a headless window no session is open and the server only runs the search. Steps/s of a
@@ -14,7 +14,9 @@ and a busy machine slows both alike. Each window also splits the CPU: the search
 server (live-panel reruns, serialisation, Streamlit's garbage collection after each rerun) and Chromium.
 
 Then, with the page open: Pause / Resume / Derive now clicks, timed in the page from the click to what it
-shows. Last, the live panel's script alone, timed under streamlit.testing's AppTest.
+shows (pause_visible_s: the State box says "pausing" or "paused"; pause_state_shown_s: "paused", after the
+loop finishes its step), and an idle window on the paused search (ticks that find nothing new). Last, the
+live panel's script alone, timed under streamlit.testing's AppTest.
 
 Needs Debian's Chromium at /usr/bin/chromium and Linux /proc. Prints one JSON object.
 """
@@ -38,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.views.search import DEFAULT_REFRESH_S  # noqa: E402
 from engine import catalog, rundir  # noqa: E402
 from engine.benchmark import machine_info  # noqa: E402
 
@@ -45,8 +48,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 PRESET = "demo"
-REFRESH_S = 5.0   # the live panel's default (app/views/search.py)
+REFRESH_S = DEFAULT_REFRESH_S   # the live panel's default, from the app
 TARGET = 0.95
+PAUSE_VISIBLE_S = 1.5           # goal: a Pause shows on screen ("pausing", then "paused") this soon after the click
 SETTLE_S = 4.0    # left out at the start of each window: page load, or the closed session going away
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -65,7 +69,8 @@ _WS_LOG_JS = """(() => {
 })();"""
 
 # Armed before a click: records, in the page's clock, the click and when each wanted answer first shows.
-# A target is ["metric", label, value] (an st.metric showing value) or ["toast", text] (a new toast).
+# A target is ["metric", label, value or [values]] (an st.metric showing one of them) or ["toast", text] (a new
+# toast).
 _ARM_JS = """targets => {
   const t = window.__t = {click: null, done: targets.map(() => null)};
   if (window.__onClick) document.removeEventListener('click', window.__onClick, true);
@@ -78,7 +83,7 @@ _ARM_JS = """targets => {
         .some(e => !e.dataset.benchSeen && e.innerText.includes(target[1]));
     return Array.from(document.querySelectorAll('[data-testid=stMetric]')).some(m => {
       const l = m.querySelector('[data-testid=stMetricLabel]'), v = m.querySelector('[data-testid=stMetricValue]');
-      return l && v && l.innerText.trim() === target[1] && v.innerText.trim() === target[2];
+      return l && v && l.innerText.trim() === target[1] && [].concat(target[2]).includes(v.innerText.trim());
     });
   };
   const obs = new MutationObserver(() => {
@@ -215,7 +220,7 @@ def open_search_page(browser, url: str):
 
     context, page = open_page(browser, url)
     expect(metric(page, "State")).to_have_text("running", timeout=120_000)
-    expect(page.locator("[data-testid=stPlotlyChart]:visible")).to_have_count(5, timeout=120_000)
+    expect(page.locator("[data-testid=stVegaLiteChart]:visible")).to_have_count(5, timeout=120_000)
     return context, page
 
 
@@ -279,18 +284,40 @@ def timed_click(page, name: str, targets: list[list[str]]) -> list[float]:
 def click_latencies(page, rounds: int) -> dict[str, list[float]]:
     from playwright.sync_api import expect
 
-    out: dict[str, list[float]] = {"pause_answered_s": [], "derive_answered_s": [], "pause_state_shown_s": [],
-                                   "resume_state_shown_s": []}
+    out: dict[str, list[float]] = {"pause_answered_s": [], "derive_answered_s": [], "pause_visible_s": [],
+                                   "pause_state_shown_s": [], "resume_state_shown_s": []}
     for _ in range(rounds):
         step = metric(page, "Step").inner_text()
         expect(metric(page, "Step")).not_to_have_text(step, timeout=60_000)  # a step or two between rounds
-        answered, shown = timed_click(page, "pause", [["toast", "Pausing"], ["metric", "State", "paused"]])
+        answered, visible, shown = timed_click(page, "pause", [["toast", "Pausing"],
+                                                               ["metric", "State", ["pausing", "paused"]],
+                                                               ["metric", "State", "paused"]])
         out["pause_answered_s"].append(answered)
-        out["pause_state_shown_s"].append(shown)
+        out["pause_visible_s"].append(visible)   # the State box says "pausing" (or already "paused")
+        out["pause_state_shown_s"].append(shown)  # the loop has paused: it finishes its step first
         expect(control(page, "resume")).to_be_enabled(timeout=60_000)
         out["resume_state_shown_s"] += timed_click(page, "resume", [["metric", "State", "running"]])
         out["derive_answered_s"] += timed_click(page, "derive_now", [["toast", "Derive requested"]])
     return out
+
+
+def idle_window(page, meter: CpuMeter, seconds: float) -> dict[str, float]:
+    """Pause the search and measure, with the page open, what the live ticks cost when nothing changes."""
+    from playwright.sync_api import expect
+
+    control(page, "pause").click()
+    expect(metric(page, "State")).to_have_text("paused", timeout=120_000)
+    page.wait_for_timeout(SETTLE_S * 1000)
+    since_ms = page.evaluate("performance.now()")
+    meter.start()
+    page.wait_for_timeout(seconds * 1000)
+    cpu = meter.stop()
+    ticks = len(refreshes(page.evaluate("window.__ws"), since_ms))
+    control(page, "resume").click()
+    expect(metric(page, "State")).to_have_text("running", timeout=120_000)
+    return {"seconds": seconds, "ticks": ticks, "server_other": cpu["server_other"], "chromium": cpu["chromium"],
+            "chromium_cpu_s_per_tick": round(cpu["chromium"] * seconds / ticks, 4) if ticks else None,
+            "server_cpu_s_per_tick": round(cpu["server_other"] * seconds / ticks, 4) if ticks else None}
 
 
 def panel_script_s(run_dir: Path, runs: int) -> dict[str, Any]:
@@ -345,9 +372,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server (torch threads)")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a Streamlit option for the server (repeatable), e.g. runner.postScriptGC=true: "
-                        "Streamlit's default, which .streamlit/config.toml turns off")
+                        "Streamlit's default, which app/.streamlit/config.toml turns off")
     p.add_argument("--clicks", type=int, default=3, help="rounds of Pause / Resume / Derive now clicks")
     p.add_argument("--panel-runs", type=int, default=10, help="AppTest runs of the live panel to time")
+    p.add_argument("--idle-s", type=float, default=20.0,
+                   help="a window with the page open on the paused search: what the live ticks cost when nothing "
+                        "changes")
     args = p.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs Chromium at {CHROMIUM}")
@@ -391,6 +421,7 @@ def main() -> None:
                 windows.append(window)
             context, page = open_search_page(browser, url)
             clicks = click_latencies(page, args.clicks)
+            idle = idle_window(page, meter, args.idle_s)
             control(page, "stop").click()
             expect(metric(page, "State")).to_have_text("stopped", timeout=120_000)
             context.close()
@@ -411,7 +442,10 @@ def main() -> None:
     browser_s = sum(args.window_s for w in windows if w["mode"] == "browser")
     n_refresh = sum(w.get("refreshes", 0) for w in windows)
     extra_server = (mean_cpu("browser", "server_other") - mean_cpu("headless", "server_other")) * browser_s
+    idle_headless = {"server_other": 0.0, "chromium": 0.0}  # a paused search with no page: nothing but heartbeats
     answered = clicks["pause_answered_s"] + clicks["derive_answered_s"]
+    per_step = {k: round((mean_cpu("browser", k) - mean_cpu("headless", k) - (idle[k] - idle_headless[k]))
+                         / rate["browser"], 3) for k in ("server_other", "chromium")}
     print(json.dumps({
         "preset": PRESET, "config": rundir.read_config(run_dir)["config"], "server_options": args.server_option,
         "machine": {**machine_info(), "threads": args.threads, "loadavg_1min": [round(x, 2) for x in load]},
@@ -426,12 +460,20 @@ def main() -> None:
             "wall_s_median": round(statistics.median(refresh_s), 4) if refresh_s else None,
             "wall_s_max": round(max(refresh_s), 4) if refresh_s else None,
             "panel_script_alone": panel,
-            "notes": "server_cpu_s_per_refresh: the server's CPU outside the search thread, browser minus headless "
-                     "windows, per refresh; wall_s: rerun request to the last reply, seen by the page while the "
-                     "search runs; panel_script_alone: the panel function under AppTest",
+            "idle": idle,
+            "cpu_s_per_step": per_step,
+            "notes": "a refresh is one live tick (the page asks, the server redraws what changed, if anything); "
+                     "server_cpu_s_per_refresh: the server's CPU outside the search thread, browser minus headless "
+                     "windows, per tick; wall_s: tick request to the last reply, seen by the page while the search "
+                     "runs; idle: the page open on the paused search (every tick finds nothing new), CPU in cores; "
+                     "cpu_s_per_step: the CPU of redrawing one step's new data (browser minus headless windows, "
+                     "less the idle ticks, over the steps); panel_script_alone: the whole panel under AppTest",
         },
         "clicks_s": clicks,
         "clicks_answered_within_1s": bool(answered) and max(answered) <= 1.0,
+        "pause_visible_max_s": max(clicks["pause_visible_s"]) if clicks["pause_visible_s"] else None,
+        "pause_visible_within_goal": bool(clicks["pause_visible_s"])
+        and max(clicks["pause_visible_s"]) <= PAUSE_VISIBLE_S,
     }, indent=2))
 
 

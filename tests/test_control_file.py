@@ -46,13 +46,13 @@ def _loop_consumer(run_dir):
 def test_concurrent_writers_lose_nothing_and_the_consumer_sees_each_request_once(tmp_path, consumer):
     poll, seen = consumer(tmp_path)
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(WRITERS + 1, timeout=120), ctx.Queue()
+    start, out = ctx.Barrier(WRITERS + 1, timeout=600), ctx.Queue()  # spawning 4 interpreters is slow when loaded
     procs = [ctx.Process(target=_write_requests, args=(str(tmp_path), w, start, out), daemon=True)
              for w in range(WRITERS)]
     for p in procs:
         p.start()
     start.wait()  # all writers start at once (a process start takes longer than 50 requests)
-    sent, deadline = [], time.monotonic() + 120
+    sent, deadline = [], time.monotonic() + 600
     while len(sent) < WRITERS and time.monotonic() < deadline:  # consume while the writers write
         poll()
         while not out.empty():

@@ -110,7 +110,8 @@ def _strongest(weights: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
 def _metrics_key(metrics: Any) -> Hashable:
     if not metrics:
         return 0
-    return len(metrics), json.dumps(metrics[0], sort_keys=True), json.dumps(metrics[-1], sort_keys=True)
+    first, last = (json.dumps(row, sort_keys=True, default=str) for row in (metrics[0], metrics[-1]))
+    return len(metrics), first, last
 
 
 def _has_alphas(snap: Snapshot) -> bool:

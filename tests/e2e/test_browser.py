@@ -309,10 +309,10 @@ def genotype_at(run_dir: Path, step: int) -> Genotype:
 def download_json(page: Page, run_id: str) -> str:
     """Click `Genotype JSON` and return the downloaded text.
 
-    Clicked only while no script run is in flight: each redraw registers a new deferred download and
-    drops the previous one, so a click that lands during a redraw (a live refresh, or the full rerun
-    after Stop) asks for a dropped id: the server logs "Deferred file ... not found" and nothing
-    downloads."""
+    Clicked only while no script run is in flight: each redraw of the export piece registers a new deferred
+    download and drops the previous one, so a click that lands during one (when the genotype appears, or in
+    the full rerun after Stop) asks for a dropped id: the server logs "Deferred file ... not found" and
+    nothing downloads. Live ticks do not redraw it."""
     settled(page)
     with page.expect_download(timeout=STATE_MS) as download:
         keyed(page, "live.download.json", "button").click()
