@@ -1,9 +1,12 @@
 """control.json: lossless under concurrent writers, never trimmed before the loop applied it, tolerant of junk."""
 
 import json
-import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +16,35 @@ from engine.control_file import COMMANDS, ControlPoller, ack_control, read_contr
 WRITERS, EACH = 4, 50
 
 
-def _write_requests(run_dir: str, writer: int, start, out) -> None:
-    """One writer process: wait until every writer is up, then send EACH requests as fast as it can."""
-    start.wait()
-    out.put([(request_control(run_dir, COMMANDS[(writer * EACH + i) % len(COMMANDS)]),
-              COMMANDS[(writer * EACH + i) % len(COMMANDS)]) for i in range(EACH)])
+WRITER = """
+import json, pathlib, sys, time
+from engine.control_file import COMMANDS, request_control
+run_dir, writer, each = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+pathlib.Path(run_dir, f"ready-{writer}").touch()
+while not pathlib.Path(run_dir, "go").exists():  # every writer starts at once
+    time.sleep(0.001)
+cmds = [COMMANDS[(writer * each + i) % len(COMMANDS)] for i in range(each)]
+print(json.dumps([(request_control(run_dir, c), c) for c in cmds]))
+"""
+
+
+def _start_writers(run_dir: Path) -> list[subprocess.Popen]:
+    """WRITERS interpreters (plain subprocesses: multiprocessing's spawn would re-run whatever __main__ an
+    earlier test left behind), released together once all are up, since a start takes longer than 50 requests."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir), str(w), str(EACH)], cwd=root, env=env,
+                              stdout=subprocess.PIPE, text=True) for w in range(WRITERS)]
+    deadline = time.monotonic() + 600  # starting 4 interpreters is slow on a loaded machine
+    while not all((run_dir / f"ready-{w}").exists() for w in range(WRITERS)):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+                p.wait()
+            pytest.fail("a writer did not start")
+        time.sleep(0.01)
+    (run_dir / "go").touch()
+    return procs
 
 
 def _api_consumer(run_dir):
@@ -45,21 +72,18 @@ def _loop_consumer(run_dir):
 @pytest.mark.parametrize("consumer", [_api_consumer, _loop_consumer], ids=["api", "loop"])
 def test_concurrent_writers_lose_nothing_and_the_consumer_sees_each_request_once(tmp_path, consumer):
     poll, seen = consumer(tmp_path)
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(WRITERS + 1, timeout=600), ctx.Queue()  # spawning 4 interpreters is slow when loaded
-    procs = [ctx.Process(target=_write_requests, args=(str(tmp_path), w, start, out), daemon=True)
-             for w in range(WRITERS)]
-    for p in procs:
-        p.start()
-    start.wait()  # all writers start at once (a process start takes longer than 50 requests)
-    sent, deadline = [], time.monotonic() + 600
-    while len(sent) < WRITERS and time.monotonic() < deadline:  # consume while the writers write
-        poll()
-        while not out.empty():
-            sent.append(out.get())
-        time.sleep(0.001)
-    for p in procs:
-        p.join(10)
+    procs = _start_writers(tmp_path)
+    try:
+        deadline = time.monotonic() + 600
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:  # consume while they write
+            poll()
+            time.sleep(0.001)
+        sent = [json.loads(p.communicate(timeout=60)[0]) for p in procs if p.returncode == 0]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    sent = [[tuple(r) for r in mine] for mine in sent]
     for _ in range(3):  # the last writes: a correct poller picks them up without a nudge
         poll()
     assert len(sent) == WRITERS, "a writer did not finish"
