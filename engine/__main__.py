@@ -80,6 +80,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .job import resume_config
     from .loop import run_search
     from .snapshot import SnapshotBox
+    from .threads import apply_threads
 
     overrides = parse_overrides(args.set or [])
     world = distributed.from_environment(overrides.get("device", "auto"))  # torchrun: one search, N ranks
@@ -100,6 +101,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir), world))
     if world.active and config.device in ("auto", "cuda") and select_device(config.device).type == "cuda":
         config = config.replace(device=f"cuda:{world.local_rank}")  # one GPU a rank (NCCL)
+    threads = apply_threads(config.threads)  # before the first step (docs/threads.md: 0 = auto)
+    if world.main:
+        print(f"torch threads: {threads}{' (auto)' if config.threads == 0 else ''}", file=sys.stderr)
     control = Control()
 
     def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
@@ -132,7 +136,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     finally:
         distributed.shutdown(world)
     if not world.main:
-        return 0 if state != "failed" else 1
+        return 0 if state not in ("failed", "interrupted") else 1
+    if state == "interrupted":  # another rank died (engine/distributed.py PeerLost)
+        print(f"\ninterrupted: {box.get().message}", file=sys.stderr)
+        return 1
     if state == "failed":
         bad_input = bool(errors) and errors[0] in _BAD_INPUT
         if bad_input and not started:  # refused before it began: one line, as for any bad input
@@ -263,6 +270,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import measure_search_step
+    from .threads import apply_threads
 
     config = from_preset(args.preset, parse_overrides(args.set or []))
     shape_from = "config"
@@ -276,6 +284,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             shape_from = "data"
         except DataError:
             shape_from = "config (data not found here)"
+    apply_threads(config.threads)
     result = measure_search_step(config, steps=args.steps)
     print(json.dumps({**result, "input_shape_from": shape_from}, indent=2))
     return 0
@@ -322,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "compare"):  # a training has no threads field: the auto rule (docs/threads.md)
+        from .threads import apply_threads
+
+        apply_threads(0)
     try:
         return args.func(args)
     except (BadInput, ConfigError, ValueError) as e:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["World", "SINGLE", "from_environment", "average_", "agree", "broadcast_object", "shutdown"]
+__all__ = ["World", "SINGLE", "PeerLost", "from_environment", "average_", "agree", "broadcast_object", "shutdown"]
 
 _TIMEOUT = _dt.timedelta(days=7)  # a paused search waits in a collective for as long as it stays paused
 
@@ -54,6 +55,24 @@ class World:
 SINGLE = World()
 
 
+class PeerLost(RuntimeError):
+    """A collective failed because another rank of the search is gone (killed, crashed, out of memory).
+
+    Every rank then ends at once (torchrun tears the group down too) and the run reads as interrupted, not
+    failed: nothing is wrong with it, and it resumes from its last checkpoint with the same number of
+    processes."""
+
+
+def _collective(world: World, call: Any) -> Any:
+    try:
+        return call()
+    except RuntimeError as e:  # gloo: "Connection closed by peer"; NCCL: DistBackendError (a RuntimeError)
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0][:160]  # gloo prefixes its source path
+        raise PeerLost(f"rank {world.rank} lost another process of this {world.size}-process search ({reason})"
+                       ) from e
+
+
 def from_environment(device: str = "auto") -> World:
     """The world torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK, with the process group started;
     SINGLE outside torchrun. NCCL where each rank has a CUDA device, gloo otherwise."""
@@ -74,7 +93,7 @@ def average_(tensors: Sequence[torch.Tensor], world: World) -> None:
     if not world.active or not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
+    _collective(world, lambda: dist.all_reduce(flat))
     flat /= world.size
     offset = 0
     for t in tensors:
@@ -87,7 +106,7 @@ def agree(go: bool, world: World) -> bool:
     if not world.active:
         return go
     flag = torch.tensor([1 if go else 0], dtype=torch.int64)
-    dist.broadcast(flag, src=0)
+    _collective(world, lambda: dist.broadcast(flag, src=0))
     return bool(flag.item())
 
 
@@ -96,7 +115,7 @@ def broadcast_object(obj: Any, world: World) -> Any:
     if not world.active:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    _collective(world, lambda: dist.broadcast_object_list(box, src=0))
     return box[0]
 
 

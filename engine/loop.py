@@ -31,7 +31,7 @@ from .config import ConfigError, SearchConfig
 from .control import Control
 from .data import load_search_data
 from .device import amp_dtype, select_device
-from .distributed import SINGLE, World, agree
+from .distributed import SINGLE, PeerLost, World, agree
 from .hooks import Callback, CallbackList, RunDirWriter, StepEvent
 from .liveness import HEARTBEAT_S
 from .resume import check_resume, reanchor_learning_rates, restore_state, truncate_logs
@@ -429,6 +429,13 @@ class _Loop:
     def fail(self, e: BaseException) -> None:
         tb = traceback.format_exc()
         hint = _oom_hint(e)
+        if isinstance(e, PeerLost) and self.started:  # another rank died: nothing wrong here, resume it
+            self.state, self.error = "interrupted", None
+            self.message = (f"{e}; resume it with: torchrun --nproc_per_node {self.world.size} -m engine search "
+                            f"--resume {self.run_dir}")
+            self.hooks.on_run_end(self._status())
+            self._publish()
+            return
         self.error = hint or (str(e) if isinstance(e, (ConfigError, CheckpointError)) else f"{type(e).__name__}: {e}")
         self.state = "failed"
         if not self.started:  # refused before it began (a resume that does not fit): the run stays as it was

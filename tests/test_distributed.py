@@ -115,3 +115,57 @@ def test_a_stop_through_control_json_reaches_both_ranks_and_the_run_resumes_to_i
     assert done.returncode == 0, done.stderr[-3000:]
     assert rundir.read_status(run)["state"] == "finished" and time.monotonic() - start < 300
     assert [m["step"] for m in rundir.read_metrics(run)] == list(range(1, 25))
+
+
+def _ranks_of(launcher: int) -> dict[int, int]:
+    """{rank: pid} of the worker processes torchrun's agent (process `launcher`) started."""
+    ranks = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != launcher:
+                continue
+            env = dict(e.split(b"=", 1) for e in (proc / "environ").read_bytes().split(b"\0") if b"=" in e)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if b"RANK" in env:
+            ranks[int(env[b"RANK"])] = int(proc.name)
+    return ranks
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
+@pytest.mark.parametrize("victim", [0, 1], ids=["writer", "other"])
+def test_sigkill_of_one_rank_ends_the_others_and_the_run_resumes_as_interrupted(tmp_path, victim):
+    """Rank 0 (which writes) or rank 1 (which only computes) is killed mid-search: the other rank leaves its
+    collective at once instead of waiting out the group timeout (days: a paused search waits in one), the run
+    is listed interrupted (not failed), and a resume with two processes finishes it, each step logged once."""
+    import os
+    import signal
+    import time
+
+    from engine.catalog import run_info
+    from tests.waiting import wait_for
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
+           "search", "--preset", "smoke", "--set", "epochs=8", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(rundir.read_status(p).get("step", 0) >= 2 for p in tmp_path.iterdir()), timeout=240)
+        run = next(tmp_path.iterdir())
+        ranks = _ranks_of(proc.pid)
+        assert sorted(ranks) == [0, 1], ranks
+        os.kill(ranks[victim], signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and time.monotonic() - killed < 120, err[-3000:]
+    for pid in ranks.values():  # no rank left behind
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+    info = run_info(run)
+    assert info.state == "interrupted", (info, rundir.read_status(run))
+    assert rundir.read_status(run)["step"] < 16
+    done = _torchrun("search", "--resume", str(run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert rundir.read_status(run)["state"] == "finished"
+    assert [m["step"] for m in rundir.read_metrics(run)] == list(range(1, 17))
