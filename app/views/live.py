@@ -2,7 +2,8 @@
 
 The pieces (status strip with controls and messages, architecture weights, cells, curves, genotype, export)
 are each a keyed `st.fragment`. While the run is active a ticker (an `st.components.v2` component with a
-JavaScript timer, no visible element) fires every `refresh_s`; its callback reads the job's latest snapshot,
+JavaScript timer, no visible element) fires every `refresh_s` or, after a tick that found nothing new, at the
+step's expected end (`next_tick_s`, at most 5 s later); its callback reads the job's latest snapshot,
 compares each piece's content key with the key of what the page shows, and reruns only the pieces whose
 content changed (`st.rerun([keys])`); when nothing did, only the ticker's own fragment reruns (one invisible
 element). A piece that is not rerun is not re-sent, so the browser does not redraw it: an unchanged heatmap,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,13 +32,16 @@ from engine import rundir
 from engine.rundir import RunDirError
 from engine.snapshot import Snapshot
 
-__all__ = ["render", "panel", "messages", "PIECES", "piece_keys", "SHOW_ALL_QUANTUM"]
+__all__ = ["render", "panel", "messages", "PIECES", "piece_keys", "next_tick_s", "SHOW_ALL_QUANTUM"]
 
 _CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "live.css"
 PIECES = ("status", "weights", "cells", "curves", "genotype", "export")
 # The all-edges graph is redrawn when an edge's strongest op changes or its weight crosses a step of this size
 # (it is drawn from the exact weights of that moment); the kept-edge graph only when the genotype changes.
 SHOW_ALL_QUANTUM = 0.05
+# After a tick that found nothing new, the next one waits for the step's expected end (next_tick_s), plus this
+# margin for the snapshot to be swapped, and at most LONGEST_TICK_S.
+TICK_MARGIN_S, LONGEST_TICK_S = 0.1, 5.0
 
 # The ticker: a timer in the page that sets a trigger value every `data.ms` (its callback runs on the server).
 # A new call (new data) clears the previous timer; the returned cleanup clears it when the element goes.
@@ -206,7 +211,19 @@ def _snapshot(job: Any) -> Snapshot | None:
         return None
 
 
-def _on_tick(job: Any, key: str) -> None:
+def next_tick_s(snap: Snapshot, refresh_s: float, now: float, longest: float = LONGEST_TICK_S) -> float:
+    """How long the ticker waits after a tick that found nothing new. A running search changes once a step, so
+    a tick before the step's expected end (its last update plus one step's time, from the measured speed)
+    finds nothing and costs a script run and a browser update for nothing: wait for that end instead, never
+    less than `refresh_s` nor more than `longest`, so a change made elsewhere (a control from another
+    process, a slow step) still shows within a few seconds. Paused or unknown speed: every `refresh_s`."""
+    if snap.state != "running" or not snap.steps_per_s or snap.steps_per_s <= 0 or not snap.updated_at:
+        return refresh_s
+    due = snap.updated_at + 1.0 / snap.steps_per_s + TICK_MARGIN_S - now
+    return min(max(refresh_s, due), max(refresh_s, longest))
+
+
+def _on_tick(job: Any, key: str, refresh_s: float) -> None:
     """The ticker's callback: rerun the pieces whose content changed; a full rerun when the run has ended (the
     page is drawn again without the ticker) or cannot be read. Returning (nothing changed) reruns the ticker's
     fragment alone: one script run, where a rerun of other fragments from a callback takes two."""
@@ -220,6 +237,7 @@ def _on_tick(job: Any, key: str) -> None:
     changed = [f"{key}.{name}" for name in PIECES if now[name] != drawn.get(name)]
     if changed:
         st.rerun(changed)
+    st.session_state[f"{key}.tick_ms"] = int(1000 * next_tick_s(snap, refresh_s, time.time()))
 
 
 def render(job: Any, refresh_s: float, key: str = "live") -> None:
@@ -238,12 +256,13 @@ def render(job: Any, refresh_s: float, key: str = "live") -> None:
     @st.fragment(key=f"{key}.tick")
     def tick() -> None:
         if first.active:
-            _ticker()(key=f"{key}.ticker", data={"ms": int(refresh_s * 1000)},
-                      on_tick_change=lambda: _on_tick(job, key))
+            ms = st.session_state.get(f"{key}.tick_ms", int(refresh_s * 1000))
+            _ticker()(key=f"{key}.ticker", data={"ms": ms}, on_tick_change=lambda: _on_tick(job, key, refresh_s))
 
     st.html(_CSS)  # style only: it goes to the page's event container and takes no room
     with st.container(key=key):
         st.session_state[f"{key}.drawn"] = {}
+        st.session_state.pop(f"{key}.tick_ms", None)  # a full run ticks at refresh_s until a tick finds nothing
         st.session_state[f"{key}.full_run"] = True  # a full run draws every piece from one snapshot
         try:
             for name in PIECES:
