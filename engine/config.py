@@ -251,7 +251,16 @@ def from_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Search
     for k, v in overrides.items():
         if k not in names:
             raise ConfigError(k, v, f"unknown field; known fields: {', '.join(sorted(names))}")
-    return dataclasses.replace(base, **dict(overrides))
+    overrides = dict(overrides)
+    variant = overrides.get("variant", base.variant)
+    if variant != base.variant and variant in variant_names():
+        # Another variant than the paper preset's: that preset's own variant options go back to their defaults
+        # (as the dashboard's picker does), unless given too; the rest of the recipe stays.
+        defaults = {f.name: f.default for f in fields(SearchConfig)}
+        for name in variant_options(base.variant):
+            if name not in overrides and name not in variant_options(variant):
+                overrides[name] = defaults[name]
+    return dataclasses.replace(base, **overrides)
 
 
 def _coerce(field: dataclasses.Field, text: str) -> Any:

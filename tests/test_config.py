@@ -57,3 +57,17 @@ def test_round_trip_through_dict():
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown field"):
         SearchConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_another_variant_on_a_paper_preset_resets_that_presets_variant_options():
+    """`--preset drnas-cifar10 --set variant=darts` was refused for drnas_kl_weight=0.0 (an option of drnas
+    given to darts); like the dashboard's picker, the preset's own variant options go back to their defaults,
+    and the rest of its recipe (the warm-up, the network) stays."""
+    base, default = PRESETS["drnas-cifar10"], SearchConfig()
+    assert base.drnas_kl_weight != default.drnas_kl_weight  # the preset sets an option of its variant
+    cfg = from_preset("drnas-cifar10", {"variant": "darts"})
+    assert cfg.variant == "darts" and cfg.drnas_kl_weight == default.drnas_kl_weight
+    assert cfg.arch_warmup_epochs == base.arch_warmup_epochs and cfg.init_channels == base.init_channels
+    assert from_preset("drnas-cifar10", {}).drnas_kl_weight == base.drnas_kl_weight  # its own variant: kept
+    with pytest.raises(ConfigError, match="drnas_kl_weight"):  # given explicitly to another variant: refused
+        from_preset("drnas-cifar10", {"variant": "darts", "drnas_kl_weight": 0.0})
