@@ -77,6 +77,11 @@ class SearchConfig:
     fair_zero_one_weight: float = 10.0  # fair_darts: weight of the zero-one loss in the architecture objective
     fair_threshold: float = 0.85     # fair_darts: an edge is kept when its strongest op's sigmoid reaches this
     drnas_kl_weight: float = 1e-3    # drnas: weight of the KL(Dirichlet || Dirichlet(1)) regulariser (0: off)
+    darts_minus_beta: float = 1.0    # darts_minus: auxiliary skip weight at the first epoch, linear to 0 at the last
+    beta_decay_weight: float = 50.0  # beta_darts: Beta-Decay weight lambda = this * epoch / epochs
+    beta_base: str = "darts"         # beta_darts: the search it regularises, "darts" or "pc_darts" (then pc_k applies)
+    sdarts_epsilon_min: float = 0.03  # sdarts_rs: noise radius on the op weights at the first epoch ...
+    sdarts_epsilon_max: float = 0.3  # ... growing linearly towards this
 
     def __post_init__(self) -> None:
         if isinstance(self.a_betas, list):
@@ -192,6 +197,17 @@ def _validate_variant(c: SearchConfig) -> None:
            "a number strictly between 0 and 1 (a sigmoid weight)")
     _check(_is_num(c.drnas_kl_weight) and 0 <= c.drnas_kl_weight <= 1e4, "drnas_kl_weight", c.drnas_kl_weight,
            "a number from 0 to 1e4")
+    _check(_is_num(c.darts_minus_beta) and 0 <= c.darts_minus_beta <= 10, "darts_minus_beta", c.darts_minus_beta,
+           "a number from 0 to 10 (the auxiliary skip's weight at the first epoch; 1 in DARTS-)")
+    _check(_is_num(c.beta_decay_weight) and 0 <= c.beta_decay_weight <= 1e4, "beta_decay_weight",
+           c.beta_decay_weight, "a number from 0 to 1e4")
+    _check(c.beta_base in ("darts", "pc_darts"), "beta_base", c.beta_base, "darts or pc_darts")
+    _check(c.variant != "beta_darts" or c.beta_base == "pc_darts" or c.pc_k == _DEFAULTS["pc_k"], "pc_k", c.pc_k,
+           f"left at {_DEFAULTS['pc_k']} unless beta_base=pc_darts (beta_darts on DARTS has no partial channels)")
+    _check(_is_num(c.sdarts_epsilon_min) and 0 <= c.sdarts_epsilon_min <= 1, "sdarts_epsilon_min",
+           c.sdarts_epsilon_min, "a number from 0 to 1 (noise on softmax weights)")
+    _check(_is_num(c.sdarts_epsilon_max) and c.sdarts_epsilon_min <= c.sdarts_epsilon_max <= 1, "sdarts_epsilon_max",
+           c.sdarts_epsilon_max, f"a number from sdarts_epsilon_min={c.sdarts_epsilon_min} to 1 (the radius grows)")
 
 
 # Presets: each number says why it is what it is.
@@ -235,6 +251,22 @@ PRESETS: dict[str, SearchConfig] = {
     "drnas-cifar10": SearchConfig(dataset="cifar10", variant="drnas", init_channels=16, layers=8, batch_size=64,
                                   epochs=50, w_lr=0.1, w_lr_min=0.0, a_lr=6e-4, a_weight_decay=1e-3,
                                   arch_warmup_epochs=10, drnas_kl_weight=0.0),
+    # DARTS- (official src/search/args.py, scripts/run_darts_minus.sh): DARTS's first-order search (batch 64, w_lr
+    # 0.025 cosine to 0.001, arch lr 3e-4, decay 1e-3, 50 epochs) with the auxiliary skip, beta 1 decaying linearly.
+    "darts-minus-cifar10": SearchConfig(dataset="cifar10", variant="darts_minus", init_channels=16, layers=8,
+                                        batch_size=64, epochs=50, darts_minus_beta=1.0),
+    # beta-DARTS (official optimizers/darts/architect.py): DARTS's first-order search plus the Beta-Decay loss with
+    # lambda = 50 * epoch / 100, i.e. 0.5 per epoch: over 50 epochs that is beta_decay_weight 25.
+    "beta-darts-cifar10": SearchConfig(dataset="cifar10", variant="beta_darts", init_channels=16, layers=8,
+                                       batch_size=64, epochs=50, beta_decay_weight=25.0),
+    # beta-DARTS on PC-DARTS (the paper's combination): the pc-darts-cifar10 search plus the same Beta-Decay schedule.
+    "beta-pc-darts-cifar10": SearchConfig(dataset="cifar10", variant="beta_darts", beta_base="pc_darts", pc_k=4,
+                                          init_channels=16, layers=8, batch_size=256, epochs=50, w_lr=0.1,
+                                          w_lr_min=0.0, a_lr=6e-4, arch_warmup_epochs=15, beta_decay_weight=25.0),
+    # SDARTS-RS (official sota/cnn/train_search.py --perturb_alpha random): DARTS's first-order search with the op
+    # weights of each weight step perturbed by U[-eps, eps], eps 0.03 growing linearly towards 0.3.
+    "sdarts-rs-cifar10": SearchConfig(dataset="cifar10", variant="sdarts_rs", init_channels=16, layers=8,
+                                      batch_size=64, epochs=50, sdarts_epsilon_min=0.03, sdarts_epsilon_max=0.3),
     # For tests: random images, a handful of steps, 4 channels, 3 cells (the fewest with both reductions).
     "smoke": SearchConfig(dataset="fake", image_size=8, in_channels=3, num_classes=4, subset=32,
                           init_channels=4, layers=3, batch_size=8, epochs=2, a_lr=3e-3, seed=0),

@@ -50,7 +50,7 @@ def bilevel_step(model: SearchNetwork, architect: Architect, w_opt: torch.optim.
         arch = architect.step(x, y, xv, yv, w_lr, w_opt, amp=config.amp, device=device)
     w_opt.zero_grad(set_to_none=True)
     with autocast(device, config.amp):
-        logits = model(x)  # (B, classes)
+        logits = model(x, weight_step=True)  # (B, classes); SDARTS-RS perturbs the op weights here only
     loss = F.cross_entropy(logits.float(), y)
     figures = torch.stack([loss.detach(), (logits.detach().argmax(1) == y).float().mean()])
     average_([figures], world)  # every rank sees the same numbers, so all take the same branch below

@@ -52,7 +52,7 @@ class MixedOp(nn.Module):
     parts are concatenated and channel-shuffled in k groups. Given an `index` (GDAS), only that op runs.
     """
 
-    def __init__(self, C: int, stride: int, fast: bool, k: int = 1):
+    def __init__(self, C: int, stride: int, fast: bool, k: int = 1, aux: bool = False):
         super().__init__()
         if C % k:
             raise ValueError(f"partial channels: K={k} does not divide the {C} channels of an edge")
@@ -67,6 +67,8 @@ class MixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
             self.ops.append(op)
         self.bypass = nn.MaxPool2d(2, 2) if k > 1 and stride == 2 else None
+        # DARTS-: the auxiliary skip beside the ops, on all C channels (FactorizedReduce at stride 2, as the code)
+        self.aux = (FactorizedReduce(C, C, affine=False) if stride == 2 else nn.Identity()) if aux else None
         self.fast = fast
         # Indices of the ops the sum runs; on the fast path `none` is left out, as it only adds w * 0.
         self.live = tuple(k for k, name in enumerate(PRIMITIVES) if not (fast and name == "none"))
@@ -81,8 +83,15 @@ class MixedOp(nn.Module):
         for k in self.nchw:
             self.ops[k].to(memory_format=torch.contiguous_format)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
-        # weights: (ops,); index: the one op to run (GDAS), None: all of them
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None,
+                aux_weight: torch.Tensor | None = None) -> torch.Tensor:
+        # weights: (ops,); index: the one op to run (GDAS), None: all of them; aux_weight: DARTS-'s skip weight
+        out = self._edge(x, weights, index)
+        if self.aux is not None and aux_weight is not None:
+            out = out + aux_weight * self.aux(x)
+        return out
+
+    def _edge(self, x: torch.Tensor, weights: torch.Tensor, index: int | None) -> torch.Tensor:
         if self.k == 1:
             return self._mix(x, weights, index)  # (B, C, H/stride, W/stride)
         c = x.shape[1] // self.k
@@ -112,7 +121,7 @@ class SearchCell(nn.Module):
     """A cell of `nodes` intermediate nodes; each node sums one mixed op per earlier state."""
 
     def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 fast: bool, k: int = 1):
+                 fast: bool, k: int = 1, aux: bool = False):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -123,16 +132,18 @@ class SearchCell(nn.Module):
         # Edge rows in the alpha order: node 0 from (s0, s1), node 1 from (s0, s1, n0), ...
         # In a reduction cell only the edges leaving the two cell inputs have stride 2.
         self.edges = nn.ModuleList(
-            MixedOp(C, 2 if reduction and j < 2 else 1, fast, k) for i in range(nodes) for j in range(2 + i)
+            MixedOp(C, 2 if reduction and j < 2 else 1, fast, k, aux) for i in range(nodes) for j in range(2 + i)
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
-                edge_weights: torch.Tensor | None = None, index: list[int] | None = None) -> torch.Tensor:
-        # weights: (edges, ops); edge_weights: (edges,) whole-edge weights (PC-DARTS); index: op per edge (GDAS)
+                edge_weights: torch.Tensor | None = None, index: list[int] | None = None,
+                aux_weight: torch.Tensor | None = None) -> torch.Tensor:
+        # weights: (edges, ops); edge_weights: (edges,) whole-edge weights (PC-DARTS); index: op per edge (GDAS);
+        # aux_weight: the scalar weight of DARTS-'s auxiliary skip on every edge
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
         row = 0
         for _ in range(self.nodes):
-            outs = [self.edges[row + j](h, weights[row + j], None if index is None else index[row + j])
+            outs = [self.edges[row + j](h, weights[row + j], None if index is None else index[row + j], aux_weight)
                     for j, h in enumerate(states)]
             if edge_weights is not None:
                 outs = [edge_weights[row + j] * o for j, o in enumerate(outs)]
@@ -169,7 +180,8 @@ class SearchNetwork(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            self.cells.append(SearchCell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, fast, k))
+            self.cells.append(SearchCell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, fast, k,
+                                         self.variant.aux_skip))
             reduction_prev = reduction
             C_pp, C_p = C_p, nodes * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -224,13 +236,17 @@ class SearchNetwork(nn.Module):
         """The memory format the weights are in; forward calls this, so callers need not."""
         return x.contiguous(memory_format=torch.channels_last) if self.fast else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, in_channels, H, W)
-        weights = self.variant.forward_weights(self.arch_all())  # {"normal": (edges, ops), "reduce": ..., extras}
+    def forward(self, x: torch.Tensor, weight_step: bool = False) -> torch.Tensor:  # x: (B, in_channels, H, W)
+        # weight_step: the weight step's forward pass (engine/step.py), where a variant may perturb (SDARTS-RS)
+        arch = self.arch_all()
+        weights = self.variant.weight_step_weights(arch) if weight_step else self.variant.forward_weights(arch)
+        # weights: {"normal": (edges, ops), "reduce": ..., extras}
         index = {kind: weights[f"{kind}_index"].tolist() for kind in CELL_KINDS if f"{kind}_index" in weights}
         s0 = s1 = self.stem(self.prepare_input(x))  # (B, 3C, H, W)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], weights.get(f"{kind}_edge"), index.get(kind))
+            s0, s1 = s1, cell(s0, s1, weights[kind], weights.get(f"{kind}_edge"), index.get(kind),
+                              weights.get("aux_skip"))
         pooled = self.global_pooling(s1).flatten(1)  # (B, nodes*C_last)
         return self.classifier(pooled)  # (B, num_classes)
 

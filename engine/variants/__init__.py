@@ -23,7 +23,8 @@ __all__ = ["Variant", "register", "unregister", "variant_names", "make_variant",
            "second_order_refusal", "variant_summary"]
 
 # Built-in variants: name -> module of this package that registers it (imported on first use).
-_MODULES = {"darts": "darts", "pc_darts": "pc_darts", "gdas": "gdas", "fair_darts": "fair_darts", "drnas": "drnas"}
+_MODULES = {"darts": "darts", "pc_darts": "pc_darts", "gdas": "gdas", "fair_darts": "fair_darts", "drnas": "drnas",
+            "darts_minus": "darts_minus", "beta_darts": "beta_darts", "sdarts_rs": "sdarts_rs"}
 # What config validation and the sidebar need to know of the built-in variants without importing torch. Each
 # Variant class declares the same (`options`, `no_second_order`, `summary`); tests/test_variants.py checks
 # that the two agree.
@@ -43,6 +44,12 @@ _BUILTIN: dict[str, dict[str, Any]] = {
               "no_second_order": "its forward pass samples the op weights from a Dirichlet, so the finite-difference "
                                  "Hessian-vector product would difference two different samples",
               "summary": "op weights sampled from a Dirichlet whose concentration is learned (DrNAS)"},
+    "darts_minus": {"options": ("darts_minus_beta",), "no_second_order": "",
+                    "summary": "DARTS plus an auxiliary skip on every edge, its weight decaying to 0 (DARTS-)"},
+    "beta_darts": {"options": ("beta_decay_weight", "beta_base", "pc_k"), "no_second_order": "",
+                   "summary": "DARTS (or PC-DARTS) plus the Beta-Decay regulariser on the alphas (beta-DARTS)"},
+    "sdarts_rs": {"options": ("sdarts_epsilon_min", "sdarts_epsilon_max"), "no_second_order": "",
+                  "summary": "DARTS with uniform noise on the op weights in the weight step (SDARTS-RS)"},
 }
 _REGISTRY: dict[str, type[Variant]] = {}
 # Keys of an alphas.jsonl line that are not architecture parameters.
@@ -86,8 +93,13 @@ def variant_options(name: str) -> tuple[str, ...]:
 
 
 def all_variant_options() -> dict[str, str]:
-    """Every variant option of every known variant -> the variant that owns it."""
-    return {opt: name for name in variant_names() for opt in variant_options(name)}
+    """Every variant option of every known variant -> the variant that owns it (the first that reads it: beta_darts
+    also reads pc_darts's `pc_k`)."""
+    out: dict[str, str] = {}
+    for name in variant_names():
+        for opt in variant_options(name):
+            out.setdefault(opt, name)
+    return out
 
 
 def second_order_refusal(name: str) -> str:
@@ -143,9 +155,15 @@ def op_weights(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, An
     return {kind: w.detach().cpu().numpy() for kind, w in weights.items()}
 
 
-def derive(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> Any:
-    """The genotype the variant derives from raw architecture parameters (engine.genotype.Genotype)."""
+def derive(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts",
+           max_skip: int | None = None) -> Any:
+    """The genotype the variant derives from raw architecture parameters (engine.genotype.Genotype); with
+    `max_skip`, at most that many skip connections in the normal cell (P-DARTS's cap, engine/collapse.py)."""
     v = _variant(variant)
+    if max_skip is not None:
+        from ..collapse import cap_skips
+
+        return cap_skips(v, arch, max_skip)
     arch = {k: np.asarray(a, dtype=np.float64) for k, a in arch.items()}
     return v.derive(op_weights(arch, v), arch)
 

@@ -45,6 +45,8 @@ class Variant:
     partial_channels: int | None = None
     # GDAS: only the sampled op of each edge runs; forward_weights gives "<kind>_index" (edges,) beside the weights.
     samples_one_op: ClassVar[bool] = False
+    # DARTS-: every edge adds `aux_skip * skip(x)`; forward_weights gives the scalar "aux_skip" beside the weights.
+    aux_skip: ClassVar[bool] = False
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.options))
@@ -81,6 +83,11 @@ class Variant:
         RNG so a resumed search draws the same), plus, where the variant needs them, "<kind>_edge" (edges,)
         weights of whole edges (PC-DARTS) and "<kind>_index" (edges,) the one op each edge runs (GDAS)."""
         return self.weights(arch)
+
+    def weight_step_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the forward pass of the weight step multiplies with (engine/step.py); `forward_weights` unless
+        the variant perturbs the weight step only (SDARTS-RS). The architecture step always uses `forward_weights`."""
+        return self.forward_weights(arch)
 
     def start_epoch(self, state: Mapping[str, torch.Tensor], epoch: int, epochs: int) -> None:
         """Called before the first step of each epoch (and on resume): update schedules kept in `buffers`."""

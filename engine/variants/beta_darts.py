@@ -1,0 +1,87 @@
+"""beta-DARTS (Ye et al., CVPR 2022): the Beta-Decay regulariser on the architecture parameters.
+
+The architecture objective adds lambda * mean over edges of logsumexp(alpha_edge) (the official
+`Architect.mlc_loss`, over every edge of both cells here). Its gradient on alpha_edge is
+lambda / |E| * softmax(alpha_edge): each step lowers every alpha in proportion to its softmax weight, so the
+strongest ops are pulled down most and the alphas (and the softmax weights) of an edge stay close, which is
+the paper's "keeps the value and variance of activated architecture parameters from too large".
+
+lambda grows linearly over the epochs, lambda = beta_decay_weight * epoch / epochs (0 at the first epoch),
+kept beside the alphas as a buffer (`beta_weight`). The official code writes 50 * epoch / 100 for its
+100-epoch NAS-Bench-201 search, which is this with beta_decay_weight = 50; the DARTS-space preset uses 25
+over 50 epochs, the code's same 0.5 per epoch (docs/variants.md).
+
+`beta_base` says what the regulariser is added to: `darts` (softmax op weights) or `pc_darts` (partial
+channels with `pc_k`, edge weights beside the alphas, as the paper's beta-DARTS on PC-DARTS). The regulariser
+acts on the op alphas only, not on PC-DARTS's edge betas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..genotype import Genotype
+from ..space import CELL_KINDS
+from . import _BUILTIN, make_variant, register
+from .base import Variant
+
+__all__ = ["BetaDarts", "beta_decay_loss", "beta_weight_at", "BASES"]
+
+BASES = ("darts", "pc_darts")
+
+
+def beta_decay_loss(arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """mean over every edge of both cells of logsumexp(alpha_edge): the Beta-Decay loss before its weight."""
+    return torch.cat([torch.logsumexp(arch[kind], dim=-1) for kind in CELL_KINDS]).mean()
+
+
+def beta_weight_at(epoch: int, epochs: int, weight: float) -> float:
+    """lambda of `epoch`: weight * epoch / epochs (0 at the first epoch), as the official linear schedule."""
+    return weight * epoch / epochs
+
+
+@register
+class BetaDarts(Variant):
+    name = "beta_darts"
+    summary = _BUILTIN["beta_darts"]["summary"]
+    options = ("beta_decay_weight", "beta_base", "pc_k")
+    defaults = {"beta_decay_weight": 50.0, "beta_base": "darts", "pc_k": 4}
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        base = str(self.config["beta_base"])
+        if base not in BASES:
+            raise ValueError(f"beta_base={base!r}: one of {', '.join(BASES)}")
+        self.base = make_variant(base, {"pc_k": self.config["pc_k"]})
+
+    @property
+    def partial_channels(self) -> int | None:  # type: ignore[override]
+        return self.base.partial_channels
+
+    def extra_parameters(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        return self.base.extra_parameters(edges, num_ops)
+
+    def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        return {"beta_weight": torch.tensor(0.0)}  # lambda of the current epoch (start_epoch sets it)
+
+    def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.base.weights(arch)
+
+    def forward_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.base.forward_weights(arch)
+
+    def start_epoch(self, state: Mapping[str, torch.Tensor], epoch: int, epochs: int) -> None:
+        state["beta_weight"].fill_(beta_weight_at(epoch, epochs, float(self.config["beta_decay_weight"])))
+
+    def arch_loss_extra(self, arch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        weight = arch.get("beta_weight")
+        if weight is None or float(weight) == 0.0:
+            return None
+        return weight * beta_decay_loss(arch)
+
+    def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
+        return self.base.derive(weights, arch)
