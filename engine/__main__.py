@@ -184,9 +184,37 @@ def cmd_derive(args: argparse.Namespace) -> int:
         a = arch[name]
         if a.ndim != 2 or a.shape[1] != len(PRIMITIVES) or not np.isfinite(a).all():
             raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
-    geno = derive(arch, variant)
-    print(geno.to_json() if args.format == "json" else geno.to_darts())
+    geno = derive(arch, variant, max_skip=_max_skip(args))
+    if args.format == "json" and args.max_skip is not None:  # the cap is recorded with the genotype
+        print(json.dumps({"genotype": geno.to_dict(), "max_skip": args.max_skip}))
+    else:
+        print(geno.to_json() if args.format == "json" else geno.to_darts())
     return 0
+
+
+def _max_skip(args: argparse.Namespace) -> int | None:
+    from .collapse import check_max_skip
+
+    try:
+        return check_max_skip(args.max_skip)
+    except ValueError as e:
+        raise BadInput(f"--max-skip: {e}") from None
+
+
+def _capped_genotype(run_dir: Path, max_skip: int):
+    """The run's genotype derived again with at most `max_skip` skip connections per normal cell: from the alphas
+    of the step its latest genotype row was derived at (an early stop's `from_step`)."""
+    from .variants import arch_of, derive
+
+    rows = rundir.read_genotypes(run_dir)
+    if not rows:
+        raise BadInput(f"{run_dir} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
+    early = [r for r in rows if r.get("kind") == "early_stop" and isinstance(r.get("from_step"), int)]
+    step = early[-1]["from_step"] if early else rows[-1]["step"]
+    alphas = [r for r in rundir.read_alphas(run_dir) if r["step"] <= step]
+    if not alphas:
+        raise BadInput(f"{run_dir} has no alphas at or before step {step} to derive a capped genotype from")
+    return derive(arch_of(alphas[-1]), rundir.read_config(run_dir)["config"], max_skip=max_skip)
 
 
 def _load_genotype(text: str):
@@ -239,12 +267,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     rundir.read_config(run_dir)
     if args.format in MODEL_FORMATS:
+        if args.max_skip is not None:
+            raise BadInput(f"--max-skip applies to a genotype export (json, darts, dot, svg), not {args.format}")
         from .train_export import write_model_export
 
         print(write_model_export(run_dir, args.format, out=args.out))
         return 0
-    geno = _load_genotype(str(run_dir))
-    path = write_export(run_dir, args.format, genotype=geno, out=args.out)
+    max_skip, out = _max_skip(args), args.out
+    if max_skip is None:
+        geno = _load_genotype(str(run_dir))
+    else:  # the cap goes into the default file name: genotype-max-skip-2.json
+        from .export import FORMATS
+
+        geno = _capped_genotype(run_dir, max_skip)
+        name = Path(FORMATS[args.format])
+        out = out or str(Path("exports") / f"{name.stem}-max-skip-{max_skip}{name.suffix}")
+    path = write_export(run_dir, args.format, genotype=geno, out=out)
     print(path)
     return 0
 
@@ -305,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=("json", "darts"), default="darts")
     d.add_argument("--variant", default="darts", choices=variant_names(),
                    help="how an alphas file's parameters become op weights (a run directory says its own)")
+    d.add_argument("--max-skip", type=int, metavar="K",
+                   help="at most K skip connections per normal cell (P-DARTS keeps 2; docs/collapse.md)")
     d.set_defaults(func=cmd_derive)
     i = sub.add_parser("inspect", help="parameters and mult-adds of the network built from a genotype")
     i.add_argument("genotype", metavar="GENOTYPE", help="DARTS_V1, DARTS_V2, a JSON/DARTS file or a run directory")
@@ -317,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("json", "darts", "dot", "svg", *MODEL_FORMATS), required=True,
                    help="a genotype format, or (for a training run) the trained model: " + ", ".join(MODEL_FORMATS))
     e.add_argument("--out", help="file name inside the run directory")
+    e.add_argument("--max-skip", type=int, metavar="K",
+                   help="derive the genotype again with at most K skip connections per normal cell")
     e.set_defaults(func=cmd_export)
     r = sub.add_parser("runs", help="list runs with state, progress, genotype and accuracy")
     r.add_argument("--runs-dir")

@@ -77,6 +77,10 @@ class SearchConfig:
     fair_zero_one_weight: float = 10.0  # fair_darts: weight of the zero-one loss in the architecture objective
     fair_threshold: float = 0.85     # fair_darts: an edge is kept when its strongest op's sigmoid reaches this
     drnas_kl_weight: float = 1e-3    # drnas: weight of the KL(Dirichlet || Dirichlet(1)) regulariser (0: off)
+    # Collapse indicators (engine/collapse.py, docs/collapse.md).
+    hessian_every: int = 0           # steps between dominant Hessian eigenvalues of the valid loss (0: off)
+    early_stop: bool = False         # stop when RobustDARTS's rule fires on those eigenvalues (needs hessian_every)
+    max_skip: int | None = None      # at most this many skip connections per normal cell (P-DARTS: 2); None: no cap
     darts_minus_beta: float = 1.0    # darts_minus: auxiliary skip weight at the first epoch, linear to 0 at the last
     beta_decay_weight: float = 50.0  # beta_darts: Beta-Decay weight lambda = this * epoch / epochs
     beta_base: str = "darts"         # beta_darts: the search it regularises, "darts" or "pc_darts" (then pc_k applies)
@@ -150,6 +154,13 @@ def validate(c: SearchConfig) -> None:
     _check(_is_int(c.arch_warmup_epochs) and 0 <= c.arch_warmup_epochs < c.epochs, "arch_warmup_epochs",
            c.arch_warmup_epochs, f"an integer from 0 to epochs-1={c.epochs - 1} (epochs with the architecture frozen)")
     _validate_variant(c)
+    _check(_is_int(c.hessian_every) and 0 <= c.hessian_every <= 1_000_000, "hessian_every", c.hessian_every,
+           "an integer >= 0 (steps between Hessian eigenvalues; 0 = off)")
+    _check(isinstance(c.early_stop, bool), "early_stop", c.early_stop, "true or false")
+    _check(not c.early_stop or c.hessian_every > 0, "early_stop", c.early_stop,
+           "false unless hessian_every > 0 (the rule reads the Hessian eigenvalues)")
+    _check(c.max_skip is None or (_is_int(c.max_skip) and 0 <= c.max_skip <= 64), "max_skip", c.max_skip,
+           "an integer from 0 to 64 (skip connections kept per normal cell), or none")
     _check(_is_num(c.w_lr) and 0 < c.w_lr <= 10, "w_lr", c.w_lr, "a number in (0, 10]")
     _check(_is_num(c.w_lr_min) and 0 <= c.w_lr_min <= c.w_lr, "w_lr_min", c.w_lr_min, f"a number in [0, w_lr={c.w_lr}]")
     _check(_is_num(c.w_momentum) and 0 <= c.w_momentum < 1, "w_momentum", c.w_momentum, "a number in [0, 1)")

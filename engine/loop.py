@@ -27,6 +27,7 @@ from . import control_file, rundir
 from .architect import Architect
 from .atomic import write_json_atomic
 from .checkpoint import CheckpointError, capture_rng, clone_state, load_checkpoint, restore_rng
+from .collapse import CollapseMonitor, cap_skips
 from .config import ConfigError, SearchConfig
 from .control import Control
 from .data import load_search_data
@@ -132,6 +133,7 @@ class _Loop:
         self._last_heartbeat = 0.0
         self.started = False  # setup checked everything; from here on a failure is recorded in the run directory
         self.meters = EpochMeters()
+        self.collapse = CollapseMonitor(config.hessian_every, world)  # engine/collapse.py, docs/collapse.md
         self._publish()
 
     # ---------------------------------------------------------------- setup
@@ -168,7 +170,7 @@ class _Loop:
                 write_json_atomic(self.run_dir / rundir.CONFIG, self._config_record())
             self.initial_weights = self.model.op_weights()
         self.started = True
-        self.genotype = self.model.genotype()  # the cell the search starts from
+        self.genotype = self._genotype()  # the cell the search starts from
         self._publish()
         self.hooks.on_run_start({"run_dir": str(self.run_dir), "config": cfg, "status": self._status()})
         if not resume:
@@ -206,10 +208,13 @@ class _Loop:
         first = rundir.read_alphas(self.run_dir)[:1]
         self.initial_weights = record_weights(first[0], self.model.variant) if first else self.model.op_weights()
         self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
+        self.collapse.restore(rundir.read_metrics(self.run_dir), rundir.read_alphas(self.run_dir), self.model.variant,
+                              self.cfg.max_skip)
 
     def _truncate_logs(self) -> None:
         if self.world.main:
             truncate_logs(self.run_dir, self.step)
+        self.collapse.truncate(self.step)
         self.recent = collections.deque((m for m in self.recent if m["step"] <= self.step), maxlen=_RECENT_METRICS)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -292,7 +297,7 @@ class _Loop:
         self.step_time_s = dt if self.step_time_s is None else 0.8 * self.step_time_s + 0.2 * dt
         self.meters.update(out)
         end_of_epoch = self.batch == self.steps_per_epoch
-        logged = self.step % cfg.log_every == 0 or end_of_epoch
+        logged = self.step % cfg.log_every == 0 or end_of_epoch or self.collapse.due(self.step)
         alphas = self.model.arch_state()
         metrics = alphas_row = None
         if logged:
@@ -301,7 +306,11 @@ class _Loop:
                        "steps_per_s": 1.0 / self.step_time_s, "wall_s": round(self.wall_s, 3), "time": time.time()}
             self.recent.append(metrics)
             alphas_row = {"step": self.step, "epoch": self.epoch, **{k: _round_rows(v) for k, v in alphas.items()}}
-        self.genotype = self.model.genotype()
+        self.genotype = self._genotype()
+        if metrics is not None:  # entropy, skip counts, and every hessian_every steps the eigenvalue
+            metrics.update(self.collapse.measure(self.model, self.genotype, valid, self.step))
+            if "early_stop_step" in metrics:
+                self._early_stop(metrics["early_stop_step"])
         if end_of_epoch:
             self._end_epoch(metrics, alphas_row)
             return
@@ -311,6 +320,23 @@ class _Loop:
         if due:
             self._last_ckpt = time.monotonic()
         self._after_step()
+
+    def _genotype(self) -> Any:
+        """The variant's genotype of the architecture now, with the config's skip cap (max_skip)."""
+        if self.cfg.max_skip is None:
+            return self.model.genotype()
+        return cap_skips(self.model.variant, self.model.arch_state(), self.cfg.max_skip)
+
+    def _early_stop(self, from_step: int) -> None:
+        """RobustDARTS's rule fired (the metrics row says so either way). With `early_stop`, the search stops on
+        the genotype of `from_step`, before the eigenvalue rose; not at the last step, where it ends anyway."""
+        genotype = self.collapse.stop_genotype()
+        if not self.cfg.early_stop or genotype is None or self.step >= self.total_steps:
+            return
+        self.genotype = genotype
+        self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "early_stop",
+                                    "from_step": from_step, "genotype": genotype.to_dict()})
+        self.control.stop()
 
     def _end_epoch(self, metrics: dict[str, Any] | None, alphas_row: dict[str, Any] | None) -> None:
         self.scheduler.step()
@@ -344,7 +370,7 @@ class _Loop:
 
     def _derive(self) -> None:
         if self.genotype is None:
-            self.genotype = self.model.genotype()
+            self.genotype = self._genotype()
         self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "derive",
                                     "genotype": self.genotype.to_dict()})
 
@@ -357,7 +383,7 @@ class _Loop:
             self._restore(load_checkpoint(self.run_dir / rundir.CHECKPOINT))
             self.writer.flush()
             self._truncate_logs()
-            self.genotype = self.model.genotype()
+            self.genotype = self._genotype()
             back = f"rolled back to the checkpoint at step {self.step}"
         except CheckpointError as e:
             back = f"could not roll back ({e})"
