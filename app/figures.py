@@ -17,70 +17,117 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine import export as _export
 from engine import variants
-from engine.genotype import Genotype, diff_genotypes, node_difference
-from engine.space import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_labels, nodes_of, source_name
+from engine.genotype import Genotype, diff_genotypes, node_difference, select_edges
+from engine.space import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
 
 __all__ = [
     "HEATMAP_MODES", "CURVES", "weights_frame", "heatmap", "curve_figure", "overlay_figure",
     "op_share_figure", "cell_dot", "weighted_cell_dot", "genotype_frame", "genotype_changes",
     "compare_genotypes_frame", "replay_steps", "replay_index", "record_genotype", "record_weights",
     "format_duration", "progress_text", "runs_frame", "pc_edge_weights", "edge_weight_figure", "gdas_figure",
-    "fair_figure", "dirichlet_stats", "dirichlet_figure", "variant_state_figures",
+    "fair_figure", "dirichlet_stats", "dirichlet_figure", "variant_state_figures", "input_name", "edge_names",
+    "colour_domain", "heatmap_vega", "curve_vega", "LECTURE", "NORMAL",
 ]
 
-# How a heatmap colours the softmax weights (key -> label shown in the page).
+# How the pages name a cell's states: plain text. The paper writes them c_{k-2}, c_{k-1}, c_{k} in LaTeX, which a
+# chart, a graph or a table would print raw. (The DOT keeps engine.space.source_name as node ids, so an edge's
+# SVG title stays "c_{k-2}->0"; what a reader sees is these labels.)
+INPUT_NAMES = ("c(k-2)", "c(k-1)")
+OUTPUT_NAME = "c(k)"
+
+
+def input_name(index: int) -> str:
+    """Input index as the pages print it: 0 -> "c(k-2)", 1 -> "c(k-1)", j >= 2 -> the node number j-2."""
+    return INPUT_NAMES[index] if index < 2 else str(index - 2)
+
+
+def edge_names(nodes: int) -> list[str]:
+    """A label per alpha row, in row order: ["c(k-2) -> 0", "c(k-1) -> 0", "c(k-2) -> 1", ..., "2 -> 3"]."""
+    return [f"{input_name(j)} -> {i}" for j, i in edge_endpoints(nodes)]
+
+
+# Sizes in pixels (Vega-Lite) and points (DOT) of the dashboard's normal view and of lecture (projector) mode,
+# where numbers and labels must be readable from the back of a room: numbers >= 18 px, labels >= 16 px on screen.
+NORMAL = {"cell_text": 11, "axis_label": 11, "title": 14, "row_px": 26, "dag_label": 14, "dag_node": 14}
+LECTURE = {"cell_text": 20, "axis_label": 18, "title": 24, "row_px": 40, "dag_label": 16, "dag_node": 18}
+
+
+def _sizes(lecture: bool) -> dict[str, int]:
+    return LECTURE if lecture else NORMAL
+
+# How a heatmap colours the op weights (key -> label shown in the page). Every mode has one fixed colour domain,
+# the same for both cells and every step (colour_domain), so a colour means the same value wherever it is seen.
 HEATMAP_MODES = {
-    "softmax": "Weights (fixed 0..1)",
-    "uniform": "Centred on uniform (1/8)",
-    "change": "Change since start",
+    "softmax": "Op weights (0 to 1)",
+    "uniform": f"Op weight minus 1/{len(PRIMITIVES)} (centred)",
+    "change": "Change since the start",
 }
+# The diverging modes colour on a symmetric-log scale (Vega-Lite "symlog": sign(v) log(1 + |v| / c)): fixed ends,
+# yet a move of 0.01 away from the centre already takes 15 % of the way to the end of the colour scale.
+SYMLOG_CONSTANT = 0.01
+
+
+def colour_domain(mode: str, ops: int = len(PRIMITIVES)) -> tuple[float, float]:
+    """The fixed colour domain of a heatmap mode, from what its value can be (K ops):
+    "softmax": a weight, 0 to 1; "uniform": weight - 1/K lies in [-1/K, 1 - 1/K], drawn on the symmetric
+    [-(1 - 1/K), 1 - 1/K] so that 0 (uniform) is the middle colour; "change": weight - its start, in [-1, 1]."""
+    if mode == "softmax":
+        return 0.0, 1.0
+    if mode == "uniform":
+        return -(1.0 - 1.0 / ops), 1.0 - 1.0 / ops
+    if mode == "change":
+        return -1.0, 1.0
+    raise ValueError(f"mode={mode!r}: one of {', '.join(HEATMAP_MODES)}")
+
+
+def _symlog(v: np.ndarray, end: float) -> np.ndarray:
+    """Values on the symmetric-log scale of the diverging modes, -1..1 between -end and end (plotly's colours)."""
+    return np.sign(v) * np.log1p(np.abs(v) / SYMLOG_CONSTANT) / np.log1p(end / SYMLOG_CONSTANT)
 
 # The curves of the live panel: key -> (title, y axis, [(metric key, trace name), ...]).
 CURVES = {
     "loss": ("Loss", "cross-entropy", [("train_loss", "train"), ("valid_loss", "valid")]),
     "accuracy": ("Accuracy", "accuracy", [("train_acc", "train"), ("valid_acc", "valid")]),
-    "lr": ("Weight learning rate", "lr", [("w_lr", "w_lr")]),
+    "lr": ("Network-weight learning rate", "lr", [("w_lr", "w_lr")]),
 }
 
 
 def weights_frame(weights: np.ndarray, ops: Sequence[str] = PRIMITIVES) -> pd.DataFrame:
     """(edges, ops) weights as a frame: one row per edge labelled `source -> node`, one column per op."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    return pd.DataFrame(w, index=list(edge_labels(nodes_of(w.shape[0]))), columns=list(ops))
+    return pd.DataFrame(w, index=edge_names(nodes_of(w.shape[0])), columns=list(ops))
 
 
 def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
             ops: Sequence[str] = PRIMITIVES, height: int = 430) -> go.Figure:
-    """Per-edge op weights of one cell as a heatmap.
+    """Per-edge op weights of one cell as a heatmap, each mode on its fixed colour domain (colour_domain).
 
-    mode "softmax": the weights on a fixed 0..1 scale (comparable across steps and runs).
-    mode "uniform": the same weights on a diverging scale centred on 1/ops, stretched to the largest
-        deviation, so the first small moves away from uniform are visible.
-    mode "change": weights minus `initial` (the weights at step 0) on a diverging scale centred on 0.
-    """
-    if mode not in HEATMAP_MODES:
-        raise ValueError(f"mode={mode!r}: one of {', '.join(HEATMAP_MODES)}")
+    mode "softmax": the weights on 0..1.
+    mode "uniform": weight - 1/ops on a diverging symmetric-log scale centred on 0 (uniform).
+    mode "change": weights minus `initial` (the weights at step 0) on a diverging symmetric-log scale.
+    z holds the value shown (and written in each cell); in the diverging modes the colours follow _symlog(z),
+    whose colour bar is labelled in values."""
+    lo, hi = colour_domain(mode)
     frame = weights_frame(weights, ops)
     w = frame.to_numpy()  # (edges, ops)
     uniform = 1.0 / w.shape[1]
-    hover = "%{y}<br>%{x}<br>weight %{customdata[0]:.4f}<br>change since start %{customdata[1]:+.4f}<extra></extra>"
+    hover = ("%{y}<br>%{x}<br>op weight %{customdata[0]:.4f}<br>change since start %{customdata[1]:+.4f}"
+             "<extra></extra>")
     start = np.full_like(w, uniform) if initial is None else np.asarray(initial, dtype=np.float64)
     custom = np.stack([w, w - start], axis=-1)  # (edges, ops, 2)
     common = dict(x=list(frame.columns), y=list(frame.index), customdata=custom, hovertemplate=hover)
     if mode == "softmax":
-        trace = go.Heatmap(z=w, zmin=0.0, zmax=1.0, colorscale="Viridis", texttemplate="%{z:.2f}",
-                           colorbar=dict(title="weight"), **common)
-    elif mode == "uniform":
-        span = max(float(np.abs(w - uniform).max()), 1e-4)
-        trace = go.Heatmap(z=w, zmin=uniform - span, zmax=uniform + span, zmid=uniform, colorscale="RdBu_r",
-                           texttemplate="%{z:.3f}", colorbar=dict(title="weight"), **common)
+        trace = go.Heatmap(z=w, zmin=lo, zmax=hi, colorscale="Viridis", texttemplate="%{z:.2f}",
+                           colorbar=dict(title="op weight"), **common)
     else:
-        delta = w - start
-        span = max(float(np.abs(delta).max()), 1e-4)
-        trace = go.Heatmap(z=delta, zmin=-span, zmax=span, zmid=0.0, colorscale="RdBu_r",
-                           texttemplate="%{z:+.3f}", colorbar=dict(title="change"), **common)
+        value = w - uniform if mode == "uniform" else w - start
+        ticks = np.array([-hi, -0.1, -0.01, 0.0, 0.01, 0.1, hi])
+        trace = go.Heatmap(z=_symlog(value, hi), zmin=-1.0, zmax=1.0, zmid=0.0, colorscale="RdBu_r",
+                           text=np.char.mod("%+.3f", value), texttemplate="%{text}",
+                           colorbar=dict(title="op weight - 1/8" if mode == "uniform" else "change",
+                                         tickvals=_symlog(ticks, hi).tolist(), ticktext=[f"{t:+.2g}" for t in ticks]),
+                           **common)
     fig = go.Figure(trace)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10))
     fig.update_yaxes(autorange="reversed", title=None)  # edge 0 at the top, as in the alpha matrix
@@ -181,34 +228,117 @@ def record_weights(record: Mapping[str, Any], variant: str = "darts") -> dict[st
     return variants.record_weights(record, variant)
 
 
+def op_shares(records: Sequence[Mapping[str, Any]], cell: str = "normal", variant: str = "darts") -> np.ndarray:
+    """(steps, ops) each real op's share of its edge's non-`none` weight, averaged over the cell's edges; the
+    `none` column is 0. This is the competition the derivation rule decides (it never keeps `none`), without
+    `none`'s own weight, which only says how little an edge matters."""
+    if not records:
+        return np.zeros((0, len(PRIMITIVES)))
+    real = np.array([op != "none" for op in PRIMITIVES])
+    out = []
+    for r in records:
+        w = np.asarray(record_weights(r, variant)[cell], dtype=np.float64) * real  # (edges, ops), none zeroed
+        out.append((w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)).mean(axis=0))
+    return np.array(out)  # (steps, ops)
+
+
 def op_share_figure(records: Sequence[Mapping[str, Any]], cell: str = "normal", variant: str = "darts",
                     height: int = 320) -> go.Figure:
-    """Mean op weight of each op over the cell's edges, against the step: one line per op.
-
-    Skip-connection collapse shows as the skip_connect line (and the other parameter-free ops)
-    climbing while the convolutions fall."""
+    """Each real op's share of the non-`none` weight (op_shares), against the step: one line per op, `none` left
+    out (it is never chosen). skip_connect is the thick red line: skip-connection collapse shows as it climbing
+    (with the other parameter-free ops, dotted) while the convolutions fall."""
     steps = [int(r.get("step", i)) for i, r in enumerate(records)]
-    means = np.array([record_weights(r, variant)[cell].mean(axis=0) for r in records])
-    means = means.reshape(len(records), -1)  # (T, ops)
+    shares = op_shares(records, cell, variant)  # (T, ops)
     fig = go.Figure()
     for j, op in enumerate(PRIMITIVES):
-        dash = "dot" if op in PARAM_FREE else "solid"
-        fig.add_trace(go.Scatter(x=steps, y=means[:, j] if len(records) else [], mode="lines", name=op,
-                                 line=dict(dash=dash)))
-    fig.update_layout(title=f"Mean weight per op ({cell} cell)", height=height, xaxis_title="step",
-                      yaxis_title="mean op weight", margin=dict(l=10, r=10, t=40, b=10))
+        if op == "none":
+            continue
+        line = dict(dash="dot" if op in PARAM_FREE else "solid")
+        if op == "skip_connect":
+            line = dict(color="#D62728", width=4)
+        fig.add_trace(go.Scatter(x=steps, y=shares[:, j] if len(records) else [], mode="lines", name=op, line=line))
+    fig.update_layout(title=f"Share of each op in the {cell} cell (none left out)", height=height,
+                      xaxis_title="step", yaxis_title="mean share of the non-none op weight",
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | None = None) -> str:
-    """DOT source of one cell of a genotype (op names on the edges); with `weights`, the (edges, ops) op
-    weights of that cell, each kept op's weight is on its label and sets the pen width."""
-    return _export.cell_dot(genotype, cell=cell, weights=weights)
+def _q(text: str) -> str:
+    """A DOT identifier or label, quoted (node ids like c_{k-2} hold braces)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def weighted_cell_dot(weights: np.ndarray, cell: str = "normal") -> str:
-    """DOT source drawing every candidate edge of a cell, pen width by its strongest non-none weight."""
-    return _export.weighted_cell_dot(np.asarray(weights, dtype=np.float64), cell=cell)
+def _dag_lines(nodes: int, outputs: Sequence[int], lecture: bool) -> list[str]:
+    """The head and the states of a cell graph, laid out the same way whatever its edges: inputs c(k-2) above
+    c(k-1) in the first column, node i in column i + 1, the output in the last. Graphviz ranks a node after all
+    its inputs, so without the invisible chain c(k-1) -> 0 -> 1 -> ... -> c(k) a node moves to another column
+    when its inputs change, and the whole picture jumps between refreshes; with it only the edges change.
+    Node ids are engine.space.source_name (the export's), labels the plain names of input_name."""
+    size = _sizes(lecture)
+    out_id = _q("c_{k}")
+    ids = [_q(source_name(j)) for j in range(nodes + 2)]  # c_{k-2}, c_{k-1}, 0, 1, ...
+    lines = ["rankdir=TB;" if lecture else "rankdir=LR;", "newrank=true;", "ranksep=0.3;", "nodesep=0.15;",
+             f'node [style=filled, shape=rect, fontname="Helvetica", fontsize={size["dag_node"]}, penwidth=2, '
+             'margin="0.08,0.04"];',
+             f'edge [fontname="Helvetica", fontsize={size["dag_label"]}];']
+    lines += [f"{ids[j]} [label={_q(input_name(j))}, tooltip={_q(input_name(j))}, fillcolor=darkseagreen2];"
+              for j in (0, 1)]
+    lines += [f"{ids[i + 2]} [label={_q(str(i))}, tooltip={_q('node ' + str(i))}, fillcolor=lightblue];"
+              for i in range(nodes)]
+    lines.append(f"{out_id} [label={_q(OUTPUT_NAME)}, tooltip={_q(OUTPUT_NAME)}, fillcolor=palegoldenrod];")
+    lines.append(f"{{rank=same; {ids[0]}; {ids[1]};}}")
+    lines.append(f"{ids[0]} -> {ids[1]} [style=invis];")  # c(k-2) above c(k-1)
+    chain = " -> ".join([*ids[1:], out_id])
+    lines.append(f"{chain} [style=invis, weight=0];")
+    lines += [f"{ids[s]} -> {out_id} [color=gray];" for s in outputs]
+    return lines
+
+
+def _digraph(name: str, lines: Sequence[str]) -> str:
+    return f"digraph {_q(name)} {{\n  " + "\n  ".join(lines) + "\n}\n"
+
+
+def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | None = None,
+             lecture: bool = False) -> str:
+    """DOT source of one cell of a genotype: op names on the kept edges, the states in fixed columns (_dag_lines);
+    with `weights`, the (edges, ops) op weights of that cell, each kept op's weight is on its label and sets the
+    pen width. `lecture`: the larger fonts of lecture mode (LECTURE)."""
+    nodes = genotype.cell_nodes(cell)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)  # (edges, ops)
+    if w is not None and w.shape != (num_edges(len(nodes)), len(PRIMITIVES)):
+        raise ValueError(f"weights for a {len(nodes)}-node cell must be ({num_edges(len(nodes))}, {len(PRIMITIVES)})"
+                         f", got {w.shape}")
+    lines = _dag_lines(len(nodes), getattr(genotype, f"{cell}_concat"), lecture)
+    for i, pairs in enumerate(nodes):
+        for op, j in pairs:
+            attrs = [f"label={_q(op)}"]
+            if w is not None:  # the kept op's weight on this edge: row of (input j -> node i)
+                weight = float(w[num_edges(i) + j, PRIMITIVES.index(op)])
+                attrs = [f"label={_q(f'{op} {weight:.2f}')}", f"penwidth={0.5 + 4.5 * weight:.2f}"]
+            attrs.append(f"tooltip={_q(f'{input_name(j)} -> {i}: {op}')}")
+            lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [{', '.join(attrs)}];")
+    return _digraph(cell, lines)
+
+
+def weighted_cell_dot(weights: np.ndarray, cell: str = "normal", lecture: bool = False) -> str:
+    """DOT source drawing every candidate edge of a cell from its (edges, ops) op weights: labelled with its
+    strongest non-`none` op, pen width and opacity by that weight on a fixed 0..1 scale; solid where the
+    derivation rule keeps the edge, dashed where it does not. The states sit in the columns of cell_dot."""
+    w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
+    nodes = nodes_of(w.shape[0])
+    kept = {r for node in select_edges(w) for r, _ in node}
+    real = [k for k, op in enumerate(PRIMITIVES) if op != "none"]
+    lines = _dag_lines(nodes, range(2, 2 + nodes), lecture)
+    for r, (j, i) in enumerate(edge_endpoints(nodes)):
+        k = real[int(w[r, real].argmax())]
+        strength = float(np.clip(w[r, k], 0.0, 1.0))
+        alpha = f"{int(round(40 + 215 * strength)):02x}"  # never fully transparent: every edge stays visible
+        style = "solid" if r in kept else "dashed"
+        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{PRIMITIVES[k]} {strength:.2f}')}, "
+                     f"penwidth={0.5 + 5.5 * strength:.2f}, color=\"#1f3b73{alpha}\", "
+                     f"fontcolor=\"#1f3b73{alpha}\", style={style}, "
+                     f"tooltip={_q(f'{input_name(j)} -> {i}: {PRIMITIVES[k]} {strength:.2f}')}];")
+    return _digraph(cell, lines)
 
 
 def genotype_frame(genotype: Genotype) -> pd.DataFrame:
@@ -217,12 +347,12 @@ def genotype_frame(genotype: Genotype) -> pd.DataFrame:
     for cell in ("normal", "reduce"):
         for node, pairs in enumerate(genotype.cell_nodes(cell)):
             for op, j in pairs:
-                rows.append({"cell": cell, "node": node, "input": source_name(j), "op": op})
+                rows.append({"cell": cell, "node": node, "input": input_name(j), "op": op})
     return pd.DataFrame(rows, columns=["cell", "node", "input", "op"])
 
 
 def _pair_text(pair: tuple[str, int] | None) -> str:
-    return "nothing" if pair is None else f"{pair[0]} from {source_name(pair[1])}"
+    return "nothing" if pair is None else f"{pair[0]} from {input_name(pair[1])}"
 
 
 def genotype_changes(old: Genotype | None, new: Genotype | None) -> list[str]:
@@ -238,7 +368,7 @@ def compare_genotypes_frame(a: Genotype, b: Genotype, names: tuple[str, str] = (
 
     A node sums its inputs, so its pairs are compared as a set: the same two pairs in the other order agree."""
     def text(pair: tuple[str, int] | None) -> str:
-        return "" if pair is None else f"{pair[0]} <- {source_name(pair[1])}"
+        return "" if pair is None else f"{pair[0]} <- {input_name(pair[1])}"
 
     rows = []
     for cell in ("normal", "reduce"):
@@ -323,7 +453,7 @@ def edge_weight_figure(arch: Mapping[str, Any], height: int = 430) -> go.Figure:
     if not cols:
         raise ValueError("no edge weights (betas_normal, betas_reduce) in these architecture parameters")
     w = np.stack([pc_edge_weights(arch[f"betas_{k}"]) for k in cols], axis=1)  # (edges, cells)
-    labels = list(edge_labels(nodes_of(w.shape[0])))
+    labels = edge_names(nodes_of(w.shape[0]))
     fig = go.Figure(go.Heatmap(z=w, x=cols, y=labels, zmin=0.0, zmax=1.0, colorscale="Viridis",
                                texttemplate="%{z:.2f}", colorbar=dict(title="edge weight"),
                                hovertemplate="%{y}<br>%{x} cell<br>edge weight %{z:.4f}<extra></extra>"))
@@ -340,7 +470,7 @@ def gdas_figure(arch: Mapping[str, Any], cell: str = "normal", height: int = 430
     probs = _softmax_rows(np.asarray(arch[cell], dtype=np.float64) / tau)  # (edges, ops)
     fig = heatmap(probs, title=f"{cell}: sampling probabilities at tau = {tau:.3g}", height=height)
     sampled = np.asarray(arch.get(f"{cell}_sampled", []), dtype=np.float64).astype(int)
-    labels = list(edge_labels(nodes_of(probs.shape[0])))
+    labels = edge_names(nodes_of(probs.shape[0]))
     rows = [r for r, k in enumerate(sampled) if 0 <= k < len(PRIMITIVES)]
     if rows:
         fig.add_trace(go.Scatter(x=[PRIMITIVES[sampled[r]] for r in rows], y=[labels[r] for r in rows],
@@ -357,7 +487,7 @@ def fair_figure(weights: np.ndarray, threshold: float, cell: str = "normal", hei
     real = [k for k, op in enumerate(PRIMITIVES) if op != "none"]
     best = np.asarray(real)[w[:, real].argmax(axis=1)]
     strength = w[np.arange(len(w)), best]
-    labels = list(edge_labels(nodes_of(len(w))))
+    labels = edge_names(nodes_of(len(w)))
     colors = ["#2a9d8f" if s >= threshold else "#b0b0b0" for s in strength]
     fig = go.Figure(go.Bar(x=strength, y=labels, orientation="h", marker_color=colors,
                            text=[PRIMITIVES[k] for k in best], textposition="inside",
@@ -385,7 +515,7 @@ def dirichlet_figure(alphas: np.ndarray, cell: str = "normal", height: int = 430
     text = np.char.add(np.char.add(np.char.mod("%.2f", mean), "±"), np.char.mod("%.2f", std))
     fig = go.Figure(go.Heatmap(z=mean, x=list(frame.columns), y=list(frame.index), zmin=0.0, zmax=1.0,
                                colorscale="Viridis", text=text, texttemplate="%{text}", customdata=std,
-                               colorbar=dict(title="mean"),
+                               colorbar=dict(title="mean op weight"),
                                hovertemplate="%{y}<br>%{x}<br>mean %{z:.4f}<br>std %{customdata:.4f}<extra></extra>"))
     fig.update_layout(title=f"{cell}: Dirichlet mean ± std of each op weight", height=height,
                       margin=dict(l=10, r=10, t=40, b=10))
@@ -424,47 +554,55 @@ def variant_state_figures(variant: str, arch: Mapping[str, Any], weights: Mappin
 # and every number is in the data frame.
 
 def heatmap_vega(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
-                 ops: Sequence[str] = PRIMITIVES, height: int = 380) -> tuple[dict[str, Any], pd.DataFrame]:
+                 ops: Sequence[str] = PRIMITIVES, height: int | None = None,
+                 lecture: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
     """heatmap() as a Vega-Lite spec and its data: one row per (edge, op), edges in order, ops in order within
-    an edge, with the weight, its change since the start (`initial`, else uniform 1/ops) and `value`, what the
-    colour and the cell's text show: the weight, or in mode "change" the change. Mode "uniform" centres the
-    diverging colours on 1/ops, each side stretched to its largest value; "change" centres them on 0."""
-    if mode not in HEATMAP_MODES:
-        raise ValueError(f"mode={mode!r}: one of {', '.join(HEATMAP_MODES)}")
+    an edge, with the op weight, its change since the start (`initial`, else uniform 1/ops) and `value`, what the
+    colour and the cell's text show: the op weight; in mode "uniform" the op weight minus 1/ops; in mode
+    "change" the change. Each mode's colour domain is fixed (colour_domain): the spec does not depend on the
+    data, so both cells and every step share one colour scale. `lecture`: lecture mode's sizes (LECTURE); the
+    height defaults to a row height per edge."""
+    lo, hi = colour_domain(mode, len(ops))
+    size = _sizes(lecture)
     frame = weights_frame(weights, ops)
     w = frame.to_numpy()  # (edges, ops)
     start = np.full_like(w, 1.0 / w.shape[1]) if initial is None else np.asarray(initial, dtype=np.float64)
     data = pd.DataFrame({"edge": np.repeat(frame.index.to_numpy(), w.shape[1]),
                          "op": np.tile(frame.columns.to_numpy(), w.shape[0]),
                          "weight": w.ravel(), "change": (w - start).ravel()})
-    data["value"] = data["change"] if mode == "change" else data["weight"]
+    data["value"] = {"softmax": data["weight"], "uniform": data["weight"] - 1.0 / w.shape[1],
+                     "change": data["change"]}[mode]
     # each cell's ARIA label (SVG): the exact numbers, for screen readers and for tests that read the page
     data["label"] = [f"{e}, {o}: weight {v:.6f}, change since start {c:+.6f}"
                      for e, o, v, c in zip(data["edge"], data["op"], data["weight"], data["change"], strict=True)]
     if mode == "softmax":
-        scale, fmt, legend = {"domain": [0.0, 1.0], "scheme": "viridis"}, ".2f", "weight"
+        scale, fmt, legend = {"domain": [lo, hi], "scheme": "viridis"}, ".2f", "op weight"
         text_colour = {"condition": {"test": "datum.value > 0.6", "value": "black"}, "value": "white"}
     else:
-        mid = 0.0 if mode == "change" else 1.0 / w.shape[1]
-        scale = {"scheme": "redblue", "reverse": True, "domainMid": mid}
-        fmt, legend, text_colour = ("+.3f", "change", {"value": "black"}) if mode == "change" else \
-            (".3f", "weight", {"value": "black"})
+        scale = {"type": "symlog", "constant": SYMLOG_CONSTANT, "domain": [lo, hi], "domainMid": 0.0,
+                 "clamp": True, "scheme": "redblue", "reverse": True}
+        fmt = "+.3f"
+        legend = f"op weight - 1/{w.shape[1]}" if mode == "uniform" else "change since start"
+        text_colour = {"condition": {"test": "abs(datum.value) > 0.2", "value": "white"}, "value": "black"}
     tooltip = [{"field": "edge", "title": "edge"}, {"field": "op", "title": "op"},
-               {"field": "weight", "type": "quantitative", "format": ".4f"},
+               {"field": "weight", "type": "quantitative", "format": ".4f", "title": "op weight"},
                {"field": "change", "type": "quantitative", "format": "+.4f", "title": "change since start"}]
+    axis = {"labelOverlap": False, "labelLimit": 300, "labelFontSize": size["axis_label"]}
     spec = {
-        "title": title, "width": "container", "height": height,
+        "title": {"text": title, "fontSize": size["title"]} if lecture else title,
+        "width": "container", "height": height or size["row_px"] * len(frame.index),
         "encoding": {
             "x": {"field": "op", "type": "nominal", "sort": list(frame.columns), "title": None,
-                  "axis": {"orient": "top", "labelAngle": -30, "labelOverlap": False, "labelLimit": 200}},
-            "y": {"field": "edge", "type": "nominal", "sort": list(frame.index), "title": None,
-                  "axis": {"labelOverlap": False, "labelLimit": 200}},
+                  "axis": {"orient": "top", "labelAngle": -30, **axis}},
+            "y": {"field": "edge", "type": "nominal", "sort": list(frame.index), "title": None, "axis": axis},
         },
         "layer": [
             {"mark": "rect", "encoding": {"color": {"field": "value", "type": "quantitative", "scale": scale,
-                                                    "title": legend}, "tooltip": tooltip,
-                                          "description": {"field": "label", "type": "nominal"}}},
-            {"mark": {"type": "text", "fontSize": 10, "aria": False},
+                                                    "title": legend,
+                                                    "legend": {"labelFontSize": size["axis_label"],
+                                                               "titleFontSize": size["axis_label"]}},
+                                          "tooltip": tooltip, "description": {"field": "label", "type": "nominal"}}},
+            {"mark": {"type": "text", "fontSize": size["cell_text"], "aria": False},
              "encoding": {"text": {"field": "value", "type": "quantitative", "format": fmt}, "color": text_colour,
                           "tooltip": tooltip}},
         ],
@@ -472,12 +610,13 @@ def heatmap_vega(weights: np.ndarray, *, title: str = "", mode: str = "softmax",
     return spec, data
 
 
-def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str,
-               height: int = 280) -> tuple[dict[str, Any], pd.DataFrame]:
+def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 280,
+               lecture: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
     """curve_figure() as a Vega-Lite spec and its data, built without plotly (add_vline costs ~10 ms a line, and
     a live panel redraws the curves at every step): one row per point (kind "line") with its series and segment
     (losses and accuracies break their line where an epoch starts, as curve_figure does), one row per epoch
-    marker (kind "rule"). The spec depends on `curve` only."""
+    marker (kind "rule"). The spec depends on `curve` (and `lecture`: lecture mode's sizes) only."""
+    size = _sizes(lecture)
     title, y_title, keys = CURVES[curve]
     rows: list[dict[str, Any]] = []
     for key, series in keys:
@@ -495,16 +634,21 @@ def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str,
         y_title = f"{y_title} (mean over the epoch so far)"
     data = pd.DataFrame(rows, columns=["kind", "series", "segment", "x", "y"])
     names = [series for _, series in keys]
+    axis = {"axis": {"labelFontSize": size["axis_label"], "titleFontSize": size["axis_label"]}} if lecture else {}
     spec = {  # the y axis's title under the chart's title: upright, it would take the height of the plot
-        "title": {"text": title, "subtitle": y_title}, "width": "container", "height": height,
+        "title": {"text": title, "subtitle": y_title, **({"fontSize": size["title"],
+                                                          "subtitleFontSize": size["axis_label"]} if lecture else {})},
+        "width": "container", "height": height,
         "layer": [
             {"transform": [{"filter": "datum.kind === 'line'"}], "mark": {"type": "line", "clip": True},
              "encoding": {
-                 "x": {"field": "x", "type": "quantitative", "title": "step", "scale": {"zero": False}},
-                 "y": {"field": "y", "type": "quantitative", "title": None, "scale": {"zero": curve == "lr"}},
+                 "x": {"field": "x", "type": "quantitative", "title": "step", "scale": {"zero": False},
+                       **axis},
+                 "y": {"field": "y", "type": "quantitative", "title": None, "scale": {"zero": curve == "lr"},
+                       **axis},
                  "color": {"field": "series", "type": "nominal",
                            "scale": {"domain": names, "range": list(RUN_COLOURS[:len(names)])},
-                           "legend": {"orient": "bottom", "title": None}},
+                           "legend": {"orient": "bottom", "title": None, "labelFontSize": size["axis_label"]}},
                  "detail": {"field": "segment", "type": "nominal"}}},
             {"transform": [{"filter": "datum.kind === 'rule'"}],
              "mark": {"type": "rule", "color": "grey", "strokeDash": [2, 3], "strokeWidth": 1},

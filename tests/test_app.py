@@ -364,7 +364,8 @@ def test_heatmaps_show_the_snapshots_op_weights_each_in_its_own_chart(app_runs, 
     for cell, title in (("normal", "Normal cell"), ("reduce", "Reduction cell")):
         shown_title, z = _heatmap(at, f"live.heatmap.{cell}")
         assert shown_title == title
-        want = snap.weights[cell] - snap.initial_weights[cell] if mode == "change" else snap.weights[cell]
+        want = {"softmax": snap.weights[cell], "uniform": snap.weights[cell] - 1 / len(PRIMITIVES),
+                "change": snap.weights[cell] - snap.initial_weights[cell]}[mode]   # centred: op weight - 1/8
         np.testing.assert_allclose(z, want, rtol=0, atol=1e-12)
 
 

@@ -7,7 +7,9 @@ import pytest
 
 from app import figures
 from engine.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype
-from engine.space import PRIMITIVES, edge_labels
+from engine.space import PRIMITIVES
+
+EDGES = figures.edge_names(4)  # the heatmaps' rows, in alpha-row order
 
 
 def _softmax(a):
@@ -39,8 +41,8 @@ def test_heatmap_axes_and_values_match_the_weights(alphas):
     fig = figures.heatmap(w, title="Normal cell")
     trace = fig.data[0]
     assert list(trace.x) == list(PRIMITIVES)
-    assert list(trace.y) == edge_labels(4)
-    assert trace.y[0] == "c_{k-2} -> 0" and trace.y[-1] == "2 -> 3"
+    assert list(trace.y) == EDGES
+    assert trace.y[0] == "c(k-2) -> 0" and trace.y[-1] == "2 -> 3"   # plain text, not the paper's LaTeX
     np.testing.assert_allclose(np.asarray(trace.z), w)
     assert (trace.zmin, trace.zmax) == (0.0, 1.0)       # fixed scale, whatever the values
     assert fig.layout.yaxis.autorange == "reversed"      # row 0 on top, like the matrix
@@ -55,22 +57,24 @@ def test_heatmap_scale_is_fixed_even_for_near_uniform_weights():
     assert (trace.zmin, trace.zmax) == (0.0, 1.0)
 
 
-def test_uniform_view_centres_on_one_eighth_and_stretches_small_moves():
+def test_uniform_view_shows_the_offset_from_one_eighth_on_a_fixed_symlog_scale():
     w = np.full((14, 8), 1 / 8)
     w[3, 4], w[3, 0] = 1 / 8 + 0.02, 1 / 8 - 0.02
     trace = figures.heatmap(w, mode="uniform").data[0]
-    assert trace.zmid == pytest.approx(1 / 8)
-    assert trace.zmin == pytest.approx(1 / 8 - 0.02) and trace.zmax == pytest.approx(1 / 8 + 0.02)
-    np.testing.assert_allclose(np.asarray(trace.z), w)
+    assert (trace.zmin, trace.zmid, trace.zmax) == (-1.0, 0.0, 1.0)       # fixed, whatever the values
+    shown = np.asarray(trace.z)
+    assert shown[3, 4] == pytest.approx(-shown[3, 0]) and shown[0, 0] == 0.0
+    assert 0.2 < shown[3, 4] < 0.4            # a move of 0.02 is a quarter of the way to the end: visible
+    assert trace.text[3][4] == "+0.020" and trace.text[3][0] == "-0.020"   # the cell says the value itself
 
 
-def test_change_view_shows_weights_minus_the_start(alphas):
+def test_change_view_shows_weights_minus_the_start_on_the_fixed_domain(alphas):
     w0 = _softmax(alphas["normal"] * 0.01)
     w = _softmax(alphas["normal"])
     trace = figures.heatmap(w, mode="change", initial=w0).data[0]
-    np.testing.assert_allclose(np.asarray(trace.z), w - w0)
-    assert trace.zmid == 0.0 and trace.zmin == pytest.approx(-trace.zmax)
-    assert trace.zmax == pytest.approx(np.abs(w - w0).max())
+    np.testing.assert_allclose(np.asarray(trace.z), figures._symlog(w - w0, 1.0))
+    assert trace.text[0][0] == f"{w[0, 0] - w0[0, 0]:+.3f}"
+    assert (trace.zmin, trace.zmid, trace.zmax) == (-1.0, 0.0, 1.0)
 
 
 def test_heatmap_rejects_a_matrix_that_is_not_a_cell():
@@ -83,7 +87,7 @@ def test_heatmap_rejects_a_matrix_that_is_not_a_cell():
 def test_weights_frame_labels_rows_and_columns(alphas):
     frame = figures.weights_frame(_softmax(alphas["reduce"]))
     assert list(frame.columns) == list(PRIMITIVES)
-    assert list(frame.index) == edge_labels(4)
+    assert list(frame.index) == EDGES
     np.testing.assert_allclose(frame.sum(axis=1).to_numpy(), 1.0)
 
 
@@ -145,7 +149,7 @@ def test_genotype_frame_and_changes():
     v1, v2 = KNOWN_GENOTYPES["DARTS_V1"], KNOWN_GENOTYPES["DARTS_V2"]
     frame = figures.genotype_frame(v2)
     assert len(frame) == 16 and list(frame.columns) == ["cell", "node", "input", "op"]
-    assert frame.iloc[0].to_dict() == {"cell": "normal", "node": 0, "input": "c_{k-2}", "op": "sep_conv_3x3"}
+    assert frame.iloc[0].to_dict() == {"cell": "normal", "node": 0, "input": "c(k-2)", "op": "sep_conv_3x3"}
     assert frame.iloc[7].to_dict() == {"cell": "normal", "node": 3, "input": "0", "op": "dil_conv_3x3"}
     assert figures.genotype_changes(v2, v2) == []
     assert figures.genotype_changes(None, v2) == []
@@ -193,10 +197,29 @@ def test_replayed_record_gives_weights_and_genotype(records):
 def test_op_share_shows_skip_connect_rising(records):
     fig = figures.op_share_figure(records, "normal")
     by_name = {t.name: t for t in fig.data}
-    assert list(by_name) == list(PRIMITIVES)
+    assert list(by_name) == [op for op in PRIMITIVES if op != "none"]   # none is never chosen: not drawn
     skip = list(by_name["skip_connect"].y)
-    assert skip[0] == pytest.approx(1 / 8) and skip == sorted(skip) and skip[-1] > 0.5
+    assert skip[0] == pytest.approx(1 / 7) and skip == sorted(skip) and skip[-1] > 0.5
     assert list(by_name["skip_connect"].x) == [0, 2, 4, 6, 8]
+    assert by_name["skip_connect"].line.width > (by_name["sep_conv_3x3"].line.width or 2)   # the line to watch
+
+
+def test_op_share_leaves_a_dominant_none_out():
+    """`none` taking most of every edge's weight does not hide skip_connect winning among the real ops."""
+    rows = []
+    for step in (0, 1, 2):
+        a = np.zeros((14, 8))
+        a[:, PRIMITIVES.index("none")] = 3.0 * step
+        a[:, PRIMITIVES.index("skip_connect")] = 1.0 * step
+        rows.append({"step": step, "normal": a.tolist(), "reduce": a.tolist()})
+    shares = figures.op_shares(rows, "normal")
+    w = figures.record_weights(rows[-1])["normal"]
+    assert w[:, 0].min() > 0.7                                   # none dominates every edge ...
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)          # ... and is left out of the shares
+    assert shares[:, 0].tolist() == [0.0, 0.0, 0.0]
+    real = w[0, 1:] / w[0, 1:].sum()
+    assert shares[-1, PRIMITIVES.index("skip_connect")] == pytest.approx(real[PRIMITIVES.index("skip_connect") - 1])
+    assert shares[-1].argmax() == PRIMITIVES.index("skip_connect")
 
 
 def test_formatting_helpers():
@@ -284,14 +307,14 @@ def test_heatmap_vega_data_is_the_weights_and_the_spec_only_the_mode(mode):
     w, w0 = rng.dirichlet(np.ones(8), size=14), rng.dirichlet(np.ones(8) * 50, size=14)
     spec, data = figures.heatmap_vega(w, title="Normal cell", mode=mode, initial=w0)
     assert spec["title"] == "Normal cell"
-    assert spec["encoding"]["y"]["sort"] == edge_labels(4) and spec["encoding"]["x"]["sort"] == list(PRIMITIVES)
-    assert data["edge"].tolist() == [e for e in edge_labels(4) for _ in PRIMITIVES]   # row-major: edge, then op
+    assert spec["encoding"]["y"]["sort"] == EDGES and spec["encoding"]["x"]["sort"] == list(PRIMITIVES)
+    assert data["edge"].tolist() == [e for e in EDGES for _ in PRIMITIVES]   # row-major: edge, then op
     assert data["op"].tolist() == list(PRIMITIVES) * 14
     np.testing.assert_array_equal(data["weight"].to_numpy().reshape(14, 8), w)
     np.testing.assert_array_equal(data["change"].to_numpy().reshape(14, 8), w - w0)
-    shown = w - w0 if mode == "change" else w
+    shown = {"softmax": w, "uniform": w - 1 / 8, "change": w - w0}[mode]
     np.testing.assert_array_equal(data["value"].to_numpy().reshape(14, 8), shown)   # colour and text
-    assert data["label"][9] == f"c_{{k-1}} -> 0, max_pool_3x3: weight {w[1, 1]:.6f}, change since start " \
+    assert data["label"][9] == f"c(k-1) -> 0, max_pool_3x3: weight {w[1, 1]:.6f}, change since start " \
                                f"{w[1, 1] - w0[1, 1]:+.6f}"
     # another step's weights change the data only: the browser keeps the chart and swaps its data
     assert figures.heatmap_vega(_softmax(rng.normal(size=(14, 8))), title="Normal cell", mode=mode)[0] == spec

@@ -1,38 +1,104 @@
-"""Architecture weights and cells: per-edge heatmaps and cell DAGs for the normal and reduction cell."""
+"""Architecture weights and cells: per-edge heatmaps and cell DAGs for the normal and reduction cell, and the two
+view settings they share: lecture (projector) mode and the heatmaps' colour scale, both kept in the page's URL
+(st.query_params) so a reload keeps them."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from app import figures
 
-__all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker"]
+__all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker", "lecture_toggle", "lecture_on", "LECTURE_KEY",
+           "SCALE_PARAM", "LECTURE_SCREEN_PX"]
 
 CELLS = {"normal": "Normal cell", "reduce": "Reduction cell"}
 
+# Lecture mode: its toggle's key and query parameter (?lecture=1); the colour scale's query parameter (?scale=...).
+LECTURE_KEY = "lecture"
+SCALE_PARAM = "scale"
+_LECTURE_STICKY = "lecture.on"   # not a widget key: survives pages that do not draw the toggle
+# The width lecture mode is sized for: a 1280 px projector, sidebar closed, less the page's margins.
+LECTURE_SCREEN_PX = 1100
+_LECTURE_CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "lecture.css"
+
+
+def _lecture_from_url() -> bool:
+    return st.query_params.get(LECTURE_KEY) == "1"
+
+
+def lecture_on() -> bool:
+    """Whether lecture mode is on in this session (the toggle's value; before the toggle is drawn, the URL's)."""
+    if LECTURE_KEY in st.session_state:
+        return bool(st.session_state[LECTURE_KEY])
+    return bool(st.session_state.get(_LECTURE_STICKY, _lecture_from_url()))
+
+
+def _lecture_changed() -> None:
+    on = bool(st.session_state[LECTURE_KEY])
+    st.session_state[_LECTURE_STICKY] = on
+    if on:
+        st.query_params[LECTURE_KEY] = "1"
+    else:
+        st.query_params.pop(LECTURE_KEY, None)
+
+
+def lecture_toggle() -> bool:
+    """The sidebar's `Lecture mode` toggle (call it outside fragments): large fonts, one cell per screen width,
+    numbers and labels readable from the back of a room. Its value lives in the URL (?lecture=1), so a reload
+    or a shared link keeps it. Returns whether it is on; when on, the page gets assets/styles/lecture.css."""
+    if LECTURE_KEY not in st.session_state:
+        st.session_state[LECTURE_KEY] = lecture_on()
+    on = st.sidebar.toggle("Lecture mode", key=LECTURE_KEY, on_change=_lecture_changed,
+                           help="For a projector: large text, each cell full width one above the other, "
+                                "heatmap numbers and graph labels readable from the back of the room. "
+                                "Kept in the page address (?lecture=1).")
+    st.session_state[_LECTURE_STICKY] = on
+    if on:
+        st.query_params[LECTURE_KEY] = "1"   # back in the URL after a page switch cleared it
+        st.html(_LECTURE_CSS)
+    return on
+
+
+def _scale_changed(key: str) -> None:
+    st.query_params[SCALE_PARAM] = st.session_state[key]
+
 
 def mode_picker(key: str) -> str:
-    """The heatmap colouring (see figures.HEATMAP_MODES); returns its key."""
-    return st.radio("Colour scale", list(figures.HEATMAP_MODES), format_func=figures.HEATMAP_MODES.get,
-                    horizontal=True, key=key,
-                    help="Weights start at 1/8 and move slowly at first: the centred and change views "
-                         "stretch the colours so early moves are visible.")
+    """The heatmap colouring (see figures.HEATMAP_MODES); returns its key. The choice is kept in the URL
+    (?scale=<mode>): a reload, or the same picker on another page, starts from it."""
+    modes = list(figures.HEATMAP_MODES)
+    if key not in st.session_state and st.query_params.get(SCALE_PARAM) in modes:
+        st.session_state[key] = st.query_params[SCALE_PARAM]
+    return st.radio("Colour scale", modes, format_func=figures.HEATMAP_MODES.get, horizontal=True, key=key,
+                    on_change=_scale_changed, args=(key,),
+                    help="Every colour scale is fixed: the same colour is the same value in both cells and at "
+                         f"every step. Op weights start at 1/{len(figures.PRIMITIVES)} and move slowly at first: "
+                         "the centred and change scales are symmetric-log, so a move of 0.01 is already visible.")
+
+
+def _places(lecture: bool) -> list:
+    """Where the normal and the reduction cell go: side by side, or in lecture mode one above the other."""
+    return [st.container() for _ in CELLS] if lecture else list(st.columns(2))
 
 
 def render_heatmaps(weights: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray] | None, mode: str,
-                    key: str) -> None:
-    """Two heatmaps side by side: rows are edges `source -> node`, columns ops, values on hover."""
+                    key: str, lecture: bool | None = None) -> None:
+    """Two heatmaps (side by side; in lecture mode one above the other, full width): rows are edges
+    `source -> node`, columns ops, values on hover."""
     initial = initial or {}
-    for col, (cell, title) in zip(st.columns(2), CELLS.items(), strict=True):
-        with col:
+    lecture = lecture_on() if lecture is None else lecture
+    for place, (cell, title) in zip(_places(lecture), CELLS.items(), strict=True):
+        with place:
             if cell not in weights:
-                st.info(f"{title}: no architecture weights yet.")
+                st.info(f"{title}: no op weights yet.")
                 continue
-            spec, data = figures.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell))
+            spec, data = figures.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell),
+                                              lecture=lecture)
             with st.container(key=f"{key}.heatmap.{cell}"):  # the same spec each step: redrawn in place
                 st.vega_lite_chart(data, spec, width="stretch")
 
@@ -45,17 +111,20 @@ def _graph(dot: str, key: str) -> None:
 
 
 def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bool, *,
-                kept_weights: bool = True, key: str = "cells") -> None:
+                kept_weights: bool = True, key: str = "cells", lecture: bool | None = None) -> None:
     """The cells of a genotype as graphs (rendered in the browser); with `show_all`, every candidate edge
     of the relaxed cell, thicker where its strongest op weighs more. `kept_weights`: the kept edges' weights on
-    their labels and pen widths (off in the live panel, whose graph then changes only with the genotype)."""
-    for col, (cell, title) in zip(st.columns(2), CELLS.items(), strict=True):
-        with col:
+    their labels and pen widths (off in the live panel, whose graph then changes only with the genotype).
+    Lecture mode: one cell above the other, full width, drawn top to bottom in large type."""
+    lecture = lecture_on() if lecture is None else lecture
+    for place, (cell, title) in zip(_places(lecture), CELLS.items(), strict=True):
+        with place:
             st.markdown(f"**{title}**")
             if show_all and weights and cell in weights:
-                _graph(figures.weighted_cell_dot(weights[cell], cell=cell), f"{key}.dag.{cell}")
+                _graph(figures.weighted_cell_dot(weights[cell], cell=cell, lecture=lecture), f"{key}.dag.{cell}")
             elif genotype is not None:
                 cell_weights = weights.get(cell) if weights and kept_weights else None
-                _graph(figures.cell_dot(genotype, cell=cell, weights=cell_weights), f"{key}.dag.{cell}")
+                _graph(figures.cell_dot(genotype, cell=cell, weights=cell_weights, lecture=lecture),
+                       f"{key}.dag.{cell}")
             else:
                 st.info("No genotype yet: it is derived after the first step.")

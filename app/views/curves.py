@@ -1,4 +1,5 @@
-"""Training curves: loss, accuracy and the weight learning rate against the step (Vega-Lite, redrawn in place)."""
+"""Training curves: loss, accuracy and the network-weight learning rate against the step (Vega-Lite, redrawn in
+place)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from app import figures
 __all__ = ["render"]
 
 
-def render(metrics: Sequence[Mapping[str, Any]], key: str) -> None:
+def render(metrics: Sequence[Mapping[str, Any]], key: str, lecture: bool = False) -> None:
+    """The three curves side by side; in lecture mode one above the other, full width, in large type."""
     if not metrics:
         st.info("No metrics yet: the first line is logged after the first step.")
         return
-    for col, curve in zip(st.columns(len(figures.CURVES)), figures.CURVES, strict=True):
-        spec, data = figures.curve_vega(metrics, curve)
-        with col.container(key=f"{key}.curve.{curve}"):  # the same spec each step: new rows are drawn in place
+    places = [st.container() for _ in figures.CURVES] if lecture else list(st.columns(len(figures.CURVES)))
+    for place, curve in zip(places, figures.CURVES, strict=True):
+        spec, data = figures.curve_vega(metrics, curve, lecture=lecture)
+        with place.container(key=f"{key}.curve.{curve}"):  # the same spec each step: new rows are drawn in place
             st.vega_lite_chart(data, spec, width="stretch")

@@ -18,6 +18,11 @@ from engine.space import PRIMITIVES
 __all__ = ["page", "render"]
 
 _PAPER = "DARTS_V2"
+# Measured on the demo recording shipped with dartboard (assets/runs/...-example-demo, 250 recorded steps):
+# deriving each step's cell with edges ranked by raw alphas instead of op weights (tests/test_lecture.py checks it).
+RAW_ALPHA_STEPS = (240, 250)
+RAW_ALPHA_FIGURE = (f"On the demo recording shipped with dartboard, ranking by raw alphas gives another cell at "
+                    f"{RAW_ALPHA_STEPS[0]} of its {RAW_ALPHA_STEPS[1]} recorded steps.")
 
 
 def _intro() -> None:
@@ -25,8 +30,9 @@ def _intro() -> None:
         "**Neural architecture search** looks for the wiring of a network instead of hand-designing it. "
         "DARTS (Liu, Simonyan and Yang, ICLR 2019) searches for one small building block, a **cell**, "
         "and stacks copies of it into a network. A cell is a little graph: two inputs (the outputs of "
-        "the two previous cells, `c_{k-2}` and `c_{k-1}`), four intermediate **nodes**, and an output "
-        "that concatenates the nodes. Node *i* may take any earlier state as input, which gives "
+        "the two previous cells, $c_{k-2}$ and $c_{k-1}$; the figures write them c(k-2) and c(k-1)), four "
+        "intermediate **nodes**, and an output $c_k$ that concatenates the nodes. Node *i* may take any "
+        "earlier state as input, which gives "
         "2 + 3 + 4 + 5 = **14 candidate edges**. On each edge one of **8 operations** could sit:")
     st.code(", ".join(PRIMITIVES), language=None)
     st.markdown(
@@ -44,50 +50,71 @@ def _relaxation(weights: Mapping[str, Any] | None, key: str) -> None:
              r"\frac{\exp\big(\alpha_o^{(i,j)}\big)}"
              r"{\sum_{o' \in \mathcal{O}} \exp\big(\alpha_{o'}^{(i,j)}\big)}\, o(x)")
     st.markdown(
-        "The alphas start near zero, so every weight starts at 1/8 = 0.125. The heatmaps show these softmax "
-        "weights: one row per edge (`source -> node`), one column per op.")
+        "These mixing coefficients are the **op weights**; they are not the **network weights** (the "
+        "convolution kernels inside each op), which are trained separately. The alphas start near zero, so "
+        "every op weight starts at 1/8 = 0.125. The heatmaps show the op weights: one row per edge "
+        "(`source -> node`), one column per op. Their colour scales are fixed, so a colour means the same "
+        "value in both cells and at every step.")
     if weights:
         mode = cells.mode_picker(key=f"{key}.mode")
         cells.render_heatmaps(weights, None, mode, key=key)
     else:
-        st.info("Start a search (Search page) or pick a recorded run above to see its weights here.")
+        st.info("Start a search (Search page) or pick a recorded run above to see its op weights here.")
 
 
 def _bilevel() -> None:
     st.header("2. Bilevel optimisation")
     st.markdown(
-        "Two sets of parameters are learned: the network weights $w$ (convolution kernels) and the "
-        "architecture $\\alpha$. The weights should fit the training data; the architecture should be the "
-        "one whose trained weights do best on held-out data. The training set is split in two halves for this:")
+        "Two sets of parameters are learned: the **network weights** $w$ (convolution kernels) and the "
+        "architecture $\\alpha$ (which sets the op weights). The network weights should fit the training data; "
+        "the architecture should be the one whose trained network weights do best on held-out data. The "
+        "training set is split in two halves for this:")
     st.latex(r"\min_{\alpha}\; \mathcal{L}_{val}\big(w^*(\alpha), \alpha\big) \quad \text{s.t.} \quad "
              r"w^*(\alpha) = \arg\min_{w}\; \mathcal{L}_{train}(w, \alpha)")
     st.markdown(
         "Training $w$ to convergence for every change of $\\alpha$ is far too expensive, so DARTS alternates "
         "one step of each: an **architecture step** on a validation batch (Adam on $\\alpha$), then a "
-        "**weight step** on a training batch (SGD on $w$). The *first-order* variant uses the gradient at "
-        "the current weights, $\\nabla_\\alpha \\mathcal{L}_{val}(w, \\alpha)$. The *second-order* variant looks "
-        "one SGD step ahead:")
+        "**network-weight step** on a training batch (SGD on $w$). The *second-order* variant looks one "
+        "virtual SGD step ahead, to the network weights $w'$ that the next step would give:")
     st.latex(r"\nabla_\alpha \mathcal{L}_{val}\big(w', \alpha\big) - \xi\, \nabla^2_{\alpha, w}"
              r"\mathcal{L}_{train}(w, \alpha)\, \nabla_{w'} \mathcal{L}_{val}(w', \alpha), \qquad "
              r"w' = w - \xi \nabla_w \mathcal{L}_{train}(w, \alpha)")
-    st.markdown("and approximates the second-derivative term by a finite difference, with "
-                "$w^\\pm = w \\pm \\epsilon \\nabla_{w'} \\mathcal{L}_{val}(w', \\alpha)$:")
+    st.markdown(
+        "Here $\\xi$ is the **learning rate of that virtual step**: this app, like the paper's code, uses the "
+        "network weights' current learning rate (and the virtual step includes SGD's momentum and weight "
+        "decay). The **first-order** variant is the case $\\xi = 0$: $w' = w$, the second term vanishes and "
+        "the gradient is just $\\nabla_\\alpha \\mathcal{L}_{val}(w, \\alpha)$ at the current network weights; "
+        "it is cheaper and, in the paper, finds a somewhat worse cell. The second-derivative term is "
+        "approximated by a finite difference with $w^\\pm = w \\pm \\epsilon \\nabla_{w'} "
+        "\\mathcal{L}_{val}(w', \\alpha)$, where $\\epsilon$ is the **finite-difference radius**, a small step "
+        "(the paper's $\\epsilon = 0.01 / \\lVert \\nabla_{w'} \\mathcal{L}_{val}(w', \\alpha) \\rVert_2$, as here):")
     st.latex(r"\nabla^2_{\alpha, w}\mathcal{L}_{train}\, \nabla_{w'}\mathcal{L}_{val} \approx "
              r"\frac{\nabla_\alpha \mathcal{L}_{train}(w^+, \alpha) - \nabla_\alpha \mathcal{L}_{train}(w^-, \alpha)}"
              r"{2\epsilon}")
 
 
-def _derivation(weights: Mapping[str, Any] | None, genotype: Genotype | None) -> None:
-    st.header("3. From weights to a cell: the derivation rule")
+def _derivation(weights: Mapping[str, Any] | None, genotype: Genotype | None, valid_acc: float | None) -> None:
+    st.header("3. From op weights to a cell: the derivation rule")
     st.markdown(
         "When the search ends (or whenever you press **Derive now**), the mixture is turned back into a "
         "discrete cell, the **genotype**:\n"
-        "1. for each node, rank its incoming edges by their **largest non-`none` softmax weight** and keep "
+        "1. for each node, rank its incoming edges by their **largest non-`none` op weight** and keep "
         "the **top 2**;\n"
         "2. on each kept edge, keep the **strongest op other than `none`**.\n\n"
-        "Ranking must use the softmax weights, not the raw alphas: ranking by raw alphas is a known bug of "
-        "some ports and gives a different cell most of the time. Below, the cells derived from the weights "
-        "above; switch on *every candidate edge* to see the relaxed cell they come from.")
+        "**Why `none` can dominate an edge and still never appear in the cell.** `none` is the zero op: it "
+        "outputs zeros, so a large op weight on `none` only scales the edge down. That op weight measures how little "
+        "the edge matters, not an op to keep, and the rule leaves it out: an edge whose `none` is largest "
+        "still gives its best real op, and the edges are ranked by their real ops only.\n\n"
+        f"Ranking must use the op weights (softmax), not the raw alphas: two edges with the same raw alpha for "
+        f"an op can give it very different op weights. {RAW_ALPHA_FIGURE} Below, the cells derived from the op "
+        "weights above; switch on *every candidate edge* to see the relaxed cell they come from.")
+    acc = "" if valid_acc is None else f" (this run's supernet: {valid_acc:.2f})"
+    st.markdown(
+        "**The derived cell is not yet a result.** It is stacked into a new, deeper network (20 cells, 36 "
+        "channels for CIFAR-10) that is **trained again from scratch**; that network's test accuracy is the "
+        f"result. The validation accuracy of the search's supernet{acc} is the accuracy of a mixture of all "
+        "ops with shared network weights, and says little about the derived cell (Train page, or "
+        "`python -m engine train`).")
     if genotype is None:
         st.info("No run to derive from yet.")
         return
@@ -99,19 +126,21 @@ def _derivation(weights: Mapping[str, Any] | None, genotype: Genotype | None) ->
 def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str) -> None:
     st.header("4. Skip-connection collapse")
     st.markdown(
-        "A weakness of DARTS that users meet again and again: as the search goes on, **parameter-free ops** "
-        "(`skip_connect`, the pools) gain weight, because they let gradients through easily and the "
-        "supernet's weights train faster with them, not because they make the best final network. Searched "
-        "long enough, the normal cell fills with skip connections and the network built from it is "
-        "shallow and weak. Variants fight this (DARTS-, P-DARTS, beta-DARTS...); in plain DARTS, watch the "
-        "dotted lines below (parameter-free ops) and stop, or prefer an earlier epoch's genotype, before "
-        "they take over.")
+        "A weakness of DARTS that users meet again and again: as the search goes on, **parameter-free ops**, "
+        "above all **`skip_connect`** (and the pools), gain op weight, because they let gradients through "
+        "easily and the supernet's network weights train faster with them, not because they make the best "
+        "final network. Searched long enough, the normal cell fills with skip connections and the network "
+        "built from it is shallow and weak. Variants fight this (DARTS-, P-DARTS, beta-DARTS...); in plain "
+        "DARTS, watch the thick red **skip_connect** line below (other parameter-free ops dotted) and stop, or "
+        "prefer an earlier epoch's genotype, before it takes over. The charts leave `none` out: it is never "
+        "chosen, and each line is the op's share of its edge's op weight among the real ops, the competition "
+        "the derivation rule decides.")
     if len(records) < 2:
         st.info("This needs a run with at least two recorded steps.")
         return
-    left, right = st.columns(2)
-    for col, cell in ((left, "normal"), (right, "reduce")):
-        col.plotly_chart(figures.op_share_figure(records, cell, variant), key=f"{key}.share.{cell}")
+    places = [st.container() for _ in range(2)] if cells.lecture_on() else list(st.columns(2))
+    for place, cell in zip(places, ("normal", "reduce"), strict=True):
+        place.plotly_chart(figures.op_share_figure(records, cell, variant), key=f"{key}.share.{cell}")
     last = figures.record_genotype(records[-1], variant)
     skips = sum(op == "skip_connect" for op, _ in last.normal)
     st.caption(f"The normal cell derived at the last recorded step has {skips} skip connection(s) out of "
@@ -131,7 +160,7 @@ def _paper(genotype: Genotype | None, num_classes: int) -> None:
         st.markdown(f"**{_PAPER}**")
         for cell, title in cells.CELLS.items():
             st.caption(title)
-            st.graphviz_chart(figures.cell_dot(paper, cell=cell), width="stretch")
+            st.graphviz_chart(figures.cell_dot(paper, cell=cell, lecture=cells.lecture_on()), width="stretch")
         st.metric("Parameters (C=36, 20 cells, 10 classes)",
                   f"{state.param_count(json.dumps(paper.to_dict(), sort_keys=True), 10):,}")
     with right:
@@ -141,7 +170,8 @@ def _paper(genotype: Genotype | None, num_classes: int) -> None:
             return
         for cell, title in cells.CELLS.items():
             st.caption(title)
-            st.graphviz_chart(figures.cell_dot(genotype, cell=cell), width="stretch")
+            st.graphviz_chart(figures.cell_dot(genotype, cell=cell, lecture=cells.lecture_on()),
+                              width="stretch")
         st.metric(f"Parameters (C=36, 20 cells, {num_classes} classes)",
                   f"{state.param_count(json.dumps(genotype.to_dict(), sort_keys=True), num_classes):,}")
     st.dataframe(figures.compare_genotypes_frame(paper, genotype, names=(_PAPER, "this run")), hide_index=True,
@@ -154,14 +184,14 @@ VARIANT_LESSONS = {
                  "ops; the rest skip them and are shuffled back in. That cuts the supernet's memory about K-fold, so "
                  "batches can be larger. Sampling channels makes the op choice noisier, so each edge also gets an "
                  "**edge weight** (a softmax over the node's inputs) and the genotype ranks edges by op weight "
-                 "times edge weight. The alphas are frozen for the first 15 epochs while the weights warm up."),
+                 "times edge weight. The alphas are frozen for the first 15 epochs while the network weights warm up."),
     "gdas": ("GDAS: one op per edge", "Instead of running all eight ops, each edge samples **one** op per step "
              "from softmax(alpha) with the Gumbel-max trick and runs only it, so a step costs about an eighth. "
              "The gradient for the alphas comes from the soft Gumbel-softmax (straight-through), whose temperature "
              "tau anneals from 10 to 0.1: the heatmap shows the sampling probabilities at the current tau."),
-    "fair_darts": ("FairDARTS: independent weights", "Softmax makes ops compete, and skip connections win that "
+    "fair_darts": ("FairDARTS: independent op weights", "Softmax makes ops compete, and skip connections win that "
                    "competition unfairly. FairDARTS gives each op its own sigmoid weight in (0, 1), adds a "
-                   "**zero-one loss** that pushes every weight towards 0 or 1, and keeps an edge only if its best "
+                   "**zero-one loss** that pushes every op weight towards 0 or 1, and keeps an edge only if its best "
                    "op passes 0.85: a node may keep two, one or no inputs."),
     "drnas": ("DrNAS: a distribution over cells", "The op weights of each edge are a **sample from a Dirichlet "
               "distribution** whose concentration (ELU(alpha) + 1) is learned, drawn anew every step with a "
@@ -180,7 +210,7 @@ def _variants(variant: str) -> None:
 
 
 def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str = "learn",
-           variant: str = "darts") -> None:
+           variant: str = "darts", valid_acc: float | None = None) -> None:
     """The lesson on one run's recorded alphas (empty: the lesson with the paper's cell only); `variant` is
     the run's, which turns the records into op weights and a cell."""
     weights = figures.record_weights(records[-1], variant) if records else None
@@ -188,7 +218,7 @@ def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str
     _intro()
     _relaxation(weights, key)
     _bilevel()
-    _derivation(weights, genotype)
+    _derivation(weights, genotype, valid_acc)
     _collapse(records, key, variant)
     _paper(genotype, num_classes)
     _variants(variant)
@@ -196,11 +226,12 @@ def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str
 
 def page() -> None:
     reg = state.registry()
+    cells.lecture_toggle()
     st.title("Learn DARTS")
     # this machine's searches, then the recordings shipped with the app, so the lesson has a real run at once
     runs = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
     records: list[dict[str, Any]] = []
-    classes, variant = 10, "darts"
+    classes, variant, valid_acc = 10, "darts", None
     if runs:
         ids = [r.run_id for r in runs]
         job = state.selected_job(reg)
@@ -211,8 +242,9 @@ def page() -> None:
         records = state.alphas_records(info.path)
         classes = state.num_classes_of(info.config)
         variant = str(info.config.get("variant", "darts"))
+        valid_acc = info.valid_acc
         st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}"
                    " · this page redraws when you interact with it; the Search page is the live view")
     else:
         st.caption("No runs yet: the figures below appear once a search has run (Search page).")
-    render(records, classes, variant=variant)
+    render(records, classes, variant=variant, valid_acc=valid_acc)

@@ -128,14 +128,17 @@ def piece_keys(snap: Snapshot, key: str = "live") -> dict[str, Hashable]:
     (colour scale, the all-edges toggle) are read from the session state."""
     show_all = bool(st.session_state.get(f"{key}.show_all", False))
     mode = st.session_state.get(f"{key}.mode", next(iter(figures.HEATMAP_MODES)))
+    lecture = cells.lecture_on()
     genotype_key = _genotype_key(snap.genotype)
     return {
         "status": (_shown_state(snap), snap.epoch, snap.epochs, snap.step, snap.total_steps, snap.steps_per_s,
                    snap.eta_s, snap.device, snap.message, snap.error),
-        "weights": (mode, _digest(snap.weights), _digest(snap.initial_weights) if mode == "change" else None),
-        "cells": (show_all, genotype_key, _digest(_strongest(snap.weights)) if show_all else None),
-        "curves": _metrics_key(snap.metrics),
-        "genotype": (genotype_key, _genotype_key(snap.epoch_genotype), state.num_classes_of(snap.config)),
+        "weights": (mode, lecture, _digest(snap.weights),
+                    _digest(snap.initial_weights) if mode == "change" else None),
+        "cells": (show_all, lecture, genotype_key, _digest(_strongest(snap.weights)) if show_all else None),
+        "curves": (lecture, _metrics_key(snap.metrics)),
+        "genotype": (genotype_key, _genotype_key(snap.epoch_genotype), state.num_classes_of(snap.config),
+                     _untrained(snap)),
         "export": (snap.run_id, snap.run_dir, snap.genotype is not None, _has_alphas(snap)),
     }
 
@@ -150,8 +153,15 @@ def _draw_status(job: Any, snap: Snapshot, key: str) -> None:
     messages(snap)
 
 
+def _untrained(snap: Snapshot) -> bool:
+    """The genotype on screen comes from the alphas as initialised: no architecture step has been taken."""
+    return snap.genotype is not None and snap.step == 0
+
+
 def _draw_weights(job: Any, snap: Snapshot, key: str) -> None:
-    st.subheader("Architecture weights")
+    st.subheader("Op weights")
+    st.caption("The softmax of each edge's architecture parameters (alphas): how much of each op the edge "
+               "mixes in. Not the network weights, which the convolutions learn.")
     mode = cells.mode_picker(key=f"{key}.mode")
     cells.render_heatmaps(snap.weights, snap.initial_weights, mode, key=key)
     variant_state.render(snap, key=key)  # the variant's own state (edge weights, temperature, threshold, spread)
@@ -167,13 +177,13 @@ def _draw_cells(job: Any, snap: Snapshot, key: str) -> None:
 
 def _draw_curves(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Curves")
-    curves.render(snap.metrics, key=key)
+    curves.render(snap.metrics, key=key, lecture=cells.lecture_on())
 
 
 def _draw_genotype(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Genotype")
     params, classes = _params(snap)
-    genotype.render(snap.genotype, snap.epoch_genotype, params, classes)
+    genotype.render(snap.genotype, snap.epoch_genotype, params, classes, untrained=_untrained(snap))
 
 
 def _draw_export(job: Any, snap: Snapshot, key: str) -> None:
@@ -260,6 +270,7 @@ def render(job: Any, refresh_s: float, key: str = "live") -> None:
             _ticker()(key=f"{key}.ticker", data={"ms": ms}, on_tick_change=lambda: _on_tick(job, key, refresh_s))
 
     st.html(_CSS)  # style only: it goes to the page's event container and takes no room
+    cells.lecture_toggle()
     with st.container(key=key):
         st.session_state[f"{key}.drawn"] = {}
         st.session_state.pop(f"{key}.tick_ms", None)  # a full run ticks at refresh_s until a tick finds nothing

@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from app import figures, state
-from app.views import cells
+from app.views import cells, genotype
 from engine import catalog, examples
 
 __all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S"]
@@ -29,6 +29,8 @@ def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: s
     mode = cells.mode_picker(key=f"{key}.mode")
     cells.render_heatmaps(weights, figures.record_weights(records[0], variant), mode, key=key)
     show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all")
+    if int(record.get("step", i)) == 0:
+        st.caption(genotype.UNTRAINED_NOTE)
     cells.render_dags(figures.record_genotype(record, variant), weights, show_all)
 
 
@@ -82,6 +84,7 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
 
 def page() -> None:
     reg = state.registry()
+    cells.lecture_toggle()
     st.title("Replay")
     # this machine's searches, then the recordings shipped with the app: there is always one to replay
     runs = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
