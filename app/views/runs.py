@@ -1,5 +1,6 @@
 """The Runs page: every run in the runs directory (this server's and those of the command line or other
-processes), with open/follow, resume, replay, export, delete with confirmation, and a two-run comparison."""
+processes; failed and unreadable ones with their reason), with open/follow, resume, replay, export, delete with
+confirmation, a training's search and a search's trainings, and comparisons (runs_compare.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,20 @@ from collections.abc import Sequence
 import streamlit as st
 
 from app import figures, nav, state
-from app.views import cells, curves, exports
+from app.views import cells, curves, exports, runs_compare
 from engine import catalog
 from engine.catalog import RunInfo
 from engine.job import JobError
 from engine.rundir import RunDirError
 
-__all__ = ["page", "render_table", "render_details", "render_compare", "RESUMABLE"]
+__all__ = ["page", "render_table", "render_details", "RESUMABLE"]
 
 RESUMABLE = ("interrupted", "stopped")
 _ACTIVE = ("queued", "running", "paused", "stopping")
-_OVERLAID = {"valid_acc": "Validation accuracy", "valid_loss": "Validation loss", "train_loss": "Training loss"}
 
 
 def render_table(runs: Sequence[RunInfo]) -> None:
-    st.dataframe(figures.runs_frame(runs), hide_index=True, width="stretch",
+    st.dataframe(runs_compare.runs_table(runs), hide_index=True, width="stretch",
                  column_config={"valid acc": st.column_config.NumberColumn(format="%.3f")})
 
 
@@ -73,11 +73,33 @@ def _delete(info: RunInfo) -> None:
     state.flash("success", f"Deleted {info.run_id}.")
 
 
-def render_details(info: RunInfo) -> None:
-    """One run: its state, actions, genotype, curves and exports."""
+def _confirm_delete(info: RunInfo) -> None:
+    if st.session_state.get("runs.confirm_delete") != info.run_id:
+        return
+    st.warning(f"Delete {info.run_id} and all its files? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete it", key="runs.delete_yes", type="primary", width="stretch"):
+        st.session_state.pop("runs.confirm_delete")
+        _delete(info)
+        st.rerun()
+    if no.button("Cancel", key="runs.delete_no", width="stretch"):
+        st.session_state.pop("runs.confirm_delete")
+        st.rerun()
+
+
+def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
+    """One run: its state, its search or trainings, actions, genotype, curves and exports."""
     st.subheader(info.run_id)
+    if info.state == catalog.UNREADABLE:
+        st.caption(f"`{info.path}` · {info.state}")
+        st.error(f"This run cannot be read: {info.error or 'no reason was recorded'}")
+        if st.button("Delete run", key="runs.delete", width="stretch"):
+            st.session_state["runs.confirm_delete"] = info.run_id
+        _confirm_delete(info)
+        return
     progress = figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)
-    st.caption(f"`{info.path}` · {info.state} · {progress}")
+    st.caption(f"`{info.path}` · {info.kind} · {info.state} · {progress}")
+    runs_compare.render_lineage(info, runs)
     if info.state == "failed":
         st.error(f"This run failed: {info.error or 'no error text was recorded'}")
     elif info.state == "interrupted":
@@ -99,17 +121,7 @@ def render_details(info: RunInfo) -> None:
         nav.switch_to("replay")
     if cols[3].button("Delete run", key="runs.delete", disabled=info.state in _ACTIVE, width="stretch"):
         st.session_state["runs.confirm_delete"] = info.run_id
-
-    if st.session_state.get("runs.confirm_delete") == info.run_id:
-        st.warning(f"Delete {info.run_id} and all its files? This cannot be undone.")
-        yes, no = st.columns(2)
-        if yes.button("Yes, delete it", key="runs.delete_yes", type="primary", width="stretch"):
-            st.session_state.pop("runs.confirm_delete")
-            _delete(info)
-            st.rerun()
-        if no.button("Cancel", key="runs.delete_no", width="stretch"):
-            st.session_state.pop("runs.confirm_delete")
-            st.rerun()
+    _confirm_delete(info)
 
     if info.genotype is not None:
         cells.render_dags(info.genotype, None, show_all=False)
@@ -122,37 +134,13 @@ def render_details(info: RunInfo) -> None:
                    has_genotype=info.genotype is not None)
 
 
-def render_compare(runs: Sequence[RunInfo]) -> None:
-    """Two runs: genotypes side by side (cells and a table of edges), curves overlaid."""
-    ids = [r.run_id for r in runs]
-    left, right = st.columns(2)
-    a_id = left.selectbox("Run A", ids, index=0, key="runs.compare_a")
-    b_id = right.selectbox("Run B", ids, index=min(1, len(ids) - 1), key="runs.compare_b")
-    a, b = (next(r for r in runs if r.run_id == x) for x in (a_id, b_id))
-    for col, info, name in ((left, a, "A"), (right, b, "B")):
-        with col:
-            if info.genotype is None:
-                st.info(f"Run {name} has no genotype yet.")
-                continue
-            for cell, title in cells.CELLS.items():
-                st.markdown(f"**{name}: {title}**")
-                st.graphviz_chart(figures.cell_dot(info.genotype, cell=cell), width="stretch")
-    if a.genotype is not None and b.genotype is not None:
-        frame = figures.compare_genotypes_frame(a.genotype, b.genotype)
-        st.dataframe(frame, hide_index=True, width="stretch")
-        st.caption(f"{(frame['same'] == 'yes').sum()} of {len(frame)} edges are the same.")
-    metrics = {f"A {a.run_id}": state.metrics_records(a.path), f"B {b.run_id}": state.metrics_records(b.path)}
-    cols = st.columns(len(_OVERLAID))
-    for col, (key, title) in zip(cols, _OVERLAID.items(), strict=True):
-        col.plotly_chart(figures.overlay_figure(metrics, key, title=title), key=f"runs.compare.{key}")
-
-
 def page() -> None:
     reg = state.registry()
     st.title("Runs")
     state.show_flash()
     runs = catalog.list_runs(reg.runs_dir)
     st.caption(f"Runs directory: `{reg.runs_dir}`")
+    runs_compare.render_failed_jobs(runs)
     if not runs:
         st.info("No runs yet. Start one on the Search page, or from a terminal: "
                 "`python -m engine search --preset demo`.")
@@ -160,10 +148,11 @@ def page() -> None:
     render_table(runs)
     ids = [r.run_id for r in runs]
     chosen = st.selectbox("Run", ids, key="runs.selected")
-    render_details(next(r for r in runs if r.run_id == chosen))
+    render_details(next(r for r in runs if r.run_id == chosen), runs)
     st.divider()
-    st.header("Compare two runs")
-    if len(runs) < 2:
-        st.info("Comparing needs two runs.")
-    else:
-        render_compare(runs)
+    st.header("Searches side by side")
+    runs_compare.render_searches(runs)
+    st.divider()
+    st.header("Trainings compared")
+    st.caption("Was the search worth it? The found cell against DARTS_V2 and random cells, trained alike.")
+    runs_compare.render_trainings(runs)
