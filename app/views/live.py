@@ -27,7 +27,7 @@ import numpy as np
 import streamlit as st
 
 from app import figures, state
-from app.views import cells, controls, curves, exports, genotype, status, variant_state
+from app.views import cells, collapse, controls, curves, exports, genotype, status, variant_state
 from engine import rundir
 from engine.rundir import RunDirError
 from engine.snapshot import Snapshot
@@ -178,6 +178,7 @@ def _draw_cells(job: Any, snap: Snapshot, key: str) -> None:
 def _draw_curves(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Curves")
     curves.render(snap.metrics, key=key, lecture=cells.lecture_on())
+    collapse.render(snap, key=key)  # entropy, skip counts, Hessian eigenvalue, early-stop warning (docs/collapse.md)
 
 
 def _draw_genotype(job: Any, snap: Snapshot, key: str) -> None:

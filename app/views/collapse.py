@@ -1,0 +1,99 @@
+"""Collapse indicators on the live panel: op-weight entropy, skip and parameter-free counts of the current genotype,
+the Hessian's dominant eigenvalue with RobustDARTS's early-stop warning, and P-DARTS's skip cap (engine/collapse.py,
+docs/collapse.md). `frames` and `early_stop_note` are plain functions, tested without Streamlit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+__all__ = ["render", "frames", "early_stop_note", "SERIES"]
+
+# chart -> (title, [(metrics key, series label)])
+SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "entropy": ("Mean op-weight entropy per edge (nats; uniform = ln 8 = 2.08)",
+                [("entropy_normal", "normal"), ("entropy_reduce", "reduce")]),
+    "counts": ("Current genotype: skip connections and parameter-free ops",
+               [("skips_normal", "skips, normal"), ("param_free_normal", "param-free, normal"),
+                ("skips_reduce", "skips, reduce"), ("param_free_reduce", "param-free, reduce")]),
+    "eigen": ("Dominant eigenvalue of the valid loss's Hessian (architecture)", [("hessian_eig", "eigenvalue")]),
+}
+
+
+def frames(metrics: Sequence[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Long-form data (step, series, value) of each chart; a chart whose keys no row has is left out."""
+    out = {}
+    for chart, (_, keys) in SERIES.items():
+        rows = [{"step": int(m["step"]), "series": label, "value": float(m[k])}
+                for m in metrics for k, label in keys if isinstance(m.get(k), (int, float))]
+        if rows:
+            out[chart] = pd.DataFrame(rows, columns=["step", "series", "value"])
+    return out
+
+
+def early_stop_note(metrics: Sequence[Mapping[str, Any]], config: Mapping[str, Any] | None) -> str | None:
+    """The warning to show once RobustDARTS's rule has fired (a row with `early_stop_step`), else None."""
+    fired = [m for m in metrics if isinstance(m.get("early_stop_step"), int)]
+    if not fired:
+        return None
+    row = fired[0]
+    then = ("the search stopped and kept the genotype of that step" if (config or {}).get("early_stop")
+            else "early_stop is off, so the search goes on; the cell of that step is the one RobustDARTS would keep")
+    return (f"Early stop (RobustDARTS) fired at step {row['step']}: the dominant eigenvalue's local average rose "
+            f"more than 1.3x within 4 measurements, from about step {row['early_stop_step']}; {then}.")
+
+
+def _chart(data: pd.DataFrame, title: str, key: str) -> None:
+    spec = {"title": title, "width": "container", "height": 200, "mark": {"type": "line", "point": True},
+            "encoding": {"x": {"field": "step", "type": "quantitative", "scale": {"zero": False}},
+                         "y": {"field": "value", "type": "quantitative", "title": None},
+                         "color": {"field": "series", "type": "nominal", "legend": {"orient": "bottom",
+                                                                                    "title": None}}}}
+    with st.container(key=key):
+        st.vega_lite_chart(data, spec, width="stretch")
+
+
+def _cap(snap: Any, key: str) -> None:
+    """P-DARTS's cap on the current architecture: the genotype with at most K skips per normal cell, to download."""
+    from engine.collapse import count_ops
+    from engine.variants import derive
+
+    if not snap.alphas or "normal" not in snap.alphas:
+        return
+    k = st.number_input("Cap skip connections per normal cell at K (P-DARTS keeps 2)", 0, 8,
+                        value=int((snap.config or {}).get("max_skip") or 2), key=f"{key}.collapse.max_skip")
+    try:
+        capped = derive(snap.alphas, snap.config or "darts", max_skip=int(k))
+    except (ValueError, KeyError) as e:
+        st.caption(f"No capped genotype: {e}")
+        return
+    st.code(capped.to_darts(), language="python")
+    st.caption(f"{count_ops(capped)['skips']} skip connection(s) in the normal cell.")
+    st.download_button("Download the capped genotype (JSON)", json.dumps({"genotype": capped.to_dict(),
+                                                                          "max_skip": int(k)}, indent=2),
+                       file_name=f"genotype-max-skip-{int(k)}.json", mime="application/json",
+                       key=f"{key}.collapse.download")
+
+
+def render(snap: Any, key: str = "live") -> None:
+    """The collapse section of the live panel for a snapshot (its metrics rows, config and alphas)."""
+    metrics = list(snap.metrics or ())
+    data = frames(metrics)
+    if not data:
+        return  # a run without the indicators (recorded before they existed)
+    st.subheader("Collapse indicators")
+    note = early_stop_note(metrics, snap.config)
+    if note:
+        st.warning(note)
+    charts = [c for c in SERIES if c in data]
+    for place, chart in zip(st.columns(len(charts)), charts, strict=True):
+        with place:
+            _chart(data[chart], SERIES[chart][0], f"{key}.collapse.{chart}")
+    if "eigen" not in data:
+        st.caption("Set hessian_every > 0 to measure the Hessian's dominant eigenvalue (and early_stop to act on it).")
+    with st.expander("Skip-connection cap (P-DARTS)"):
+        _cap(snap, key)
