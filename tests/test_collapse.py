@@ -257,3 +257,32 @@ def test_live_view_warns_and_caps():
     assert set(data) == {"entropy", "eigen"} and data["eigen"]["value"].tolist() == [3.0]
     assert early_stop_note([{"step": 1}], {}) is None
     assert "stopped" in early_stop_note([{"step": 9, "early_stop_step": 3}], {"early_stop": True})
+
+
+def test_a_resumed_search_continues_the_rule_where_it_was(tmp_path, monkeypatch):
+    # Stopped after 5 of the 8 measurements the rule needs before it can fire, then resumed: the replayed
+    # eigenvalues (metrics.jsonl) and their genotypes (alphas.jsonl) make it fire at the same step as without a stop.
+    from engine.control import Control
+    from engine.hooks import Callback
+
+    series = iter([1.0] * 8 + [3.0] * 100)
+    monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
+    control = Control()
+
+    class StopAt5(Callback):
+        def on_step_end(self, event):
+            if event.step == 5:
+                control.stop()
+
+    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    assert run_search(cfg, run_dir, control=control, callbacks=[StopAt5()]) == "stopped"
+    assert not [g for g in rundir.read_genotypes(run_dir) if g["kind"] == "early_stop"]
+    assert run_search(cfg, run_dir, resume=True) == "stopped"
+    early = [g for g in rundir.read_genotypes(run_dir) if g["kind"] == "early_stop"]
+    assert len(early) == 1 and early[0]["step"] == 9 and early[0]["from_step"] == 3
+    from engine.variants import record_genotype
+
+    alphas = {r["step"]: r for r in rundir.read_alphas(run_dir)}
+    assert early[0]["genotype"] == record_genotype(alphas[3]).to_dict()
