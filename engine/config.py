@@ -7,6 +7,7 @@ directory so a search can be reproduced from it alone.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
@@ -17,7 +18,7 @@ from typing import Any
 from .variants import all_variant_options, second_order_refusal, variant_names, variant_options
 
 __all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES",
-           "from_preset", "parse_overrides"]
+           "from_preset", "parse_overrides", "config_errors"]
 
 DATASETS = ("embedded", "fake", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "imagefolder")
 ORDERS = ("first", "second")
@@ -70,6 +71,7 @@ class SearchConfig:
     fast: bool = True                # channels_last + skip zero ops; False = the reference's plain path
     log_every: int = 1               # steps between metrics/alphas lines
     checkpoint_every_s: float = 120.0  # wall-clock seconds between checkpoints (and one per epoch)
+    threads: int = 0                 # torch CPU threads; 0 = auto from the cores and the load (engine/threads.py)
     # Options of one variant each (engine/variants/; docs/variants.md); another variant refuses a non-default value.
     pc_k: int = 4                    # pc_darts: 1/K of the channels go through the mixed op
     gdas_tau_max: float = 10.0       # gdas: Gumbel-softmax temperature at the first epoch ...
@@ -113,9 +115,16 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
+# While config_errors() runs, _check records each error here instead of raising the first.
+_COLLECTED: contextvars.ContextVar[list[ConfigError] | None] = contextvars.ContextVar("_COLLECTED", default=None)
+
+
 def _check(cond: bool, field: str, value: Any, allowed: str) -> None:
     if not cond:
-        raise ConfigError(field, value, allowed)
+        sink = _COLLECTED.get()
+        if sink is None:
+            raise ConfigError(field, value, allowed)
+        sink.append(ConfigError(field, value, allowed))
 
 
 def _is_int(v: Any) -> bool:
@@ -181,6 +190,8 @@ def validate(c: SearchConfig) -> None:
     _check(_is_int(c.log_every) and c.log_every >= 1, "log_every", c.log_every, "an integer >= 1")
     _check(_is_num(c.checkpoint_every_s) and c.checkpoint_every_s > 0, "checkpoint_every_s", c.checkpoint_every_s,
            "a positive number of seconds")
+    _check(_is_int(c.threads) and 0 <= c.threads <= 1024, "threads", c.threads,
+           "an integer from 0 to 1024 (0 = auto: from the cores and the load of this machine)")
 
 
 _DEFAULTS = {f.name: f.default for f in fields(SearchConfig)}
@@ -196,7 +207,7 @@ def _validate_variant(c: SearchConfig) -> None:
     refusal = second_order_refusal(c.variant)
     _check(c.order != "second" or not refusal, "order", c.order, f"first with variant={c.variant}: {refusal}")
     _check(_is_int(c.pc_k) and 1 <= c.pc_k <= 64, "pc_k", c.pc_k, "an integer from 1 to 64")
-    _check(c.init_channels % c.pc_k == 0, "pc_k", c.pc_k,
+    _check("pc_k" not in mine or c.init_channels % c.pc_k == 0, "pc_k", c.pc_k,
            f"a divisor of init_channels={c.init_channels} (each edge sends 1/K of its channels through the ops)")
     _check(_is_num(c.gdas_tau_max) and 0 < c.gdas_tau_max <= 1e4, "gdas_tau_max", c.gdas_tau_max,
            "a positive temperature up to 1e4")
@@ -304,6 +315,24 @@ def from_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Search
             if name not in overrides and name not in variant_options(variant):
                 overrides[name] = defaults[name]
     return dataclasses.replace(base, **overrides)
+
+
+def config_errors(name: str, overrides: Mapping[str, Any] | None = None) -> list[ConfigError]:
+    """Every error of the preset `name` with `overrides`, not only the first (empty: the config is valid).
+
+    A rule that cannot be checked because of a value already reported (e.g. a divisor that is 0) ends the list."""
+    sink: list[ConfigError] = []
+    token = _COLLECTED.set(sink)
+    try:
+        from_preset(name, overrides)
+    except ConfigError as err:  # raised directly (an unknown field, another variant's option)
+        sink.append(err)
+    except (TypeError, ValueError, ArithmeticError):
+        if not sink:
+            raise
+    finally:
+        _COLLECTED.reset(token)
+    return sink
 
 
 def _coerce(field: dataclasses.Field, text: str) -> Any:
