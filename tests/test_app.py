@@ -127,9 +127,9 @@ def test_layout_renders_with_no_run(app_runs):
 
 
 @pytest.mark.parametrize("field, value, text", [
-    ("epochs", 0, "epochs=0 is not valid"),
-    ("w_lr", -0.1, "w_lr=-0.1 is not valid"),
-    ("init_channels", 3, "init_channels=3 is not valid: an even integer"),
+    ("epochs", 0, "Epochs: 0 is not valid"),                 # the sidebar's labels, not the config's names
+    ("w_lr", -0.1, "Weight lr: -0.1 is not valid"),
+    ("init_channels", 3, "Channels (C): 3 is not valid: an even integer"),
 ])
 def test_bad_sidebar_value_shows_an_inline_message(app_runs, field, value, text):
     at = _app().run()

@@ -2,20 +2,31 @@
 
 Each button only calls the job's request method (idempotent, returns at once) through `on_click`;
 the loop honours it between steps. A button is disabled when its request would do nothing.
+
+What a click does shows at once, in the same rerun: Pause turns the state into "pausing" (and the buttons
+with it) until the loop has finished its step; Derive now shows the cell derived from the alphas on screen
+(its DARTS text and both cells' graphs) and what changed since the previous derivation of that run.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-__all__ = ["LABELS", "PAUSING_KEY", "render", "enabled"]
+from app import figures
+from engine import rundir
+from engine.genotype import Genotype
+
+__all__ = ["LABELS", "PAUSING_KEY", "DERIVED_KEY", "render", "enabled", "previous_derivation"]
 
 LABELS = {"pause": "Pause", "resume": "Resume", "step_once": "Step once", "stop": "Stop",
           "derive_now": "Derive now"}
 # Session key: the run whose Pause was clicked and not answered yet (the page shows "pausing" until then).
 PAUSING_KEY = "control.pausing"
+# Session key: the last Derive now of this session (run id, step, genotype, the previous derivation).
+DERIVED_KEY = "control.derived"
 
 
 def enabled(state: str) -> dict[str, bool]:
@@ -30,16 +41,70 @@ def enabled(state: str) -> dict[str, bool]:
     }
 
 
+def previous_derivation(run_dir: str | None) -> tuple[int, Genotype] | None:
+    """(step, genotype) of the run's last Derive now recorded in genotypes.jsonl, or None."""
+    if not run_dir or not Path(run_dir).is_dir():
+        return None
+    for row in reversed(rundir.read_genotypes(run_dir)):
+        if row.get("kind") == "derive":
+            try:
+                return int(row["step"]), Genotype.from_dict(row["genotype"])
+            except (KeyError, TypeError, ValueError):
+                continue
+    return None
+
+
+def _derive(job: Any) -> None:
+    snap = job.snapshot()
+    before = previous_derivation(snap.run_dir)  # read before asking: the loop may answer within a tick
+    mine = st.session_state.get(DERIVED_KEY)
+    if before is None and mine and mine["run_id"] == snap.run_id:  # not on disk (yet): this session's last one
+        before = (mine["step"], Genotype.from_dict(mine["genotype"]))
+    job.derive_now()
+    if snap.genotype is None:
+        st.session_state.pop(DERIVED_KEY, None)
+        return
+    st.session_state[DERIVED_KEY] = {
+        "run_id": snap.run_id, "step": snap.step, "genotype": snap.genotype.to_dict(),
+        "previous_step": None if before is None else before[0],
+        "previous": None if before is None else before[1].to_dict()}
+
+
 def _request(job: Any, method: str) -> None:
+    if method == "derive_now":
+        _derive(job)
+        return
     getattr(job, method)()
     if method == "pause":
-        st.session_state[PAUSING_KEY] = getattr(job, "run_id", "")
+        st.session_state[PAUSING_KEY] = getattr(job, "run_id", "") or job.snapshot().run_id
     elif method in ("resume", "stop"):
         st.session_state.pop(PAUSING_KEY, None)
-    if method == "derive_now":
-        st.toast("Derive requested: the genotype of the current alphas is added to genotypes.jsonl.")
-    elif method == "pause":
-        st.toast("Pausing after the current step.")
+
+
+def _derived(run_id: str) -> None:
+    """The last Derive now of this run in this session: the cell, its text, what changed since the previous one."""
+    shown = st.session_state.get(DERIVED_KEY)
+    if not shown or shown["run_id"] != run_id:
+        return
+    genotype = Genotype.from_dict(shown["genotype"])
+    with st.container(border=True, key="control.derived_cell"):
+        head, close = st.columns([5, 1])
+        head.markdown(f"**Derived now, at step {shown['step']}** (added to genotypes.jsonl as a `derive` row)")
+        close.button("Hide", key="control.derived_hide", on_click=st.session_state.pop, args=(DERIVED_KEY, None))
+        st.code(genotype.to_darts(), language="python", wrap_lines=True)
+        for col, cell in zip(st.columns(2), ("normal", "reduce"), strict=True):
+            with col:
+                st.caption(f"{cell} cell")
+                st.graphviz_chart(figures.cell_dot(genotype, cell), width="stretch")
+        if shown["previous"] is None:
+            st.caption("The first derivation of this run: nothing to compare with.")
+            return
+        changes = figures.genotype_changes(Genotype.from_dict(shown["previous"]), genotype)
+        st.markdown(f"**Changes since the previous derivation** (step {shown['previous_step']})")
+        if changes:
+            st.code("\n".join(changes), language=None)
+        else:
+            st.caption("None: the same cell.")
 
 
 def render(job: Any, state: str) -> None:
@@ -48,3 +113,4 @@ def render(job: Any, state: str) -> None:
     for col, (method, label) in zip(cols, LABELS.items(), strict=True):
         col.button(label, key=f"control.{method}", disabled=not ok[method], on_click=_request,
                    args=(job, method), width="stretch")
+    _derived(getattr(job, "run_id", None) or job.snapshot().run_id)

@@ -1,4 +1,5 @@
-"""The Search page: run setup in the sidebar, then the live panel of the selected run."""
+"""The Search page: in the sidebar the settings of the run on screen (read-only) and the setup of a new search,
+then the live panel of the selected run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from app.views import live, setup
 from engine.config import SearchConfig
 from engine.job import JobError
 from engine.rundir import RunDirError
+from engine.threads import apply_threads
 
 __all__ = ["page", "REFRESH_CHOICES"]
 
@@ -22,11 +24,24 @@ def _start(config: SearchConfig | None) -> None:
     if config is None:
         return
     try:
+        # torch's thread count is process-wide: set it before the search thread starts (docs/threads.md)
+        apply_threads(config.threads)
         job = state.registry().start(config)
     except (JobError, RunDirError, OSError) as err:
         state.flash("error", f"Could not start the search: {err}")
         return
     state.select_run(job.run_id)
+
+
+def _config_of(job) -> dict:
+    """The config the job's run searches with (its snapshot's; a followed run's comes from its config.json)."""
+    config = getattr(job, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        return config.to_dict()
+    try:
+        return dict(job.snapshot().config or {})
+    except (RunDirError, OSError):
+        return {}
 
 
 def _busy() -> bool:
@@ -35,8 +50,11 @@ def _busy() -> bool:
 
 def page() -> None:
     reg = state.registry()
+    job = state.selected_job(reg)
     with st.sidebar:
-        setup.render(on_start=_start, busy=_busy())
+        if job is not None:  # what the run on screen searches with; the fields below are for a new search
+            setup.run_settings(job.run_id, _config_of(job))
+        setup.render(on_start=_start, busy=_busy(), title="Run setup" if job is None else "New search")
         st.divider()
         refresh = st.selectbox("Live refresh (seconds)", REFRESH_CHOICES,
                                index=REFRESH_CHOICES.index(DEFAULT_REFRESH_S), key="search.refresh",
@@ -45,7 +63,6 @@ def page() -> None:
                                     "redraws only what changed)")
     st.title("DARTS search")
     state.show_flash()
-    job = state.selected_job(reg)
     if job is None:
         st.info("No search yet. Pick a preset in the sidebar (the `demo` preset runs on a laptop CPU, about a "
                 "minute an epoch) and press **Start search**. Runs started from the command line are on the "
