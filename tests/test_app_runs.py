@@ -40,9 +40,12 @@ def made_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     assert run_search(from_preset("smoke", {"epochs": 2}), _mk(root, SEARCH_A)) == "finished"
     assert run_search(from_preset("smoke", {"epochs": 1, "seed": 1}), _mk(root, SEARCH_B)) == "finished"
-    # a per-step metric the engine does not write yet (e.g. the Hessian's top eigenvalue): the page must plot it
+    # the Hessian's top eigenvalue, as the engine writes it with `hessian_every` (about 30 s an eigenvalue on a
+    # loaded CPU, so written here), on run B only; and a fired early stop's step number, which is no curve
     rows = rundir.read_metrics(root / SEARCH_B)
-    text = "".join(json.dumps({**r, "hessian_eig": 0.5 + r["step"]}) + "\n" for r in rows)
+    rows = [{**r, "hessian_eig": 0.5 + r["step"]} for r in rows]
+    rows[-1]["early_stop_step"] = 1
+    text = "".join(json.dumps(r) + "\n" for r in rows)
     write_bytes_atomic(root / SEARCH_B / rundir.METRICS, text.encode())
 
     calls = {"n": 0}
@@ -240,10 +243,15 @@ def test_searches_side_by_side(page_runs):
     assert len({t["line"]["color"] for t in valid}) == 2
     eig = _plotly(at, "runs.sxs.extra.hessian_eig")["data"]   # only run B's rows carry it
     assert [t["name"] for t in eig if t["y"]] == [SEARCH_B]
-    assert not [c for c in at.get("plotly_chart") if "extra.steps_per_s" in c.proto.id]
-    # without the extra key in the runs picked, no extra chart
+    assert eig[1]["y"] == [0.5 + r["step"] for r in rundir.read_metrics(page_runs / SEARCH_B)]
+    extras = runs_compare.extra_metric_keys({r: rundir.read_metrics(page_runs / r) for r in (SEARCH_A, SEARCH_B)})
+    shown = sorted(c.proto.id.split("runs.sxs.extra.")[1].split("-")[0] for c in at.get("plotly_chart")
+                   if "runs.sxs.extra." in c.proto.id)
+    assert "hessian_eig" in extras and shown == sorted(extras)   # every extra key the engine writes, too
+    assert not {"early_stop_step", "steps_per_s", "wall_s"} & set(shown)
+    # with no run that carries it, no chart for it
     at = at.multiselect(key="runs.compare_searches").set_value([SEARCH_A, FAILED]).run()
-    assert not at.exception and not [c for c in at.get("plotly_chart") if "runs.sxs.extra" in c.proto.id]
+    assert not at.exception and not [c for c in at.get("plotly_chart") if "extra.hessian_eig" in c.proto.id]
 
 
 def test_extra_metric_keys_are_the_numeric_ones_beyond_the_base():

@@ -32,10 +32,18 @@ __all__ = ["one_line", "runs_table", "read_source", "lineage", "render_lineage",
            "render_searches", "failed_jobs", "render_failed_jobs", "BASE_METRICS", "MAX_SEARCHES"]
 
 MAX_SEARCHES = 4
-# Keys of a search's metrics rows that are not curves to compare (or have their own chart). Any other
-# numeric key the rows carry (e.g. `hessian_eig`, `expected_params`) gets a chart of its own, one line a run.
+# Keys of a search's metrics rows that are not curves to compare (or have their own chart); `early_stop_step`
+# is a step number on the one row where RobustDARTS's rule fires. Any other numeric key the rows carry (the
+# collapse indicators of engine/collapse.py, `hessian_eig`, a future `expected_params`) gets a chart of its own,
+# one line a run.
 BASE_METRICS = frozenset({"step", "epoch", "time", "wall_s", "steps_per_s", "train_loss", "train_acc", "valid_loss",
-                          "valid_acc", "w_lr", "a_lr", "lr"})
+                          "valid_acc", "w_lr", "a_lr", "lr", "early_stop_step"})
+_TITLES = {"hessian_eig": "Hessian's dominant eigenvalue (architecture)",
+           "entropy_normal": "Op-weight entropy, normal cell (nats)",
+           "entropy_reduce": "Op-weight entropy, reduction cell (nats)",
+           "skips_normal": "Skip connections, normal cell", "skips_reduce": "Skip connections, reduction cell",
+           "param_free_normal": "Parameter-free ops, normal cell",
+           "param_free_reduce": "Parameter-free ops, reduction cell"}
 _REASON_CHARS = 160
 
 
@@ -164,7 +172,7 @@ def render_failed_jobs(runs: Sequence[RunInfo]) -> None:
 
 
 # ---------------------------------------------------------------- training runs compared
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=256, show_spinner="Counting multiply-adds (once per network)...")
 def _mult_adds(genotype_json: str, init_channels: int, layers: int, num_classes: int, in_channels: int,
                image_size: int) -> int:
     """Multiply-adds of one image through the trained network, as `python -m engine compare` counts them."""
@@ -204,8 +212,8 @@ def training_frame(trainings: Sequence[RunInfo], metrics: Mapping[str, Sequence[
                    records: Mapping[str, Mapping[str, Any]],
                    costs: Callable[[Mapping[str, Any]], tuple[int | None, int | None]]) -> pd.DataFrame:
     """One row per training: the genotype it trained (its source's label), state, last test accuracy,
-    parameters (auxiliary head excluded), mult-adds for one image, and wall time (training and test scoring,
-    the last metrics row's `wall_s`)."""
+    parameters (auxiliary head excluded), mult-adds for one image, and wall time (the last metrics row's
+    `wall_s`: the training steps' time, without setup, test scoring and checkpoints)."""
     rows = []
     for t in trainings:
         rec = records.get(t.run_id, {})
@@ -334,5 +342,9 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
     labelled = {s.run_id: metrics[s.run_id] for s in chosen}
     st.plotly_chart(figures.overlay_figure(labelled, "valid_acc", title="Validation accuracy (mean over the epoch "
                                                                          "so far)"), key="runs.sxs.valid_acc")
-    for key in extra_metric_keys(labelled):
-        st.plotly_chart(figures.overlay_figure(labelled, key, title=key), key=f"runs.sxs.extra.{key}")
+    extras = extra_metric_keys(labelled)
+    for i, key in enumerate(extras):
+        if i % 2 == 0:
+            row = st.columns(2)
+        row[i % 2].plotly_chart(figures.overlay_figure(labelled, key, title=_TITLES.get(key, key)),
+                                key=f"runs.sxs.extra.{key}")
