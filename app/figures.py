@@ -269,15 +269,17 @@ def _q(text: str) -> str:
 
 
 def _dag_lines(nodes: int, outputs: Sequence[int], lecture: bool) -> list[str]:
-    """The head and the states of a cell graph, laid out the same way whatever its edges: inputs c(k-2) above
-    c(k-1) in the first column, node i in column i + 1, the output in the last. Graphviz ranks a node after all
-    its inputs, so without the invisible chain c(k-1) -> 0 -> 1 -> ... -> c(k) a node moves to another column
-    when its inputs change, and the whole picture jumps between refreshes; with it only the edges change.
+    """The head and the states of a cell graph, laid out the same way whatever its edges, top to bottom: inputs
+    c(k-2) left of c(k-1) in the first row, node i in row i + 1, the output in the last. Graphviz ranks a node
+    after all its inputs, so without the invisible chain c(k-1) -> 0 -> 1 -> ... -> c(k) a node moves to another
+    row when its inputs change, and the whole picture jumps between refreshes; with it only the edges change.
+    Top to bottom, not left to right: a graph is scaled to its column's width, and a cell is taller than wide
+    only this way round, so its labels come out about twice as large (tests/test_lecture.py measures them).
     Node ids are engine.space.source_name (the export's), labels the plain names of input_name."""
     size = _sizes(lecture)
     out_id = _q("c_{k}")
     ids = [_q(source_name(j)) for j in range(nodes + 2)]  # c_{k-2}, c_{k-1}, 0, 1, ...
-    lines = ["rankdir=TB;" if lecture else "rankdir=LR;", "newrank=true;", "ranksep=0.3;", "nodesep=0.15;",
+    lines = ["rankdir=TB;", "newrank=true;", "ranksep=0.3;", "nodesep=0.15;",
              f'node [style=filled, shape=rect, fontname="Helvetica", fontsize={size["dag_node"]}, penwidth=2, '
              'margin="0.08,0.04"];',
              f'edge [fontname="Helvetica", fontsize={size["dag_label"]}];']
@@ -287,7 +289,7 @@ def _dag_lines(nodes: int, outputs: Sequence[int], lecture: bool) -> list[str]:
               for i in range(nodes)]
     lines.append(f"{out_id} [label={_q(OUTPUT_NAME)}, tooltip={_q(OUTPUT_NAME)}, fillcolor=palegoldenrod];")
     lines.append(f"{{rank=same; {ids[0]}; {ids[1]};}}")
-    lines.append(f"{ids[0]} -> {ids[1]} [style=invis];")  # c(k-2) above c(k-1)
+    lines.append(f"{ids[0]} -> {ids[1]} [style=invis];")  # c(k-2) before c(k-1)
     chain = " -> ".join([*ids[1:], out_id])
     lines.append(f"{chain} [style=invis, weight=0];")
     lines += [f"{ids[s]} -> {out_id} [color=gray];" for s in outputs]
@@ -300,7 +302,7 @@ def _digraph(name: str, lines: Sequence[str]) -> str:
 
 def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | None = None,
              lecture: bool = False) -> str:
-    """DOT source of one cell of a genotype: op names on the kept edges, the states in fixed columns (_dag_lines);
+    """DOT source of one cell of a genotype: op names on the kept edges, the states in fixed rows (_dag_lines);
     with `weights`, the (edges, ops) op weights of that cell, each kept op's weight is on its label and sets the
     pen width. `lecture`: the larger fonts of lecture mode (LECTURE)."""
     nodes = genotype.cell_nodes(cell)
@@ -323,7 +325,7 @@ def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | Non
 def weighted_cell_dot(weights: np.ndarray, cell: str = "normal", lecture: bool = False) -> str:
     """DOT source drawing every candidate edge of a cell from its (edges, ops) op weights: labelled with its
     strongest non-`none` op, pen width and opacity by that weight on a fixed 0..1 scale; solid where the
-    derivation rule keeps the edge, dashed where it does not. The states sit in the columns of cell_dot."""
+    derivation rule keeps the edge, dashed where it does not. The states sit in the rows of cell_dot."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
     nodes = nodes_of(w.shape[0])
     kept = {r for node in select_edges(w) for r, _ in node}

@@ -82,13 +82,28 @@ def _svg(dot: str) -> str:
 
 
 def _label_px(svg: str, screen_px: float) -> float:
-    """The smallest edge label's size in pixels once drawn `screen_px` wide (st.graphviz_chart stretches the SVG to
-    its column), or at its natural size (points -> px) if that is smaller."""
+    """The smallest edge label's size in pixels once drawn `screen_px` wide: st.graphviz_chart stretches the SVG to
+    its column, and graph_css draws the text at the DOT's size in the graph's units; or at the graph's natural
+    size (points -> px) if that is smaller."""
     width_pt = float(re.search(r'viewBox="[-\d.]+ [-\d.]+ ([\d.]+) ', svg).group(1))
     sizes = [float(s) for g in re.findall(r'<g id="edge\d+" class="edge">(.*?)</g>\n(?=<!--|</g>)', svg, re.S)
              for s in re.findall(r'font-size="([\d.]+)"', g)]
     assert sizes, "no edge labels in the SVG"
     return min(sizes) * min(4 / 3, screen_px / width_pt)
+
+
+def test_the_page_draws_graph_text_at_the_dot_sizes():
+    """Streamlit's graphviz chart forces 9.6 px on all its text; graph_css puts back the sizes the DOT laid out."""
+    g = KNOWN_GENOTYPES["DARTS_V2"]
+    for lecture, size in ((False, figures.NORMAL), (True, figures.LECTURE)):
+        css = cells.graph_css(lecture)
+        dot = figures.cell_dot(g, lecture=lecture)
+        edge = int(re.search(r"edge \[[^]]*fontsize=(\d+)", dot).group(1))
+        node = int(re.search(r"node \[[^]]*fontsize=(\d+)", dot).group(1))
+        assert (edge, node) == (size["dag_label"], size["dag_node"])
+        assert re.search(rf"g\.edge text {{ font-size: {edge}px !important; }}", css)
+        assert re.search(rf"g\.node text {{ font-size: {node}px !important; }}", css)
+    assert figures.LECTURE["dag_label"] >= 16
 
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -109,30 +124,22 @@ def test_lecture_graph_labels_are_at_least_16px_on_a_projector(which):
     assert _label_px(_svg(dot(False)), cells.LECTURE_SCREEN_PX / 2) < 16
 
 
-def _ranks(dot: str) -> dict[str, float]:
-    """Node id -> its coordinate along the rank direction, from dot's layout (plain output)."""
+def _layout(dot: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Node id -> (its coordinate along the ranks, first rank smallest; across them), from dot's layout."""
     plain = subprocess.run(["dot", "-Tplain"], input=dot.encode(), capture_output=True, check=True).stdout.decode()
-    lecture = "rankdir=TB" in dot
-    out = {}
-    for line in plain.splitlines():
-        if line.startswith("node "):
-            name, x, y = re.match(r'node ("[^"]*"|\S+) (\S+) (\S+)', line).groups()
-            out[name.strip('"')] = -float(y) if lecture else float(x)   # TB: top first; LR: left first
-    return out
-
-
-def _across(dot: str) -> dict[str, float]:
-    plain = subprocess.run(["dot", "-Tplain"], input=dot.encode(), capture_output=True, check=True).stdout.decode()
-    lecture = "rankdir=TB" in dot
-    return {m[0].strip('"'): float(m[1] if lecture else -float(m[2]))
-            for m in re.findall(r'^node ("[^"]*"|\S+) (\S+) (\S+)', plain, re.M)}
+    top_down = "rankdir=TB" in dot or "rankdir" not in dot
+    nodes = {m[0].strip('"'): (float(m[1]), float(m[2]))
+             for m in re.findall(r'^node ("[^"]*"|\S+) (\S+) (\S+)', plain, re.M)}   # y grows upwards
+    along = {n: -y if top_down else x for n, (x, y) in nodes.items()}
+    across = {n: x if top_down else -y for n, (x, y) in nodes.items()}
+    return along, across
 
 
 @needs_dot
 @pytest.mark.parametrize("lecture", [False, True])
-def test_the_states_keep_their_columns_whatever_the_genotype(lecture):
-    """Node i is always in column i + 1, inputs c(k-2) then c(k-1) in the first, the output last: a new genotype
-    moves edges, not nodes. Node 1 fed by the inputs only would sit beside node 0 without the fixed columns."""
+def test_the_states_keep_their_ranks_whatever_the_genotype(lecture):
+    """Node i is always in rank i + 1, inputs c(k-2) then c(k-1) in the first, the output last: a new genotype
+    moves edges, not nodes. Node 1 fed by the inputs only would sit beside node 0 without the fixed ranks."""
     shallow = Genotype.parse(json.dumps({
         "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 1],
                    ["max_pool_3x3", 0], ["avg_pool_3x3", 1], ["dil_conv_3x3", 1], ["sep_conv_5x5", 0]],
@@ -145,12 +152,11 @@ def test_the_states_keep_their_columns_whatever_the_genotype(lecture):
         for cell in ("normal", "reduce"):
             for dot in (figures.cell_dot(g, cell, lecture=lecture), figures.weighted_cell_dot(_weights(), cell,
                                                                                               lecture=lecture)):
-                ranks = _ranks(dot)
+                ranks, across = _layout(dot)
                 assert ranks["c_{k-2}"] == pytest.approx(ranks["c_{k-1}"])
                 assert [ranks[n] for n in order] == sorted(ranks[n] for n in order)
                 assert len({round(ranks[n], 3) for n in order}) == len(order)
-                across = _across(dot)
-                assert across["c_{k-2}"] < across["c_{k-1}"]            # c(k-2) first in the first column
+                assert across["c_{k-2}"] < across["c_{k-1}"]            # c(k-2) first in the first rank
     # both cells declare their states in the same order
     decl = [[ln for ln in figures.cell_dot(shallow, c).splitlines() if "fillcolor" in ln] for c in ("normal", "reduce")]
     assert decl[0] == decl[1]
@@ -250,7 +256,6 @@ def test_lecture_toggle_enlarges_stacks_the_cells_and_survives_a_reload(runs_dir
         assert not _in_columns(at, f"live.heatmap.{cell}")
         assert _chart(at, f"live.heatmap.{cell}")["layer"][1]["mark"]["fontSize"] >= 18
     for graph in at.get("graphviz_chart"):
-        assert "rankdir=TB" in graph.proto.spec and re.search(r"edge \[[^]]*fontsize=(\d+)", graph.proto.spec)
         assert int(re.search(r"edge \[[^]]*fontsize=(\d+)", graph.proto.spec).group(1)) >= 16
     assert not _in_columns(at, "live.curve.loss")
 

@@ -14,7 +14,7 @@ import streamlit as st
 from app import figures
 
 __all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker", "lecture_toggle", "lecture_on", "LECTURE_KEY",
-           "SCALE_PARAM", "LECTURE_SCREEN_PX"]
+           "SCALE_PARAM", "LECTURE_SCREEN_PX", "graph_css"]
 
 CELLS = {"normal": "Normal cell", "reduce": "Reduction cell"}
 
@@ -25,6 +25,17 @@ _LECTURE_STICKY = "lecture.on"   # not a widget key: survives pages that do not 
 # The width lecture mode is sized for: a 1280 px projector, sidebar closed, less the page's margins.
 LECTURE_SCREEN_PX = 1100
 _LECTURE_CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "lecture.css"
+
+
+def graph_css(lecture: bool) -> str:
+    """A style that makes the browser draw the cell graphs' text at the sizes their DOT asks for (figures.NORMAL
+    or LECTURE). Streamlit's graphviz chart sets every element's font to 0.8 x its small font (9.6 px, in the
+    graph's own units, then scaled with the graph to its column): the DOT's fontsize only reserved the room,
+    and labels came out at 4-14 px on screen whatever the mode."""
+    size = figures.LECTURE if lecture else figures.NORMAL
+    chart = '[data-testid="stGraphVizChart"]'
+    return (f"<style>\n{chart} svg g.node text {{ font-size: {size['dag_node']}px !important; }}\n"
+            f"{chart} svg g.edge text {{ font-size: {size['dag_label']}px !important; }}\n</style>")
 
 
 def _lecture_from_url() -> bool:
@@ -50,7 +61,8 @@ def _lecture_changed() -> None:
 def lecture_toggle() -> bool:
     """The sidebar's `Lecture mode` toggle (call it outside fragments): large fonts, one cell per screen width,
     numbers and labels readable from the back of a room. Its value lives in the URL (?lecture=1), so a reload
-    or a shared link keeps it. Returns whether it is on; when on, the page gets assets/styles/lecture.css."""
+    or a shared link keeps it. Returns whether it is on. The page gets graph_css (both modes) and, when on,
+    assets/styles/lecture.css."""
     if LECTURE_KEY not in st.session_state:
         st.session_state[LECTURE_KEY] = lecture_on()
     on = st.sidebar.toggle("Lecture mode", key=LECTURE_KEY, on_change=_lecture_changed,
@@ -58,6 +70,7 @@ def lecture_toggle() -> bool:
                                 "heatmap numbers and graph labels readable from the back of the room. "
                                 "Kept in the page address (?lecture=1).")
     st.session_state[_LECTURE_STICKY] = on
+    st.html(graph_css(on))  # style only: it takes no room
     if on:
         st.query_params[LECTURE_KEY] = "1"   # back in the URL after a page switch cleared it
         st.html(_LECTURE_CSS)
