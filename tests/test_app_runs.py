@@ -171,6 +171,8 @@ def test_failed_and_unreadable_runs_are_listed_with_their_one_line_reason(page_r
     assert table.loc[FAILED, "reason"] == "RuntimeError: boom in the arch step"
     assert table.loc[UNREADABLE, "state"] == "unreadable" and "config.json" in table.loc[UNREADABLE, "reason"]
     assert table.loc[SEARCH_A, "reason"] == "" and table.loc[TRAIN_2, "kind"] == "train"
+    tested = [m["test_acc"] for m in rundir.read_metrics(page_runs / TRAIN_2) if "test_acc" in m]
+    assert table.loc[TRAIN_2, "test acc"] == tested[-1] and pd.isna(table.loc[SEARCH_A, "test acc"])
     at = _select(at, UNREADABLE)
     assert not at.exception and any("This run cannot be read" in e.value for e in at.error)
     assert "Open in Search" not in [b.label for b in at.button]   # nothing to open, resume or replay
@@ -212,12 +214,14 @@ def test_trainings_compared_show_the_engines_numbers_and_their_test_curves(page_
         assert acc["line"]["color"] == loss["line"]["color"]
         colours.add(acc["line"]["color"])
     assert len(colours) == 2
+    assert {t["line"]["dash"] for t in curves} == {"solid", "dash"}   # equal scores do not hide a run
 
 
 def test_searches_side_by_side(page_runs):
     at = _page().run()
     picker = at.multiselect(key="runs.compare_searches")
     assert set(picker.options) == {SEARCH_A, SEARCH_B, FAILED}   # unreadable runs and trainings are not searches
+    assert picker.value == [SEARCH_B, SEARCH_A]                  # the newest two with a genotype
     at = picker.set_value([SEARCH_A, SEARCH_B]).run()
     assert not at.exception
     infos = {r.run_id: r for r in catalog.list_runs(page_runs)}
@@ -252,6 +256,8 @@ def test_searches_side_by_side(page_runs):
     # with no run that carries it, no chart for it
     at = at.multiselect(key="runs.compare_searches").set_value([SEARCH_A, FAILED]).run()
     assert not at.exception and not [c for c in at.get("plotly_chart") if "extra.hessian_eig" in c.proto.id]
+    (one,) = [t for t in _plotly(at, "runs.sxs.valid_acc")["data"] if t["name"] == FAILED]
+    assert len(one["x"]) == 1 and "markers" in one["mode"]   # a one-point run is drawn, not an invisible line
 
 
 def test_extra_metric_keys_are_the_numeric_ones_beyond_the_base():

@@ -59,6 +59,7 @@ def runs_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     frame = figures.runs_frame(runs)
     frame.insert(1, "kind", [r.kind for r in runs])
     frame.insert(3, "reason", [one_line(r.error) if r.state in ("failed", "unreadable") else "" for r in runs])
+    frame.insert(list(frame.columns).index("valid acc") + 1, "test acc", [r.test_acc for r in runs])
     return frame
 
 
@@ -225,6 +226,16 @@ def training_frame(trainings: Sequence[RunInfo], metrics: Mapping[str, Sequence[
     return pd.DataFrame(rows, columns=["run", "genotype", "state", "test acc", "parameters", "mult-adds", "wall time"])
 
 
+_DASHES = ("solid", "dash", "dot", "dashdot")  # as figures.overlay_figure: runs that coincide stay apart
+
+
+def _whole_ticks(fig: go.Figure) -> None:
+    """Steps and epochs are whole numbers: on a short x range, a tick at each one instead of 1.2, 1.4, ..."""
+    xs = [x for trace in fig.data for x in (trace.x or ())]
+    if xs and max(xs) - min(xs) <= 10:
+        fig.update_xaxes(dtick=1)
+
+
 def scores_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], height: int = 340) -> go.Figure:
     """Test accuracy (left) and test loss (right) against the epoch, one colour per run in both panels."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Test accuracy", "Test loss"), horizontal_spacing=0.1)
@@ -235,9 +246,10 @@ def scores_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], height: int =
             pts = [(int(r["epoch"]) + 1 if type(r.get("epoch")) is int else r["step"], r[key])
                    for r in tested if isinstance(r.get(key), (int, float))]
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label,
-                                     legendgroup=label, showlegend=col == 1, line=dict(color=colour)),
-                          row=1, col=col)
+                                     legendgroup=label, showlegend=col == 1,
+                                     line=dict(color=colour, dash=_DASHES[i % len(_DASHES)])), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
+    _whole_ticks(fig)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -301,6 +313,16 @@ def _final_weights(info: RunInfo) -> tuple[int, dict[str, np.ndarray]] | None:
     return records[-1]["step"], figures.record_weights(records[-1], str(info.config.get("variant", "darts")))
 
 
+def _overlay(metrics: Mapping[str, Sequence[Mapping[str, Any]]], key: str, title: str) -> go.Figure:
+    """figures.overlay_figure, with a run of a single point drawn as a marker (a line of one point is invisible)."""
+    fig = figures.overlay_figure(metrics, key, title=title)
+    for trace in fig.data:
+        if len(trace.x or ()) == 1:
+            trace.mode = "lines+markers"
+    _whole_ticks(fig)
+    return fig
+
+
 def render_searches(runs: Sequence[RunInfo]) -> None:
     """2 to 4 searches: a table (skip connections per cell, last valid accuracy), per run its final op-weight
     heatmap, cell and genotype, then validation accuracy (and any extra per-step metric) against the step."""
@@ -309,7 +331,9 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
         st.info("Comparing searches needs two search runs.")
         return
     ids = [s.run_id for s in searches]
-    picked = st.multiselect("Search runs", ids, default=ids[:2], max_selections=MAX_SEARCHES,
+    with_genotype = [s.run_id for s in searches if s.genotype is not None]
+    picked = st.multiselect("Search runs", ids, default=(with_genotype if len(with_genotype) >= 2 else ids)[:2],
+                            max_selections=MAX_SEARCHES,
                             key="runs.compare_searches", help=f"2 to {MAX_SEARCHES} searches")
     if len(picked) < 2:
         st.info("Pick two search runs or more.")
@@ -327,7 +351,7 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
                 st.info("No architecture weights recorded.")
             else:
                 step, weights = final
-                spec, data = figures.heatmap_vega(weights[cell], title=f"step {step}", height=300)
+                spec, data = figures.heatmap_vega(weights[cell], title=f"step {step}")
                 with st.container(key=f"runs.sxs.{i}.heatmap.{cell}"):
                     st.vega_lite_chart(data, spec, width="stretch")
             if s.genotype is None:
@@ -336,15 +360,15 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
                 st.graphviz_chart(figures.cell_dot(s.genotype, cell=cell), width="stretch")
                 st.code(s.genotype.to_darts(), language="python", wrap_lines=True)
     if len(chosen) == 2 and all(s.genotype is not None for s in chosen):
-        frame = figures.compare_genotypes_frame(chosen[0].genotype, chosen[1].genotype)
+        frame = figures.compare_genotypes_frame(chosen[0].genotype, chosen[1].genotype,
+                                                names=(chosen[0].run_id, chosen[1].run_id))
         st.dataframe(frame, hide_index=True, width="stretch")
         st.caption(f"{(frame['same'] == 'yes').sum()} of {len(frame)} edges are the same.")
     labelled = {s.run_id: metrics[s.run_id] for s in chosen}
-    st.plotly_chart(figures.overlay_figure(labelled, "valid_acc", title="Validation accuracy (mean over the epoch "
-                                                                         "so far)"), key="runs.sxs.valid_acc")
+    st.plotly_chart(_overlay(labelled, "valid_acc", "Validation accuracy (mean over the epoch so far)"),
+                    key="runs.sxs.valid_acc")
     extras = extra_metric_keys(labelled)
     for i, key in enumerate(extras):
         if i % 2 == 0:
             row = st.columns(2)
-        row[i % 2].plotly_chart(figures.overlay_figure(labelled, key, title=_TITLES.get(key, key)),
-                                key=f"runs.sxs.extra.{key}")
+        row[i % 2].plotly_chart(_overlay(labelled, key, _TITLES.get(key, key)), key=f"runs.sxs.extra.{key}")
