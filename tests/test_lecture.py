@@ -349,3 +349,22 @@ def test_learn_page_defines_xi_and_epsilon_and_says_what_is_not_a_result(learn_p
         names = [t["name"] for t in json.loads(c.proto.spec)["data"]]
         assert "none" not in names and "skip_connect" in names
     assert [op for op in PRIMITIVES if op != "none"] == names
+
+
+def _replay_script():
+    import numpy as np
+
+    from app.views import replay
+
+    rng = np.random.default_rng(0)
+    records = [{"step": s, "epoch": 0, "normal": (rng.normal(size=(14, 8)) * 1e-3).tolist(),
+                "reduce": (rng.normal(size=(14, 8)) * 1e-3).tolist()} for s in (0, 1)]
+    replay.render(records, key="replay.r")
+
+
+def test_replay_at_step_zero_says_the_cell_is_untrained(runs_dir):
+    at = AppTest.from_function(_replay_script, default_timeout=TIMEOUT).run()
+    assert not at.exception and at.slider(key="replay.r.step").value == 1
+    assert not any("not a result yet" in c.value for c in at.caption)
+    at.slider(key="replay.r.step").set_value(0).run()
+    assert any("initial, untrained alphas: not a result yet" in c.value for c in at.caption)
