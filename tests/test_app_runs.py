@@ -8,6 +8,7 @@ three `train-smoke` trainings); each test opens the page on them with a fresh re
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -280,4 +281,23 @@ def test_an_unreadable_run_can_be_deleted_after_confirming(runs_dir):
     _button(at, "Yes, delete it").click().run()
     assert not at.exception and not damaged.exists()
     assert any(f"Deleted {UNREADABLE}" in s.value for s in at.success)
+    st.cache_resource.clear()
+
+
+def test_the_link_survives_a_moved_runs_directory(made_runs, tmp_path, monkeypatch):
+    moved = tmp_path / "moved"
+    for name in (SEARCH_A, TRAIN_4):
+        shutil.copytree(made_runs / name, moved / name)
+    monkeypatch.setenv("DARTBOARD_RUNS", str(moved))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = _select(_page().run(), TRAIN_4)
+    assert not at.exception
+    _button(at, f"Show search {SEARCH_A}").click().run()
+    assert at.selectbox(key="runs.selected").value == SEARCH_A
+    shutil.rmtree(moved / SEARCH_A)   # gone: the training says where it came from, with nothing to click
+    at = _select(_page().run(), TRAIN_4)
+    assert any(f"Trained from search **{SEARCH_A}** @ step 4" in m.value for m in at.markdown)
+    assert any("not in this runs directory" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.label.startswith("Show search")]
     st.cache_resource.clear()

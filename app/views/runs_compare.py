@@ -102,16 +102,18 @@ def _resolved(path: str | os.PathLike) -> str:
 def lineage(runs: Sequence[RunInfo]) -> tuple[dict[str, tuple[dict[str, Any], RunInfo | None]],
                                                dict[str, list[tuple[RunInfo, Any]]]]:
     """(parents, children): for each training trained from a search, its source record and the search's
-    RunInfo when that search is among `runs` (None when it was deleted or lives elsewhere); for each search
+    RunInfo when that search is among `runs` (found by its path, else by its name: the runs directory may have
+    moved or be mounted elsewhere, as in Docker; None when it is gone); for each search
     of `runs`, the trainings made from it with the step each one trains, newest first."""
     by_path = {_resolved(r.path): r for r in runs if r.kind == "search"}
+    by_name = {r.run_id: r for r in runs if r.kind == "search"}  # a runs directory moved or mounted elsewhere
     parents: dict[str, tuple[dict[str, Any], RunInfo | None]] = {}
     children: dict[str, list[tuple[RunInfo, Any]]] = {}
     for info in runs:
         source = read_source(info)
         if source is None or source.get("kind") != "search" or not isinstance(source.get("run_dir"), str):
             continue
-        search = by_path.get(_resolved(source["run_dir"]))
+        search = by_path.get(_resolved(source["run_dir"])) or by_name.get(Path(source["run_dir"]).name)
         parents[info.run_id] = (source, search)
         if search is not None:
             children.setdefault(search.run_id, []).append((info, source.get("step")))
