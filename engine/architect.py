@@ -18,6 +18,7 @@ only the alphas and the Adam state change.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,15 @@ class Architect:
     """Owns the Adam optimiser of the architecture parameters (`.optimizer`, for checkpoints)."""
 
     def __init__(self, model: SearchNetwork, a_lr: float, a_betas: tuple[float, float] = (0.5, 0.999),
-                 a_weight_decay: float = 1e-3, order: str = "first", r: float = 0.01, world: World = SINGLE):
+                 a_weight_decay: float = 1e-3, order: str = "first", r: float = 0.01, world: World = SINGLE,
+                 cost: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
         self.model = model
         self.order = order
         self.world = world  # under torchrun: every gradient below is averaged over the ranks where it is made
         self.r = r  # finite-difference radius of the Hessian-vector product, relative to ||v|| (DARTS: 0.01)
+        self.cost = cost  # op weights -> a penalty on the expected cost of the cells (engine/cost.py), or None
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=a_lr, betas=a_betas,
                                           weight_decay=a_weight_decay)
 
@@ -112,8 +115,12 @@ class Architect:
         with autocast(device, amp):
             logits = self.model(x_val)  # (B, classes)
         loss = F.cross_entropy(logits.float(), y_val)
-        extra = self.model.variant.arch_loss_extra(self.model.arch_all())
-        return (loss if extra is None else loss + extra.float()), loss.detach(), logits.detach()
+        arch = self.model.arch_all()
+        extra = self.model.variant.arch_loss_extra(arch)
+        objective = loss if extra is None else loss + extra.float()
+        if self.cost is not None:  # cost-aware search: the expected cost under the variant's op weights
+            objective = objective + self.cost(self.model.variant.weights(arch)).float()
+        return objective, loss.detach(), logits.detach()
 
     def _unrolled(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
                   eta: float, w_optimizer: torch.optim.Optimizer, amp: bool,

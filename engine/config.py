@@ -20,6 +20,8 @@ from .variants import all_variant_options, second_order_refusal, variant_names, 
 __all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES",
            "from_preset", "parse_overrides", "config_errors"]
 
+COST_KINDS = ("params", "madds")  # what cost-aware search penalises (engine/cost.py)
+
 DATASETS = ("embedded", "fake", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "imagefolder")
 ORDERS = ("first", "second")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -79,15 +81,19 @@ class SearchConfig:
     fair_zero_one_weight: float = 10.0  # fair_darts: weight of the zero-one loss in the architecture objective
     fair_threshold: float = 0.85     # fair_darts: an edge is kept when its strongest op's sigmoid reaches this
     drnas_kl_weight: float = 1e-3    # drnas: weight of the KL(Dirichlet || Dirichlet(1)) regulariser (0: off)
-    # Collapse indicators (engine/collapse.py, docs/collapse.md).
-    hessian_every: int = 0           # steps between dominant Hessian eigenvalues of the valid loss (0: off)
-    early_stop: bool = False         # stop when RobustDARTS's rule fires on those eigenvalues (needs hessian_every)
-    max_skip: int | None = None      # at most this many skip connections per normal cell (P-DARTS: 2); None: no cap
     darts_minus_beta: float = 1.0    # darts_minus: auxiliary skip weight at the first epoch, linear to 0 at the last
     beta_decay_weight: float = 50.0  # beta_darts: Beta-Decay weight lambda = this * epoch / epochs
     beta_base: str = "darts"         # beta_darts: the search it regularises, "darts" or "pc_darts" (then pc_k applies)
     sdarts_epsilon_min: float = 0.03  # sdarts_rs: noise radius on the op weights at the first epoch ...
     sdarts_epsilon_max: float = 0.3  # ... growing linearly towards this
+    # Collapse indicators (engine/collapse.py, docs/collapse.md).
+    hessian_every: int = 0           # steps between dominant Hessian eigenvalues of the valid loss (0: off)
+    early_stop: bool = False         # stop when RobustDARTS's rule fires on those eigenvalues (needs hessian_every)
+    max_skip: int | None = None      # at most this many skip connections per normal cell (P-DARTS: 2); None: no cap
+    # Cost-aware search (engine/cost.py): cost_weight x the cells' expected cost, in millions of cost_kind.
+    cost_weight: float = 0.0         # 0: off
+    cost_kind: str = "params"        # params or madds (mult-adds of one sample)
+    cost_budget: float | None = None  # with a budget, only the expected cost above it is penalised
 
     def __post_init__(self) -> None:
         if isinstance(self.a_betas, list):
@@ -170,6 +176,13 @@ def validate(c: SearchConfig) -> None:
            "false unless hessian_every > 0 (the rule reads the Hessian eigenvalues)")
     _check(c.max_skip is None or (_is_int(c.max_skip) and 0 <= c.max_skip <= 64), "max_skip", c.max_skip,
            "an integer from 0 to 64 (skip connections kept per normal cell), or none")
+    _check(_is_num(c.cost_weight) and 0 <= c.cost_weight <= 1e6, "cost_weight", c.cost_weight,
+           "a number from 0 (off) to 1e6 (penalty per million of cost_kind)")
+    _check(c.cost_kind in COST_KINDS, "cost_kind", c.cost_kind, f"one of {', '.join(COST_KINDS)}")
+    _check(c.cost_budget is None or (_is_num(c.cost_budget) and c.cost_budget > 0), "cost_budget", c.cost_budget,
+           "a positive number (parameters or mult-adds of the search network's cells), or none")
+    _check(c.cost_budget is None or c.cost_weight > 0, "cost_budget", c.cost_budget,
+           "none unless cost_weight > 0 (the budget is where the penalty starts)")
     _check(_is_num(c.w_lr) and 0 < c.w_lr <= 10, "w_lr", c.w_lr, "a number in (0, 10]")
     _check(_is_num(c.w_lr_min) and 0 <= c.w_lr_min <= c.w_lr, "w_lr_min", c.w_lr_min, f"a number in [0, w_lr={c.w_lr}]")
     _check(_is_num(c.w_momentum) and 0 <= c.w_momentum < 1, "w_momentum", c.w_momentum, "a number in [0, 1)")
@@ -340,7 +353,8 @@ def _coerce(field: dataclasses.Field, text: str) -> Any:
     whose type admits an int (`int | None`) takes an integer, or none/null."""
     name, default, t = field.name, field.default, text.strip()
     optional_int = default is None and "int" in str(field.type)
-    if t.lower() in ("none", "null") and optional_int:
+    optional_float = default is None and "float" in str(field.type)  # cost_budget
+    if t.lower() in ("none", "null") and (optional_int or optional_float):
         return None
     try:
         if isinstance(default, tuple):  # a_betas: "0.5,0.999" or "(0.5, 0.999)"
@@ -354,10 +368,10 @@ def _coerce(field: dataclasses.Field, text: str) -> Any:
             raise ValueError
         if isinstance(default, int) or optional_int:
             return int(t)
-        if isinstance(default, float):
+        if isinstance(default, float) or optional_float:
             return float(t)
     except ValueError:
-        kind = type(default).__name__ if default is not None else "int"
+        kind = type(default).__name__ if default is not None else ("float" if optional_float else "int")
         raise ConfigError(name, text, f"a value of type {kind}") from None
     return t
 

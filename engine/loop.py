@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import functools
 import platform
 import random
 import shutil
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
-from . import control_file, rundir
+from . import control_file, cost, rundir
 from .architect import Architect
 from .atomic import write_json_atomic
 from .checkpoint import CheckpointError, capture_rng, clone_state, load_checkpoint, restore_rng
@@ -159,8 +160,14 @@ class _Loop:
                                      weight_decay=cfg.w_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, float(cfg.epochs),
                                                                     eta_min=cfg.w_lr_min)
+        # the cells' expected cost under the op weights, logged every row and, with cost_weight, penalised
+        self.costs = cost.cost_tables(cfg.init_channels, cfg.layers, cfg.nodes, self.data.image_size)
+        penalty = None
+        if cfg.cost_weight > 0:
+            table = self.costs.of(cfg.cost_kind)
+            penalty = functools.partial(cost.penalty, table=table, weight=cfg.cost_weight, budget=cfg.cost_budget)
         self.architect = Architect(self.model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order=cfg.order,
-                                   world=self.world)
+                                   world=self.world, cost=penalty)
         if self.world.main:  # rank 0 listens to control.json and tells the others (distributed.agree)
             self._poller = control_file.ControlPoller(self.run_dir, self.control.apply)
         if resume:
@@ -309,6 +316,7 @@ class _Loop:
         self.genotype = self._genotype()
         if metrics is not None:  # entropy, skip counts, and every hessian_every steps the eigenvalue
             metrics.update(self.collapse.measure(self.model, self.genotype, valid, self.step))
+            metrics.update(cost.row(self.model.op_weights(), self.genotype, self.costs))  # expected, derived
             if "early_stop_step" in metrics:
                 self._early_stop(metrics["early_stop_step"])
         if end_of_epoch:

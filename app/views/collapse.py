@@ -1,6 +1,7 @@
 """Collapse indicators on the live panel: op-weight entropy, skip and parameter-free counts of the current genotype,
 the Hessian's dominant eigenvalue with RobustDARTS's early-stop warning, and P-DARTS's skip cap (engine/collapse.py,
-docs/collapse.md). `frames` and `early_stop_note` are plain functions, tested without Streamlit."""
+docs/collapse.md); and the cells' expected and derived cost of a cost-aware search (engine/cost.py). `frames` and
+`early_stop_note` are plain functions, tested without Streamlit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-__all__ = ["render", "frames", "early_stop_note", "SERIES"]
+__all__ = ["render", "frames", "early_stop_note", "SERIES", "SECTIONS"]
 
 # chart -> (title, [(metrics key, series label)])
 SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -21,7 +22,14 @@ SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
                [("skips_normal", "skips, normal"), ("param_free_normal", "param-free, normal"),
                 ("skips_reduce", "skips, reduce"), ("param_free_reduce", "param-free, reduce")]),
     "eigen": ("Dominant eigenvalue of the valid loss's Hessian (architecture)", [("hessian_eig", "eigenvalue")]),
+    # cost-aware search (engine/cost.py): the search network's cells, expected under the op weights vs derived
+    "params": ("Parameters of the cells: expected under the op weights vs the derived genotype",
+               [("expected_params", "expected"), ("cell_params", "derived genotype")]),
+    "madds": ("Mult-adds of the cells (one sample): expected vs the derived genotype",
+              [("expected_madds", "expected"), ("cell_madds", "derived genotype")]),
 }
+# the live panel's two rows of these charts
+SECTIONS = {"Collapse indicators": ("entropy", "counts", "eigen"), "Cost of the cells": ("params", "madds")}
 
 
 def frames(metrics: Sequence[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
@@ -45,6 +53,18 @@ def early_stop_note(metrics: Sequence[Mapping[str, Any]], config: Mapping[str, A
             else "early_stop is off, so the search goes on; the cell of that step is the one RobustDARTS would keep")
     return (f"Early stop (RobustDARTS) fired at step {row['step']}: the dominant eigenvalue's local average rose "
             f"more than 1.3x within 4 measurements, from about step {row['early_stop_step']}; {then}.")
+
+
+def _cost_caption(config: Mapping[str, Any] | None) -> str:
+    """What the cost charts count, and whether the search is penalised for it."""
+    c = config or {}
+    what = ("The cells' ops only (no stem, preprocessing or classifier), at the search network's size; the "
+            "expected cost weights each op's cost by its op weight.")
+    if not c.get("cost_weight"):
+        return what + " Not penalised: set cost_weight > 0 (and a cost_budget) for a cost-aware search."
+    budget = c.get("cost_budget")
+    return (what + f" Penalised: {c['cost_weight']} x expected {c.get('cost_kind', 'params')} in millions"
+            + (f" above a budget of {budget:,.0f}." if budget else "."))
 
 
 def _chart(data: pd.DataFrame, title: str, key: str) -> None:
@@ -85,15 +105,22 @@ def render(snap: Any, key: str = "live") -> None:
     data = frames(metrics)
     if not data:
         return  # a run without the indicators (recorded before they existed)
-    st.subheader("Collapse indicators")
-    note = early_stop_note(metrics, snap.config)
-    if note:
-        st.warning(note)
-    charts = [c for c in SERIES if c in data]
-    for place, chart in zip(st.columns(len(charts)), charts, strict=True):
-        with place:
-            _chart(data[chart], SERIES[chart][0], f"{key}.collapse.{chart}")
-    if "eigen" not in data:
-        st.caption("Set hessian_every > 0 to measure the Hessian's dominant eigenvalue (and early_stop to act on it).")
+    for section, names in SECTIONS.items():
+        charts = [c for c in names if c in data]
+        if not charts:
+            continue
+        st.subheader(section)
+        if section == "Collapse indicators":
+            note = early_stop_note(metrics, snap.config)
+            if note:
+                st.warning(note)
+        else:
+            st.caption(_cost_caption(snap.config))
+        for place, chart in zip(st.columns(len(charts)), charts, strict=True):
+            with place:
+                _chart(data[chart], SERIES[chart][0], f"{key}.collapse.{chart}")
+        if section == "Collapse indicators" and "eigen" not in data:
+            st.caption("Set hessian_every > 0 to measure the Hessian's dominant eigenvalue (and early_stop to act "
+                       "on it).")
     with st.expander("Skip-connection cap (P-DARTS)"):
         _cap(snap, key)
