@@ -175,7 +175,8 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     assert job.snapshot().step == s0 + 1 and job.snapshot().state == "paused"
     at.run()
     assert _metric(at, "Step").startswith(f"{s0 + 1}/")
-    assert len(at.get("vega_lite_chart")) == 5         # 2 heatmaps + 3 curves
+    # 2 heatmaps + 3 curves + collapse indicators (entropy, counts) + the cells' costs (params, mult-adds)
+    assert len(at.get("vega_lite_chart")) == 9
     assert len(at.get("graphviz_chart")) == 2          # normal + reduction cell
     # what the page shows is this step's: the heatmaps hold the op weights that alphas.jsonl recorded at it
     snap = job.snapshot()

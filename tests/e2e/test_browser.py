@@ -199,7 +199,8 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     expect(page.get_by_text(run_id).first).to_be_visible()
     expect(metric(page, "Device")).to_have_text("cpu")
     plots = page.locator("[data-testid=stVegaLiteChart]:visible")
-    expect(plots).to_have_count(5, timeout=CHANGE_MS)  # 2 heatmaps + 3 curves
+    # 2 heatmaps + 3 curves + 2 collapse indicators (entropy, counts) + 2 costs (params, mult-adds)
+    expect(plots).to_have_count(9, timeout=CHANGE_MS)
     expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
     expect(keyed(page, "live.heatmap.normal", "[data-testid=stVegaLiteChart] svg")).to_be_visible(timeout=CHANGE_MS)
     first_step = metric(page, "Step").inner_text()  # read first: the figures below are as new or newer
@@ -244,7 +245,7 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
                what="the cells' graphs drawing the derived genotype's edges")
 
     # Nothing changes while paused: the live ticks go on, and re-send nothing (no chart is touched)
-    assert page.evaluate(WATCH_JS) == 7  # 5 charts, 2 graphs
+    assert page.evaluate(WATCH_JS) == 11  # 9 charts, 2 graphs
     page.wait_for_function(f"() => ({TICKS_SINCE_WATCH})() >= 3", timeout=STATE_MS, polling=100)
     settled(page)
     assert page.evaluate(UNTOUCHED), "an unchanged chart was re-rendered"
