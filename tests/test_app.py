@@ -324,6 +324,30 @@ def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
     assert at.slider(key=f"{key}.step").value == steps[-1]              # the end stops the replay there
 
 
+def test_replay_draws_the_curves_up_to_the_step_shown_and_plays_at_the_chosen_speed(app_runs):
+    from app.views.replay import stride
+
+    run_dir = app_runs / "replayed"
+    run_dir.mkdir()
+    assert run_search(from_preset("smoke", {"epochs": 4, "log_every": 1}), run_dir) == "finished"
+    steps = figures.replay_steps(rundir.read_alphas(run_dir))
+    at = _page("replay").run()
+    key = f"replay.{catalog.list_runs(app_runs)[0].run_id}"
+    at.slider(key=f"{key}.step").set_value(steps[3]).run()
+    for curve in figures.CURVES:  # the curves stop at the step the heatmaps show, not at the run's end
+        _, data = _chart(at, f"{key}.curve.{curve}")
+        assert data["x"].max() == steps[3], curve
+    assert stride(250, "1x") == 5 and stride(250, "4x") == 17 and stride(250, "0.25x") == 2 and stride(8, "4x") == 1
+    at.button_group(key=f"{key}.speed").set_value("4x").run()
+    at.slider(key=f"{key}.step").set_value(steps[0]).run()
+    _button(at, "Play").click().run()
+    assert not at.exception, at.exception
+    big = stride(len(steps), "4x")
+    assert at.slider[0].value == steps[min(len(steps) - 1, big)]  # 4x: several records a tick
+    _, data = _chart(at, f"{key}.curve.{next(iter(figures.CURVES))}")
+    assert data["x"].max() == at.slider[0].value
+
+
 # ---------------------------------------------------------------- the numbers on the page are the run's numbers
 def _values_script(mode):
     """The live panel on a snapshot whose normal and reduction weights, cells and metric rows all differ."""

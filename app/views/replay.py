@@ -1,5 +1,5 @@
-"""The Replay page: a slider (and Play) over a run's recorded alphas that redraws the heatmaps and the
-cells derived at that step; for showing how a cell emerged."""
+"""The Replay page: a slider (and Play, at a chosen speed) over a run's recorded alphas that redraws the
+heatmaps, the cells derived at that step and the curves up to it; for showing how a cell emerged."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ from typing import Any
 import streamlit as st
 
 from app import figures, state
-from app.views import cells, genotype
+from app.views import cells, curves, genotype
 from engine import catalog, examples
 
-__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S"]
+__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride"]
 
 PLAY_LABEL, STOP_LABEL = "Play", "Stop replay"
 TICK_S = 0.5          # seconds between frames while playing
-_FRAMES = 60          # a replay plays in about _FRAMES ticks, whatever the run's length
+_FRAMES = 60          # at 1x a replay plays in about _FRAMES ticks (30 s), whatever the run's length
+# speed -> how many times more (or fewer) records a tick advances than at 1x
+SPEEDS = {"0.25x": 0.25, "0.5x": 0.5, "1x": 1.0, "2x": 2.0, "4x": 4.0}
 
 
-def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: str) -> None:
+def stride(records: int, speed: str) -> int:
+    """Records a tick advances: at 1x the replay takes about _FRAMES ticks; never less than one record."""
+    return max(1, math.ceil(records * SPEEDS.get(speed, 1.0) / _FRAMES))
+
+
+def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: str,
+           metrics: Sequence[Mapping[str, Any]] | None = None) -> None:
     i = figures.replay_index(records, step)
     record = records[i]
     weights = figures.record_weights(record, variant)
@@ -32,11 +40,17 @@ def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: s
     if int(record.get("step", i)) == 0:
         st.caption(genotype.UNTRAINED_NOTE)
     cells.render_dags(figures.record_genotype(record, variant), weights, show_all)
+    if metrics:  # the curves as they stood at this step
+        shown = int(record.get("step", i))
+        curves.render([m for m in metrics if int(m.get("step", 0)) <= shown] or metrics[:1], key=key,
+                      lecture=cells.lecture_on())
 
 
-def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: str = "darts") -> None:
-    """Slider over the recorded steps; Play advances it on a timer until the last record. `variant` is the
-    run's (its config): it turns each record's architecture parameters into the weights and cell shown."""
+def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: str = "darts",
+           metrics: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """Slider over the recorded steps; Play advances it on a timer until the last record, `SPEEDS` records
+    faster or slower. `variant` is the run's (its config): it turns each record's architecture parameters
+    into the weights and cell shown; `metrics` (its metrics rows) are drawn up to the step shown."""
     if not records:
         st.info("This run has no recorded alphas yet.")
         return
@@ -47,7 +61,9 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
     # back to the keyed slider.
     slider_key, playing_key, pos_key = f"{key}.step", f"{key}.playing", f"{key}.pos"
     playing = bool(st.session_state.get(playing_key)) and len(records) > 1
-    play, stop, _ = st.columns([1, 1, 4])
+    play, stop, speed_box, _ = st.columns([1, 1, 2, 2])
+    speed = speed_box.segmented_control("Speed", list(SPEEDS), default="1x", key=f"{key}.speed",
+                                        label_visibility="collapsed") or "1x"
     if play.button(PLAY_LABEL, key=f"{key}.play", disabled=playing or len(records) < 2, width="stretch"):
         current = st.session_state.get(slider_key, steps[-1])
         st.session_state[pos_key] = steps[0] if current >= steps[-1] else current  # from the start at the end
@@ -61,14 +77,13 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
     @st.fragment(run_every=TICK_S if playing else None)
     def frame() -> None:
         if len(records) == 1:
-            _frame(records, steps[0], key, variant)
+            _frame(records, steps[0], key, variant, metrics)
             return
         if playing and st.session_state.get(playing_key):
             i = figures.replay_index(records, st.session_state.get(pos_key, steps[0]))
-            stride = max(1, math.ceil(len(records) / _FRAMES))
-            step = st.session_state[pos_key] = steps[min(len(records) - 1, i + stride)]
+            step = st.session_state[pos_key] = steps[min(len(records) - 1, i + stride(len(records), speed))]
             st.slider("Step", min_value=steps[0], max_value=steps[-1], value=step, disabled=True)
-            _frame(records, step, key, variant)
+            _frame(records, step, key, variant, metrics)
             if step >= steps[-1]:
                 st.session_state[playing_key] = False
                 st.session_state[slider_key] = step
@@ -77,7 +92,7 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
         current = st.session_state.get(slider_key, steps[-1])
         st.session_state[slider_key] = min(max(current, steps[0]), steps[-1])
         step = st.slider("Step", min_value=steps[0], max_value=steps[-1], key=slider_key)
-        _frame(records, step, key, variant)
+        _frame(records, step, key, variant, metrics)
 
     frame()
 
@@ -99,4 +114,5 @@ def page() -> None:
     info = next(r for r in runs if r.run_id == run_id)
     shipped = " · a recording shipped with dartboard" if examples.is_example(info.path) else ""
     st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")
-    render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=str(info.config.get("variant", "darts")))
+    render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=str(info.config.get("variant", "darts")),
+           metrics=state.metrics_records(info.path))
