@@ -191,7 +191,11 @@ def test_smoke_search_steered_by_the_controls(app_runs):
         assert _dot_edges(graph.proto.spec) == _genotype_edges(derived, cell)
 
     _button(at, "Derive now").click().run()
+    assert any(f"Derived now, at step {s0 + 1}" in m.value for m in at.markdown)   # shown in the click's rerun
+    assert any(c.value == snap.genotype.to_darts() for c in at.code)
     wait_for(lambda: any(r.get("kind") == "derive" for r in rundir.read_genotypes(job.run_dir)))
+    written = [r for r in rundir.read_genotypes(job.run_dir) if r.get("kind") == "derive"][-1]
+    assert written["genotype"] == snap.genotype.to_dict()    # the cell shown is the one recorded (paused)
     _button(at, "Resume").click().run()
     wait_for(lambda: job.snapshot().state == "running")
     at.run()
