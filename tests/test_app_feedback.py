@@ -266,3 +266,30 @@ def test_sidebar_threads_field_is_applied_at_start(app_runs):
         assert Path(job.run_dir).is_dir()
     finally:
         torch.set_num_threads(1)
+
+
+def test_collapse_and_cost_settings_in_the_sidebar_reach_the_config(app_runs):
+    """The collapse indicators and the cost penalty are set in the sidebar (an expander), validated in its words,
+    and a select's "none" / a budget of 0 become None in the config; the regularised variants show their options."""
+    at = _app().run()
+    at.selectbox(key="setup.demo.early_stop").set_value(True).run()
+    errors = "\n".join(e.value for e in at.sidebar.error)
+    assert "Early stop (RobustDARTS): True is not valid" in errors and "Hessian eigenvalue every (steps)" in errors
+    assert _button(at, "Start search").disabled
+    at.number_input(key="setup.demo.hessian_every").set_value(5)
+    at.selectbox(key="setup.demo.max_skip").set_value(2)
+    at.number_input(key="setup.demo.cost_weight").set_value(2.0)
+    at.selectbox(key="setup.demo.cost_kind").set_value("madds").run()
+    assert not at.sidebar.error and not _button(at, "Start search").disabled
+    values = {f: getattr(PRESETS["demo"], f) for f in setup.FIELDS}
+    config, errors = setup.problems("demo", {**values, "hessian_every": 5, "early_stop": True, "max_skip": 2,
+                                             "cost_weight": 2.0, "cost_kind": "madds", "cost_budget": None})
+    assert errors == [] and (config.hessian_every, config.early_stop, config.max_skip) == (5, True, 2)
+    assert (config.cost_weight, config.cost_kind, config.cost_budget) == (2.0, "madds", None)
+    at.selectbox(key="setup.demo.variant").set_value("beta_darts").run()
+    assert at.number_input(key="setup.demo.beta_darts.beta_decay_weight").value == 50.0
+    assert at.selectbox(key="setup.demo.beta_darts.beta_base").value == "darts"
+    at.selectbox(key="setup.demo.variant").set_value("darts_minus").run()
+    assert at.number_input(key="setup.demo.darts_minus.darts_minus_beta").value == 1.0
+    at.selectbox(key="setup.demo.variant").set_value("sdarts_rs").run()
+    assert at.number_input(key="setup.demo.sdarts_rs.sdarts_epsilon_max").value == 0.3

@@ -357,7 +357,7 @@ def test_sidebar_shows_the_chosen_variants_options_and_validates_them():
     assert at.number_input(key="setup.demo.pc_darts.pc_k").value == 4
     at.number_input(key="setup.demo.pc_darts.pc_k").set_value(3).run()
     errors = [e.value for e in at.sidebar.error]
-    assert any("pc_k=3" in e and "divisor of init_channels=8" in e for e in errors), errors
+    assert any("K (partial channels): 3" in e and "divisor of Channels (C)=8" in e for e in errors), errors
     assert next(b for b in at.button if b.label == "Start search").disabled
     at.selectbox(key="setup.demo.variant").set_value("gdas").run()
     assert not at.sidebar.error

@@ -55,7 +55,32 @@ VARIANT_FIELDS: dict[str, tuple[str, str, Any, str]] = {
                              "pushes every sigmoid weight towards 0 or 1 (FairDARTS: 10)"),
     "fair_threshold": ("Keep threshold", "float", 0.05, "an edge is kept when its strongest sigmoid reaches this"),
     "drnas_kl_weight": ("KL weight", "float", 1e-3, "weight of KL(Dirichlet || Dirichlet(1)); 0 turns it off"),
+    "darts_minus_beta": ("Aux. skip weight at start", "float", 0.1,
+                         "DARTS-: weight of the auxiliary skip on every edge, decaying linearly to 0 at the end"),
+    "beta_decay_weight": ("Beta-decay weight", "float", 5.0,
+                          "beta-DARTS: lambda = this x epoch / epochs on the mean logsumexp of the alphas"),
+    "beta_base": ("Regularised search", "select", ("darts", "pc_darts"),
+                  "beta-DARTS on plain DARTS or on PC-DARTS (then K applies)"),
+    "sdarts_epsilon_min": ("Noise at start", "float", 0.01, "SDARTS-RS: radius of the uniform noise on the op "
+                                                            "weights in the weight step, first epoch"),
+    "sdarts_epsilon_max": ("Noise at end", "float", 0.05, "SDARTS-RS: the radius grows linearly towards this"),
 }
+# Collapse indicators and cost-aware search (docs/collapse.md), in an expander below the main fields. A select's
+# "none" and a budget of 0 stand for None.
+EXTRA_FIELDS: dict[str, tuple[str, str, Any, str]] = {
+    "hessian_every": ("Hessian eigenvalue every (steps)", "int", 1,
+                      "dominant eigenvalue of the valid loss's Hessian (architecture), every N steps; 0 = off; "
+                      "one costs about 30 steps"),
+    "early_stop": ("Early stop (RobustDARTS)", "select", (False, True),
+                   "stop when the eigenvalue's rise fires RobustDARTS's rule; needs the eigenvalue"),
+    "max_skip": ("Skip cap per normal cell", "select", ("none", 0, 1, 2, 3, 4),
+                 "P-DARTS keeps 2: the run's genotype keeps at most this many skip connections"),
+    "cost_weight": ("Cost penalty weight", "float", 0.5, "per million parameters / mult-adds of the cells; 0 = off"),
+    "cost_kind": ("Cost of", "select", ("params", "madds"), "what the penalty counts: parameters or mult-adds"),
+    "cost_budget": ("Cost budget (0 = none)", "float", 1000.0,
+                    "penalise only the cells' expected cost above this (the live cost chart shows the scale)"),
+}
+_EXTRA_ROWS = (("hessian_every", "early_stop"), ("max_skip",), ("cost_weight", "cost_kind"), ("cost_budget",))
 # What a message calls each field: the box's label; a field without a box says it comes from the preset.
 _PRESET_ONLY = {
     "data_root": "Data folder", "download": "Download", "subset": "Training images", "image_size": "Image size",
@@ -65,7 +90,7 @@ _PRESET_ONLY = {
     "a_weight_decay": "Arch. weight decay", "amp": "Mixed precision", "fast": "Fast path",
     "log_every": "Log every (steps)", "checkpoint_every_s": "Checkpoint every (s)", "preset": "Preset",
 }
-LABELS: dict[str, str] = {**{f: v[0] for f, v in {**FIELDS, **VARIANT_FIELDS}.items()},
+LABELS: dict[str, str] = {**{f: v[0] for f, v in {**FIELDS, **VARIANT_FIELDS, **EXTRA_FIELDS}.items()},
                           **{f: f"{label} (preset)" for f, label in _PRESET_ONLY.items()}}
 _NAMES = re.compile(r"\b(" + "|".join(sorted(map(re.escape, LABELS), key=len, reverse=True)) + r")\b")
 _CONFIG_DEFAULTS = SearchConfig()
@@ -185,7 +210,7 @@ def problems(preset: str, values: Mapping[str, Any]) -> tuple[SearchConfig | Non
     holding a fraction, the engine's rules, then (only for a config the rules accept) the checks before Start."""
     values, errors = dict(values), []
     for field in [*values]:
-        kind = (FIELDS.get(field) or VARIANT_FIELDS.get(field) or ("", ""))[1]
+        kind = (FIELDS.get(field) or VARIANT_FIELDS.get(field) or EXTRA_FIELDS.get(field) or ("", ""))[1]
         if kind == "int":
             values[field], err = _as_int(field, values[field])
             if err is not None:
@@ -204,7 +229,7 @@ def problems(preset: str, values: Mapping[str, Any]) -> tuple[SearchConfig | Non
 
 
 def _widget(field: str, default: Any, key: str) -> Any:
-    label, kind, extra, help_text = FIELDS[field] if field in FIELDS else VARIANT_FIELDS[field]
+    label, kind, extra, help_text = {**FIELDS, **VARIANT_FIELDS, **EXTRA_FIELDS}[field]
     if kind == "select":
         options = list(extra)
         return st.selectbox(label, options, index=options.index(default) if default in options else 0,
@@ -241,7 +266,7 @@ def settings_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) of a run's config: the sidebar's fields, the variant's options, then the rest."""
     variant = config.get("variant", "darts")
     own = ["arch_warmup_epochs", *(variant_options(variant) if variant in variant_names() else ())]
-    order = [*FIELDS, *own, *(f for f in _PRESET_ONLY if f != "preset")]
+    order = [*FIELDS, *own, *EXTRA_FIELDS, *(f for f in _PRESET_ONLY if f != "preset")]
     return [(LABELS[f], _show(config[f])) for f in order if f in config]
 
 
@@ -284,6 +309,19 @@ def render(on_start: Callable[[SearchConfig], None], busy: bool,
             _variant_options(preset, base, values["variant"], values, slots)
         if "threads" in row:
             _threads_note(values["threads"])
+    with st.expander("Collapse indicators and cost", expanded=any(
+            getattr(base, f) != getattr(_CONFIG_DEFAULTS, f) for f in EXTRA_FIELDS)):
+        for row in _EXTRA_ROWS:
+            for col, field in zip(st.columns(len(row)), row, strict=True):
+                with col:
+                    shown = getattr(base, field)
+                    shown = ("none" if shown is None else shown) if field == "max_skip" else shown
+                    shown = 0.0 if field == "cost_budget" and shown is None else shown
+                    values[field] = _widget(field, shown, key=f"setup.{preset}.{field}")
+            slot = st.empty()
+            slots.update(dict.fromkeys(row, slot))
+        values["max_skip"] = None if values["max_skip"] == "none" else values["max_skip"]
+        values["cost_budget"] = values["cost_budget"] or None  # 0: no budget
     general = st.empty()
     config, errors = problems(preset, values)
     by_slot: dict[int, tuple[Any, list[str]]] = {}
