@@ -526,13 +526,34 @@ def dirichlet_figure(alphas: np.ndarray, cell: str = "normal", height: int = 430
     return fig
 
 
+def variant_state_text(variant: str, arch: Mapping[str, Any], epochs: int | None = None) -> str | None:
+    """One line on a regularised variant's schedule now (its scalar beside the alphas); None for the others."""
+    def scalar(name: str) -> float | None:
+        value = arch.get(name)
+        return None if value is None else float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+    if variant == "darts_minus" and scalar("aux_skip_weight") is not None:
+        return (f"Auxiliary skip weight beta = {scalar('aux_skip_weight'):.3f}: every edge adds beta x skip(x) "
+                "beside its ops, so the skip op need not win the edge to keep the gradient flowing; beta decays "
+                "linearly to 0 at the last epoch.")
+    if variant == "beta_darts" and scalar("beta_weight") is not None:
+        return (f"Beta-Decay weight lambda = {scalar('beta_weight'):.3g}: the architecture loss adds lambda x the "
+                "mean logsumexp of each edge's alphas, which keeps them small and the op weights from saturating; "
+                "lambda grows with the epoch.")
+    if variant == "sdarts_rs" and scalar("epsilon") is not None:
+        return (f"Noise radius epsilon = {scalar('epsilon'):.3f}: the weight step sees op weights perturbed by "
+                "uniform noise in [-epsilon, epsilon], so the network weights learn to do well around the "
+                "current architecture (a smoother loss in alpha); the architecture step sees none.")
+    return None
+
+
 def variant_state_figures(variant: str, arch: Mapping[str, Any], weights: Mapping[str, Any] | None = None,
                           ) -> list[tuple[str, go.Figure]]:
     """(caption, figure) pairs that show a variant's own state, in its own meaning; [] for plain DARTS."""
     arch = {k: np.asarray(v) for k, v in arch.items()}
     if not arch or "normal" not in arch:
         return []
-    if variant == "pc_darts" and "betas_normal" in arch:
+    if variant in ("pc_darts", "beta_darts") and "betas_normal" in arch:  # beta-DARTS on PC-DARTS too
         return [("Each edge's output is multiplied by its edge weight; the genotype ranks edges by op weight times "
                  "edge weight.", edge_weight_figure(arch))]
     if variant == "gdas" and "tau" in arch:

@@ -352,3 +352,23 @@ def test_curve_vega_draws_what_curve_figure_draws(curve):
     assert data.loc[data["kind"] == "rule", "x"].tolist() == [shape.x0 for shape in fig.layout.shapes]
     assert spec["layer"][0]["encoding"]["y"]["scale"]["zero"] == (fig.layout.yaxis.rangemode == "tozero")
     assert figures.curve_vega(metrics[:2], curve)[0] == spec   # new rows change the data only
+
+
+def test_regularised_variants_state_their_schedule_from_a_real_network():
+    """DARTS-, beta-DARTS and SDARTS-RS keep a scalar beside the alphas; the live panel says what it is now, read
+    from the network's own state at an epoch (not a number typed here)."""
+    from engine.supernet import SearchNetwork
+
+    for variant, name, needle in [("darts_minus", "aux_skip_weight", "beta = "),
+                                  ("beta_darts", "beta_weight", "lambda = "), ("sdarts_rs", "epsilon", "epsilon = ")]:
+        model = SearchNetwork(4, 10, 3, nodes=4, variant=variant)
+        model.start_epoch(1, 3)
+        arch = {k: np.asarray(v) for k, v in model.arch_state().items()}
+        text = figures.variant_state_text(variant, arch)
+        value = float(arch[name].reshape(-1)[0])
+        assert text is not None and needle in text and f"{value:.3g}"[:4] in text, (variant, text, value)
+    a = np.zeros((14, 8))
+    assert figures.variant_state_text("darts", {"normal": a, "reduce": a}) is None
+    pc = SearchNetwork(4, 10, 3, nodes=4, variant="beta_darts", variant_options={"beta_base": "pc_darts", "pc_k": 2})
+    arch = {k: np.asarray(v) for k, v in pc.arch_state().items()}
+    assert len(figures.variant_state_figures("beta_darts", arch)) == 1  # on PC-DARTS: its edge weights too

@@ -2,7 +2,9 @@
 
 PC-DARTS: the edge weights (edge normalisation) as a heatmap. GDAS: the sampling probabilities at the current
 temperature with the ops sampled this step marked. FairDARTS: each edge's strongest sigmoid weight against the
-threshold. DrNAS: the Dirichlet mean of each op weight with its spread. Plain DARTS draws nothing more. The
+threshold. DrNAS: the Dirichlet mean of each op weight with its spread. DARTS-, beta-DARTS and SDARTS-RS: a
+line on their schedule now (the auxiliary skip weight, the Beta-Decay weight, the noise radius), beta-DARTS on
+PC-DARTS also the edge weights. Plain DARTS draws nothing more. The
 figures are pure functions of the snapshot's architecture parameters (app/figures.py), so a followed run and
 the in-process one look the same.
 """
@@ -27,9 +29,14 @@ def render(snap: Any, key: str = "live") -> None:
     except (ValueError, KeyError) as e:  # a record from another version of a variant: say so, draw the rest
         st.caption(f"The {variant} state of this run cannot be drawn: {e}")
         return
-    if not shown:
+    text = figures.variant_state_text(variant, snap.alphas or {})
+    if not shown and not text:
         return
     st.markdown(f"**{variant}**: {variant_summary(variant)}")
+    if text:
+        st.caption(text)
+    if not shown:
+        return
     cols = st.columns(len(shown))
     for i, (col, (caption, fig)) in enumerate(zip(cols, shown, strict=True)):
         with col:
