@@ -102,8 +102,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     if world.active and config.device in ("auto", "cuda") and select_device(config.device).type == "cuda":
         config = config.replace(device=f"cuda:{world.local_rank}")  # one GPU a rank (NCCL)
     threads = apply_threads(config.threads)  # before the first step (docs/threads.md: 0 = auto)
-    if world.main:
-        print(f"torch threads: {threads}{' (auto)' if config.threads == 0 else ''}", file=sys.stderr)
     control = Control()
 
     def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
@@ -125,6 +123,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         def on_run_start(self, info):
             started.append(True)
             print(f"run directory: {run_dir}", file=sys.stderr)
+            # said once the run began, so a refusal before it stays one line
+            print(f"torch threads: {threads}{' (auto)' if config.threads == 0 else ''}", file=sys.stderr)
 
         def on_exception(self, exc, traceback_text):
             errors.append(type(exc).__name__)

@@ -242,9 +242,15 @@ def test_cli_search_applies_threads_before_the_first_step(tmp_path, capsys):
         assert main(["search", "--preset", "smoke", "--set", "batch_size=64", "--set", "threads=2", "--runs-dir",
                      str(tmp_path)]) == 2
         assert torch.get_num_threads() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: batch_size=64") and len(err.strip().splitlines()) == 1  # a refusal: one line
+        torch.set_num_threads(1)
+        assert main(["search", "--preset", "smoke", "--set", "epochs=1", "--set", "threads=2", "--runs-dir",
+                     str(tmp_path)]) == 0
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
-    assert "torch threads: 2\n" in capsys.readouterr().err
+    assert "torch threads: 2\n" in capsys.readouterr().err  # a run that began says it
 
 
 def test_sidebar_threads_field_is_applied_at_start(app_runs):
