@@ -106,17 +106,21 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
         st.warning("This run ended without a final state (its process is gone). **Resume run** continues it "
                    "from its last checkpoint.")
 
-    overrides = _resume_overrides(info) if _resumable(info) else {}
+    training = info.kind == "train"  # no alphas to watch or replay; resumed by `python -m engine train --resume`
+    if training:
+        st.caption(f"A training: its curves and exports are below. Resume it with `python -m engine train "
+                   f"--resume {info.path}`.")
+    overrides = _resume_overrides(info) if _resumable(info) and not training else {}
     cols = st.columns(4)
-    if cols[0].button("Open in Search", key="runs.open", width="stretch",
+    if cols[0].button("Open in Search", key="runs.open", width="stretch", disabled=training,
                       help="watch it on the Search page (runs of other processes are followed live)"):
         _open(info)
         nav.switch_to("search")
-    if cols[1].button("Resume run", key="runs.resume", disabled=not _resumable(info), width="stretch",
+    if cols[1].button("Resume run", key="runs.resume", disabled=training or not _resumable(info), width="stretch",
                       help="continue an interrupted, stopped or failed run from its checkpoint"):
         if _resume(info, overrides):
             nav.switch_to("search")
-    if cols[2].button("Replay", key="runs.replay", width="stretch"):
+    if cols[2].button("Replay", key="runs.replay", width="stretch", disabled=training):
         st.session_state["replay.run"] = info.run_id
         nav.switch_to("replay")
     if cols[3].button("Delete run", key="runs.delete", disabled=info.state in _ACTIVE, width="stretch"):
