@@ -218,17 +218,19 @@ def overlay_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str, ti
     return fig
 
 
-def record_genotype(record: Mapping[str, Any], variant: str = "darts") -> Genotype:
-    """The genotype the run's variant derives from the raw architecture parameters of one alphas record."""
+def record_genotype(record: Mapping[str, Any], variant: str | Mapping[str, Any] = "darts") -> Genotype:
+    """The genotype the run's variant derives from the raw architecture parameters of one alphas record (pass
+    the run's config to derive with its variant's options and skip cap)."""
     return variants.record_genotype(record, variant)
 
 
-def record_weights(record: Mapping[str, Any], variant: str = "darts") -> dict[str, np.ndarray]:
+def record_weights(record: Mapping[str, Any], variant: str | Mapping[str, Any] = "darts") -> dict[str, np.ndarray]:
     """The op weights (edges, ops) per cell kind that the run's variant gives one alphas record."""
     return variants.record_weights(record, variant)
 
 
-def op_shares(records: Sequence[Mapping[str, Any]], cell: str = "normal", variant: str = "darts") -> np.ndarray:
+def op_shares(records: Sequence[Mapping[str, Any]], cell: str = "normal",
+              variant: str | Mapping[str, Any] = "darts") -> np.ndarray:
     """(steps, ops) each real op's share of its edge's non-`none` weight, averaged over the cell's edges; the
     `none` column is 0. This is the competition the derivation rule decides (it never keeps `none`), without
     `none`'s own weight, which only says how little an edge matters."""

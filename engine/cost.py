@@ -54,7 +54,8 @@ takes seconds). Mult-adds are those of its
     convolutions, as FlopCounterMode counts them (tests/test_cost.py checks it); counted with hooks because
     FlopCounterMode's first use in a process takes seconds, which every search start would pay."""
     total = [0]
-    op = OPS[name](C, stride, True).eval()
+    with torch.random.fork_rng(devices=[]):  # the ops' random init must not move the search's seeded RNG
+        op = OPS[name](C, stride, True).eval()
     for m in op.modules():
         m.register_forward_hook(functools.partial(_conv_madds, total=total))
     with torch.no_grad():

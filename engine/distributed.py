@@ -63,10 +63,25 @@ class PeerLost(RuntimeError):
     processes."""
 
 
+_PEER_GONE = ("connection closed", "connection reset", "broken pipe", "timed out", "timeout", "remote worker",
+              "peer", "socket", "nccl communicator was aborted")
+
+
+def _peer_gone(e: RuntimeError) -> bool:
+    """Whether a failed collective says another process went away (the backend's own error types, or the
+    connection-lost words gloo uses in a plain RuntimeError)."""
+    kinds = tuple(k for k in (getattr(dist, "DistNetworkError", None), getattr(dist, "DistBackendError", None)) if k)
+    return isinstance(e, kinds) or any(word in str(e).lower() for word in _PEER_GONE)
+
+
 def _collective(world: World, call: Any) -> Any:
     try:
         return call()
-    except RuntimeError as e:  # gloo: "Connection closed by peer"; NCCL: DistBackendError (a RuntimeError)
+    except torch.OutOfMemoryError:
+        raise  # this rank's own failure, with its own hint
+    except RuntimeError as e:  # gloo: "Connection closed by peer"; NCCL: DistBackendError / DistNetworkError
+        if not _peer_gone(e):
+            raise  # a real error in the collective (a shape or size mismatch is a bug): the run fails
         text = (str(e).strip().splitlines() or [type(e).__name__])[0]
         reason = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0][:160]  # gloo prefixes its source path
         raise PeerLost(f"rank {world.rank} lost another process of this {world.size}-process search ({reason})"

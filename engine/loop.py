@@ -214,9 +214,11 @@ class _Loop:
         self._truncate_logs()
         first = rundir.read_alphas(self.run_dir)[:1]
         self.initial_weights = record_weights(first[0], self.model.variant) if first else self.model.op_weights()
-        self.recent.extend(rundir.read_metrics(self.run_dir)[-_RECENT_METRICS:])
-        self.collapse.restore(rundir.read_metrics(self.run_dir), rundir.read_alphas(self.run_dir), self.model.variant,
-                              self.cfg.max_skip)
+        # rows up to the checkpoint only: on ranks other than 0 the files are read before rank 0 trims them
+        metrics = [m for m in rundir.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
+        alphas = [a for a in rundir.read_alphas(self.run_dir) if a.get("step", 0) <= self.step]
+        self.recent.extend(metrics[-_RECENT_METRICS:])
+        self.collapse.restore(metrics, alphas, self.model.variant, self.cfg.max_skip)
 
     def _truncate_logs(self) -> None:
         if self.world.main:

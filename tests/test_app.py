@@ -352,6 +352,22 @@ def test_replay_draws_the_curves_up_to_the_step_shown_and_plays_at_the_chosen_sp
     assert data["x"].max() == at.slider[0].value
 
 
+def test_replay_derives_with_the_runs_options_and_skip_cap_as_the_run_did(app_runs):
+    """beta-DARTS on PC-DARTS ranks edges by op weight x edge weight, and a run with max_skip caps its cells;
+    Replay must draw the run's own genotype, not the one the variant's bare name would derive."""
+    run_dir = app_runs / "regularised"
+    run_dir.mkdir()
+    config = from_preset("smoke", {"epochs": 2, "variant": "beta_darts", "beta_base": "pc_darts", "pc_k": 2,
+                                   "max_skip": 0, "a_lr": 0.5})
+    assert run_search(config, run_dir) == "finished"
+    final = rundir.latest_genotype(run_dir)
+    assert not any(op == "skip_connect" for op, _ in final.normal)  # the run capped its cell at 0 skips
+    at = _page("replay").run()
+    assert not at.exception
+    for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
+        assert _dot_edges(graph.proto.spec) == _genotype_edges(final, cell)
+
+
 # ---------------------------------------------------------------- the numbers on the page are the run's numbers
 def _values_script(mode):
     """The live panel on a snapshot whose normal and reduction weights, cells and metric rows all differ."""

@@ -155,9 +155,9 @@ def test_a_training_links_to_its_search_and_the_search_lists_its_trainings(page_
     _button(at, f"Show {TRAIN_2}").click().run()
     assert at.selectbox(key="runs.selected").value == TRAIN_2
     assert any(f"Trained from search **{SEARCH_A}** @ step 2" in m.value for m in at.markdown)
-    # a training has no alphas to replay or watch on the Search page, and resumes from the command line
-    assert all(_button(at, label).disabled for label in ("Replay", "Open in Search", "Resume run"))
-    assert any("engine train --resume" in c.value for c in at.caption)
+    # a training has no alphas to replay or watch on the Search page; it resumes (when it can) on the Train page
+    assert all(_button(at, label).disabled for label in ("Replay", "Open in Search"))
+    assert any("continues it on the Train page" in c.value for c in at.caption)
     # a training of a published cell names it, and links nowhere
     at = _select(at, TRAIN_V2)
     assert any("Trained genotype: **DARTS_V2**" in m.value for m in at.markdown)

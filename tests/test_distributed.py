@@ -169,3 +169,26 @@ def test_sigkill_of_one_rank_ends_the_others_and_the_run_resumes_as_interrupted(
     assert done.returncode == 0, done.stderr[-3000:]
     assert rundir.read_status(run)["state"] == "finished"
     assert [m["step"] for m in rundir.read_metrics(run)] == list(range(1, 17))
+
+
+def test_only_a_lost_peer_reads_as_interrupted():
+    """A collective that fails because another rank went away is PeerLost (the run ends interrupted); a bug in
+    the collective or this rank's out-of-memory error stays what it is (the run fails, with its hint)."""
+    from engine.distributed import PeerLost, World, _collective
+
+    world = World(rank=0, size=2)
+
+    def failing(error):
+        def call():
+            raise error
+        return call
+
+    gloo = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]")
+    with pytest.raises(PeerLost, match=r"rank 0 lost another process of this 2-process search \(Connection closed"):
+        _collective(world, failing(gloo))
+    with pytest.raises(RuntimeError, match="size mismatch") as err:
+        _collective(world, failing(RuntimeError("size mismatch between tensors")))
+    assert not isinstance(err.value, PeerLost)
+    with pytest.raises(torch.OutOfMemoryError):
+        _collective(world, failing(torch.OutOfMemoryError("CUDA out of memory")))
+    assert _collective(world, lambda: 7) == 7

@@ -84,8 +84,9 @@ def _cap(snap: Any, key: str) -> None:
 
     if not snap.alphas or "normal" not in snap.alphas:
         return
-    k = st.number_input("Cap skip connections per normal cell at K (P-DARTS keeps 2)", 0, 8,
-                        value=int((snap.config or {}).get("max_skip") or 2), key=f"{key}.collapse.max_skip")
+    cap = (snap.config or {}).get("max_skip")
+    k = st.number_input("Cap skip connections per normal cell at K (P-DARTS keeps 2)", 0, 64,
+                        value=2 if not isinstance(cap, int) else min(max(cap, 0), 64), key=f"{key}.collapse.max_skip")
     try:
         capped = derive(snap.alphas, snap.config or "darts", max_skip=int(k))
     except (ValueError, KeyError) as e:

@@ -123,7 +123,7 @@ def _derivation(weights: Mapping[str, Any] | None, genotype: Genotype | None, va
     st.code(genotype.to_darts(), language="python", wrap_lines=True)
 
 
-def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str) -> None:
+def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str | Mapping[str, Any]) -> None:
     st.header("4. Skip-connection collapse")
     st.markdown(
         "A weakness of DARTS that users meet again and again: as the search goes on, **parameter-free ops**, "
@@ -197,22 +197,36 @@ VARIANT_LESSONS = {
               "distribution** whose concentration (ELU(alpha) + 1) is learned, drawn anew every step with a "
               "reparameterised sampler. The noise explores and regularises; the heatmap shows the mean, and the "
               "spread shrinks as the concentration grows."),
+    "darts_minus": ("DARTS-: an auxiliary skip on every edge", "Skip connections win partly because they carry "
+                    "the gradient, not because they are good ops. DARTS- adds a separate skip beside the ops of every "
+                    "edge, weighted by beta, which decays from 1 to 0 over the search: the skip op no longer needs to "
+                    "win the edge to keep the gradient flowing, and at the end the supernet is plain DARTS again."),
+    "beta_darts": ("beta-DARTS: keep the alphas small", "A **Beta-Decay** loss adds lambda times the mean "
+                   "logsumexp of each edge's alphas to the architecture loss, with lambda growing over the search. "
+                   "It keeps the alphas from running away, so the op weights stay comparable and no op saturates "
+                   "its edge early; it can regularise PC-DARTS as well."),
+    "sdarts_rs": ("SDARTS-RS: train around the architecture", "In the network-weight step the op weights get "
+                  "uniform noise in [-epsilon, epsilon] (the architecture step sees none), so the network weights "
+                  "learn to do well for architectures near the current one. The validation loss becomes smoother "
+                  "in alpha, the Hessian's top eigenvalue stays lower, and the cell collapses less."),
 }
 
 
 def _variants(variant: str) -> None:
     st.header("6. Variants of DARTS")
-    st.markdown("Four variants change how the alphas become op weights, or what runs in a step "
-                "(pick one in the sidebar: `variant`).")
+    st.markdown("Four variants change how the alphas become op weights, or what runs in a step; three more "
+                "regularise DARTS against collapse (section 5). Pick one in the sidebar: `variant`.")
     for name, (title, text) in VARIANT_LESSONS.items():
         with st.expander(title + (" (this run)" if name == variant else ""), expanded=name == variant):
             st.markdown(text)
 
 
 def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str = "learn",
-           variant: str = "darts", valid_acc: float | None = None) -> None:
+           variant: str | Mapping[str, Any] = "darts", valid_acc: float | None = None) -> None:
     """The lesson on one run's recorded alphas (empty: the lesson with the paper's cell only); `variant` is
-    the run's, which turns the records into op weights and a cell."""
+    the run's (its name, or its config: then its options and skip cap too), which turns the records into op
+    weights and a cell."""
+    name = variant if isinstance(variant, str) else str(variant.get("variant", "darts"))
     weights = figures.record_weights(records[-1], variant) if records else None
     genotype = figures.record_genotype(records[-1], variant) if records else None
     _intro()
@@ -221,7 +235,7 @@ def render(records: Sequence[Mapping[str, Any]], num_classes: int = 10, key: str
     _derivation(weights, genotype, valid_acc)
     _collapse(records, key, variant)
     _paper(genotype, num_classes)
-    _variants(variant)
+    _variants(name)
 
 
 def page() -> None:
@@ -241,7 +255,7 @@ def page() -> None:
         info = next(r for r in runs if r.run_id == run_id)
         records = state.alphas_records(info.path)
         classes = state.num_classes_of(info.config)
-        variant = str(info.config.get("variant", "darts"))
+        variant = dict(info.config or {"variant": "darts"})  # its variant's options and skip cap count
         valid_acc = info.valid_acc
         st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}"
                    " · this page redraws when you interact with it; the Search page is the live view")

@@ -27,7 +27,7 @@ def stride(records: int, speed: str) -> int:
     return max(1, math.ceil(records * SPEEDS.get(speed, 1.0) / _FRAMES))
 
 
-def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: str,
+def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: str | Mapping[str, Any],
            metrics: Sequence[Mapping[str, Any]] | None = None) -> None:
     i = figures.replay_index(records, step)
     record = records[i]
@@ -46,7 +46,7 @@ def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: s
                       lecture=cells.lecture_on())
 
 
-def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: str = "darts",
+def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: str | Mapping[str, Any] = "darts",
            metrics: Sequence[Mapping[str, Any]] | None = None) -> None:
     """Slider over the recorded steps; Play advances it on a timer until the last record, `SPEEDS` records
     faster or slower. `variant` is the run's (its config): it turns each record's architecture parameters
@@ -114,5 +114,6 @@ def page() -> None:
     info = next(r for r in runs if r.run_id == run_id)
     shipped = " · a recording shipped with dartboard" if examples.is_example(info.path) else ""
     st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")
-    render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=str(info.config.get("variant", "darts")),
+    # the run's config, not just its variant's name: its options (beta-DARTS on PC-DARTS) and skip cap count
+    render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=dict(info.config or {}),
            metrics=state.metrics_records(info.path))

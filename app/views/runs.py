@@ -14,6 +14,7 @@ from engine import catalog
 from engine.catalog import RunInfo
 from engine.job import JobError
 from engine.rundir import RunDirError
+from engine.threads import apply_threads
 
 __all__ = ["page", "render_table", "render_details", "RESUMABLE"]
 
@@ -54,11 +55,16 @@ def _resume_overrides(info: RunInfo) -> dict:
 
 def _resume(info: RunInfo, overrides: dict) -> bool:
     try:
+        # torch's thread count is process-wide: the run's own (a training: auto), before its thread starts
+        apply_threads(int(overrides.get("threads", info.config.get("threads", 0)) or 0))
         job = state.registry().start(resume=info.path, overrides=overrides)
     except (JobError, RunDirError, OSError, ValueError) as err:
         st.error(f"Could not resume {info.run_id}: {err}")
         return False
-    state.select_run(job.run_id)
+    if info.kind == "train":
+        st.session_state["train.run_id"] = job.run_id  # the Train page shows this training
+    else:
+        state.select_run(job.run_id)
     return True
 
 
@@ -106,20 +112,19 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
         st.warning("This run ended without a final state (its process is gone). **Resume run** continues it "
                    "from its last checkpoint.")
 
-    training = info.kind == "train"  # no alphas to watch or replay; resumed by `python -m engine train --resume`
+    training = info.kind == "train"  # no alphas to watch or replay; it resumes with its own settings
     if training:
-        st.caption(f"A training: its curves and exports are below. Resume it with `python -m engine train "
-                   f"--resume {info.path}`.")
+        st.caption("A training: its curves and exports are below; **Resume run** continues it on the Train page.")
     overrides = _resume_overrides(info) if _resumable(info) and not training else {}
     cols = st.columns(4)
     if cols[0].button("Open in Search", key="runs.open", width="stretch", disabled=training,
                       help="watch it on the Search page (runs of other processes are followed live)"):
         _open(info)
         nav.switch_to("search")
-    if cols[1].button("Resume run", key="runs.resume", disabled=training or not _resumable(info), width="stretch",
+    if cols[1].button("Resume run", key="runs.resume", disabled=not _resumable(info), width="stretch",
                       help="continue an interrupted, stopped or failed run from its checkpoint"):
         if _resume(info, overrides):
-            nav.switch_to("search")
+            nav.switch_to("train" if training else "search")
     if cols[2].button("Replay", key="runs.replay", width="stretch", disabled=training):
         st.session_state["replay.run"] = info.run_id
         nav.switch_to("replay")

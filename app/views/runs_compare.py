@@ -312,7 +312,7 @@ def _final_weights(info: RunInfo) -> tuple[int, dict[str, np.ndarray]] | None:
     records = state.alphas_records(info.path)
     if not records:
         return None
-    return records[-1]["step"], figures.record_weights(records[-1], str(info.config.get("variant", "darts")))
+    return records[-1]["step"], figures.record_weights(records[-1], dict(info.config or {"variant": "darts"}))
 
 
 def _overlay(metrics: Mapping[str, Sequence[Mapping[str, Any]]], key: str, title: str) -> go.Figure:

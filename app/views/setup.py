@@ -70,7 +70,7 @@ VARIANT_FIELDS: dict[str, tuple[str, str, Any, str]] = {
 EXTRA_FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "hessian_every": ("Hessian eigenvalue every (steps)", "int", 1,
                       "dominant eigenvalue of the valid loss's Hessian (architecture), every N steps; 0 = off; "
-                      "one costs about 30 steps"),
+                      "one costs about 10-15 search steps"),
     "early_stop": ("Early stop (RobustDARTS)", "select", (False, True),
                    "stop when the eigenvalue's rise fires RobustDARTS's rule; needs the eigenvalue"),
     "max_skip": ("Skip cap per normal cell", "select", ("none", 0, 1, 2, 3, 4),

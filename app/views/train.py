@@ -18,6 +18,7 @@ from engine.catalog import list_runs
 from engine.genotype import KNOWN_GENOTYPES
 from engine.job import Controller, JobError
 from engine.rundir import RunDirError
+from engine.threads import apply_threads
 from engine.train_source import GenotypeSourceError, resolve_genotype
 from engine.trainconfig import TRAIN_PRESETS, from_train_preset
 
@@ -45,6 +46,7 @@ def curves_frame(metrics: list[dict[str, Any]], keys: tuple[str, ...]) -> pd.Dat
 def _start(spec: str, preset: str) -> None:
     try:
         genotype, source = resolve_genotype(spec)
+        apply_threads(0)  # a training has no threads field: the auto rule, as `python -m engine train`
         job = state.registry().start(from_train_preset(preset), genotype=genotype, source=source)
     except (GenotypeSourceError, JobError, RunDirError, ValueError, OSError) as err:
         state.flash("error", f"Could not start the training: {err}")

@@ -175,5 +175,7 @@ def record_weights(record: Mapping[str, Any],
 
 
 def record_genotype(record: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> Any:
-    """The genotype of one alphas.jsonl line, as the run's variant derives it."""
-    return derive(arch_of(record), variant)
+    """The genotype of one alphas.jsonl line, as the run's variant derives it; given the run's config (a
+    mapping), with its variant's options and its skip cap (`max_skip`), as the run itself derived it."""
+    cap = variant.get("max_skip") if isinstance(variant, Mapping) else None
+    return derive(arch_of(record), variant, max_skip=cap if isinstance(cap, int) else None)
