@@ -354,7 +354,8 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
     expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=LOAD_MS)
     slider = page.get_by_test_id("stSlider").get_by_role("slider")
     expect(slider).to_be_visible(timeout=CHANGE_MS)
-    expect(page.locator("[data-testid=stVegaLiteChart]:visible")).to_have_count(2, timeout=CHANGE_MS)
+    # 2 heatmaps and the 3 curves drawn up to the step shown
+    expect(page.locator("[data-testid=stVegaLiteChart]:visible")).to_have_count(5, timeout=CHANGE_MS)
     expect(page.get_by_test_id("stGraphVizChart")).to_have_count(2)
     first, last = slider.get_attribute("min"), slider.get_attribute("max")
     assert int(last) > int(first)
