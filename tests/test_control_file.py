@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import rundir
-from engine.control_file import COMMANDS, ControlPoller, ack_control, read_control, request_control
+from engine.control_file import ControlPoller, ack_control, read_control, request_control
 
 WRITERS, EACH = 4, 50
 
