@@ -49,10 +49,10 @@ def _conv_madds(module: nn.Module, inputs: Any, output: torch.Tensor, total: lis
 @functools.cache
 def op_cost(name: str, C: int, stride: int, size: int) -> tuple[int, int, int]:
     """(parameters, mult-adds for one sample, output size) of op `name` on a (C, size, size) input, built as
-    a genotype's network builds it (on the CPU, one zero sample: the meta device's first use in a process
-takes seconds). Mult-adds are those of its
-    convolutions, as FlopCounterMode counts them (tests/test_cost.py checks it); counted with hooks because
-    FlopCounterMode's first use in a process takes seconds, which every search start would pay."""
+    a genotype's network builds it. Mult-adds are counted by forward hooks on its convolutions, which is what
+    FlopCounterMode counts for these ops (tests/test_cost.py checks the tables against it). It runs one zero
+    sample on the CPU: on the meta device the first use in a process took seconds, which every search start
+    would pay."""
     total = [0]
     with torch.random.fork_rng(devices=[]):  # the ops' random init must not move the search's seeded RNG
         op = OPS[name](C, stride, True).eval()
