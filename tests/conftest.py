@@ -22,3 +22,25 @@ def runs_dir(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setenv("DARTBOARD_RUNS", str(root))
     return root
+
+
+def reset_streamlit_caches() -> None:
+    """st.cache_resource is shared by every AppTest in a process (the registry lives there): clear it."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def app_runs(tmp_path, monkeypatch):
+    """A fresh dashboard registry on a tmp runs dir; afterwards every job it started is stopped."""
+    from app import state
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
+    reset_streamlit_caches()
+    yield root
+    state.registry().shutdown(timeout=30)
+    reset_streamlit_caches()

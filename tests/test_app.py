@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app import figures, state
@@ -29,23 +28,6 @@ MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 60
 
 
-
-
-def _reset_caches():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-@pytest.fixture
-def app_runs(tmp_path, monkeypatch):
-    """A fresh registry on a tmp runs dir; afterwards every search it started is stopped."""
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
-    _reset_caches()
-    yield root
-    state.registry().shutdown(timeout=30)
-    _reset_caches()
 
 
 def _app() -> AppTest:

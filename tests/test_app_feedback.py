@@ -19,22 +19,10 @@ from engine.genotype import KNOWN_GENOTYPES
 from engine.loop import run_search
 from engine.resume import check_resume
 from engine.threads import apply_threads, auto_threads
-from tests.test_app import _app, _button, _metric, _reset_caches
+from tests.test_app import _app, _button, _metric
 from tests.waiting import wait_for
 
 TIMEOUT = 60
-
-
-@pytest.fixture
-def app_runs(tmp_path, monkeypatch):
-    """A fresh registry on a tmp runs dir (as in tests/test_app.py); afterwards its searches are stopped."""
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
-    _reset_caches()
-    yield root
-    state.registry().shutdown(timeout=30)
-    _reset_caches()
 
 
 # ---------------------------------------------------------------- Pause and Derive now answer at once

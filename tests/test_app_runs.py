@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -29,6 +28,7 @@ from engine.train_compare import _costs
 from engine.train_loop import run_training
 from engine.train_source import resolve_genotype
 from engine.trainconfig import TrainConfig, from_train_preset
+from tests.test_app import _button, _chart
 
 TIMEOUT = 60
 SEARCH_A, SEARCH_B, FAILED = "20260101T000001Z-search-a", "20260101T000002Z-search-b", "20260101T000003Z-failed"
@@ -96,26 +96,6 @@ def _script():
 
 def _page() -> AppTest:
     return AppTest.from_function(_script, default_timeout=TIMEOUT)
-
-
-def _button(at: AppTest, label: str):
-    found = [b for b in at.button if b.label == label]
-    assert found, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
-    return found[0]
-
-
-def _blocks(node):
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from _blocks(child)
-
-
-def _vega(at: AppTest, key: str) -> tuple[dict, pd.DataFrame]:
-    boxes = [b for b in _blocks(at.main) if str(getattr(getattr(b, "proto", None), "id", "")).endswith(f"-{key}")]
-    assert len(boxes) == 1, f"{len(boxes)} containers with key {key!r}"
-    charts = [c for c in _blocks(boxes[0]) if getattr(c, "type", None) == "vega_lite_chart"]
-    assert len(charts) == 1
-    return json.loads(charts[0].proto.spec), pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pandas()
 
 
 def _plotly(at: AppTest, key: str) -> dict:
@@ -240,7 +220,7 @@ def test_searches_side_by_side(page_runs):
         at = at.radio(key="runs.sxs.cell").set_value(cell).run()
         for i, run_id in enumerate((SEARCH_A, SEARCH_B)):
             last = rundir.read_alphas(page_runs / run_id)[-1]
-            spec, data = _vega(at, f"runs.sxs.{i}.heatmap.{cell}")
+            spec, data = _chart(at, f"runs.sxs.{i}.heatmap.{cell}")
             assert spec["title"] == f"step {last['step']}"
             expected = figures.record_weights(last)[cell]
             assert np.allclose(data["weight"].to_numpy().reshape(expected.shape), expected)

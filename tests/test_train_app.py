@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app import state
 from app.views.train import curves_frame, genotype_choices
 from engine import catalog
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def app_runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield root
-    state.registry().shutdown(timeout=30)
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def _page() -> AppTest:
