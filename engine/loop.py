@@ -267,7 +267,17 @@ class _Loop:
             self._checkpoint_now()
             self._finish("stopped")
         else:
-            self._finish("finished")
+            self._hold_for_disk()
+            self._finish("finished")  # `_finish` makes it failed if lines are still missing
+
+    def _hold_for_disk(self) -> None:
+        """The last step is taken but some lines are not on disk (the writer may notice a failure only now): pause
+        as mid-run, so a fixed disk and a Resume still complete the run; a Stop ends it failed in `_finish`."""
+        self.writer.flush()
+        while self.writer.unwritten and not self.writer.retry():
+            self._pause_for_disk()
+            if not self.control.gate(idle=self._idle):
+                return
 
     def _wait_for_go(self) -> bool:
         """Between steps: follow control.json, wait while paused; True = take the next step, False = stop."""

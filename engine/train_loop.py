@@ -191,7 +191,18 @@ class _TrainLoop:
             self._checkpoint_now()
             self._finish("stopped")
         else:
-            self._finish("finished")
+            self._hold_for_disk()
+            self._finish("finished")  # `_finish` makes it failed if lines are still missing
+
+    def _hold_for_disk(self) -> None:
+        """The last step is taken but some lines are not on disk: pause as mid-run, so a fixed disk and a Resume
+        still complete the training; a Stop ends it failed in `_finish`."""
+        self.writer.flush()
+        while self.writer.unwritten and not self.writer.retry():
+            self._pause(f"{self.writer.error}. Paused after the last step ({self.step}) with {self.writer.unwritten} "
+                        "write(s) held in memory: free space or fix the run directory, then Resume")
+            if not self.control.gate(idle=self._idle):
+                return
 
     def _one_step(self) -> None:
         cfg = self.cfg

@@ -249,30 +249,31 @@ def test_one_damaged_run_is_listed_as_unreadable_and_the_others_list_normally(fi
 @pytest.mark.parametrize("recover", [True, False], ids=["disk-fixed-then-resumed", "never-fixed-then-stopped"])
 def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
     """The disk refuses a write (alphas.jsonl becomes a directory: a real OS error, no mock): the search pauses
-    within a step with the reason; lines wait in memory in order; fixed and resumed, every step is on disk
-    once. Never fixed, a stop ends the run `failed` with the count of lost writes, not `finished`."""
+    with the reason as soon as the writer thread meets the error (a busy machine may let it lag a step or two, or
+    reach the last step: then it pauses there, see the next test); lines wait in memory in order; fixed and
+    resumed, every step is on disk once. Never fixed, a stop ends the run `failed` with the count of lost writes."""
     from engine.hooks import Callback
     from engine.job import Controller
     from tests.waiting import wait_for
 
-    alphas, aside = tmp_path / "run" / rundir.ALPHAS, tmp_path / "alphas.aside"
+    from tests.blocking import block, unblock
+
+    alphas, asides = tmp_path / "run" / rundir.ALPHAS, []
 
     class Sabotage(Callback):
         def on_step_end(self, event):
-            if event.step == 2 and not aside.exists():
-                alphas.rename(aside)
-                alphas.mkdir()
+            if event.step == 2 and not alphas.is_dir():
+                asides.extend(block(alphas))
 
     (tmp_path / "run").mkdir()
     job = Controller(from_preset("smoke", {"epochs": 3}), tmp_path / "run", callbacks=[Sabotage()]).start()
     try:
         wait_for(lambda: job.snapshot().state == "paused", timeout=120)
         snap = job.snapshot()
-        assert "cannot write" in snap.message and snap.step <= 4, (snap.step, snap.message)
+        assert "cannot write" in snap.message and 2 <= snap.step <= snap.total_steps, (snap.step, snap.message)
         assert job.snapshot().step == snap.step  # paused means no more steps
         if recover:
-            alphas.rmdir()
-            aside.rename(alphas)
+            unblock(alphas, asides)
             job.resume()
             wait_for(lambda: not job.alive, timeout=120)
             assert job.snapshot().state == "finished"
@@ -283,6 +284,42 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
             wait_for(lambda: not job.alive, timeout=120)
             end = job.snapshot()
             assert end.state == "failed" and "could not be made" in end.error, end.error
+    finally:
+        job.stop()
+        job.join(60)
+
+
+def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path):
+    """The failure is met only after the last step (the final genotype line: genotypes.jsonl is a directory by
+    then): the run pauses at its end rather than ending failed, so a fixed disk and Resume still finish it with
+    every line; before the fix it is `paused`, not `finished` or `failed`."""
+    from engine.hooks import Callback
+    from engine.job import Controller
+    from tests.waiting import wait_for
+
+    from tests.blocking import block, unblock
+
+    run = tmp_path / "run"
+    genotypes, asides = run / rundir.GENOTYPES, []
+
+    class Sabotage(Callback):
+        def on_step_end(self, event):  # runs before the epoch-end hook that queues the final genotype line
+            if event.step == event.status["total_steps"] and not genotypes.is_dir():
+                asides.extend(block(genotypes))
+
+    run.mkdir()
+    job = Controller(from_preset("smoke", {"epochs": 2}), run, callbacks=[Sabotage()]).start()
+    try:
+        wait_for(lambda: job.snapshot().state in ("paused", "finished", "failed"), timeout=120)
+        snap = job.snapshot()
+        assert snap.state == "paused" and snap.step == snap.total_steps, (snap.state, snap.error)
+        assert "cannot write" in snap.message
+        unblock(genotypes, asides)
+        job.resume()
+        wait_for(lambda: not job.alive, timeout=120)
+        assert job.snapshot().state == "finished", job.snapshot().error
+        rows = rundir.read_genotypes(run)
+        assert rows[-1]["kind"] == "final" and rows[-1]["step"] == snap.total_steps
     finally:
         job.stop()
         job.join(60)

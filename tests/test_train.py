@@ -204,3 +204,38 @@ def test_controller_runs_a_training_with_pause_step_and_stop(tmp_path):
     resumed.stop()
     assert resumed.join(60) and resumed.snapshot().state in ("stopped", "finished")
     assert isinstance(resumed, Controller) and resumed.kind == "train"
+
+
+def test_a_write_failing_near_the_end_pauses_and_resume_writes_every_line(tmp_path):
+    """metrics.jsonl turns into a directory (a real OS error) one step before the end: the training pauses with the
+    reason, mid-run or after its last step (whenever the writer thread meets the error), never ends `failed` or
+    `finished` with lines missing; fixed and resumed, it finishes with every epoch-end row on disk once."""
+    from tests.blocking import block, unblock
+
+    run = tmp_path / "run"
+    metrics, asides = run / rundir.METRICS, []
+
+    class Sabotage(Callback):
+        def on_step_end(self, event):
+            if event.step == event.status["total_steps"] - 1 and not metrics.is_dir():
+                asides.extend(block(metrics))
+
+    run.mkdir()
+    job = Controller(SMOKE.replace(epochs=2), run, genotype=V2, callbacks=[Sabotage()]).start()
+    try:
+        for _ in range(2400):
+            if job.snapshot().state in ("paused", "finished", "failed"):
+                break
+            threading.Event().wait(0.05)
+        snap = job.snapshot()
+        assert snap.state == "paused" and "cannot write" in snap.message, (snap.state, snap.error)
+        assert snap.step >= snap.total_steps - 1
+        unblock(metrics, asides)
+        job.resume()
+        assert job.join(120)
+        assert job.snapshot().state == "finished", job.snapshot().error
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        assert rows[-1]["step"] == snap.total_steps and len({r["step"] for r in rows}) == len(rows)
+    finally:
+        job.stop()
+        job.join(60)
