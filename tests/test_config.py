@@ -16,6 +16,12 @@ def test_presets_are_valid_and_demo_is_default_dataset():
         0.025, 0.001, 3e-4, (0.5, 0.999), 1e-3)
 
 
+def test_the_collapse_preset_is_the_demo_searched_twice_as_long():
+    """The Learn page's collapse lesson: its three recordings (darts, darts_minus, beta_darts) are this preset."""
+    assert PRESETS["collapse"] == dataclasses.replace(PRESETS["demo"], epochs=20)
+    minus = from_preset("collapse", {"variant": "darts_minus"})
+    assert (minus.variant, minus.epochs, minus.seed) == ("darts_minus", 20, PRESETS["demo"].seed)
+
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["demo"].epochs = 3
