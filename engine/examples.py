@@ -13,14 +13,28 @@ from pathlib import Path
 
 from . import catalog, rundir
 
-__all__ = ["EXAMPLES_ROOT", "example_runs", "is_example", "check_writable"]
+__all__ = ["EXAMPLES_ROOT", "DEFAULT_EXAMPLE", "example_runs", "example", "is_example", "check_writable"]
 
 EXAMPLES_ROOT = Path(__file__).resolve().parent.parent / "assets" / "runs"
+# The recording Replay and Learn open on: the 10-epoch demo search. The others (the Learn page's collapse lesson,
+# assets/runs/*-example-collapse-*) are newer but longer and made for one lesson, so they come after it.
+DEFAULT_EXAMPLE = "demo"
+
+
+def _name(info: catalog.RunInfo) -> str:
+    """A recording's name: what follows `-example-` in its directory name (scripts/record_example.py --name)."""
+    return info.run_id.split("-example-", 1)[-1]
 
 
 def example_runs() -> list[catalog.RunInfo]:
-    """The recorded runs, newest first, listed like the runs of a runs root."""
-    return catalog.list_runs(EXAMPLES_ROOT) if EXAMPLES_ROOT.is_dir() else []
+    """The recorded runs, listed like the runs of a runs root: DEFAULT_EXAMPLE first, then the rest newest first."""
+    runs = catalog.list_runs(EXAMPLES_ROOT) if EXAMPLES_ROOT.is_dir() else []
+    return sorted(runs, key=lambda r: _name(r) != DEFAULT_EXAMPLE)  # stable: the rest stay newest first
+
+
+def example(name: str) -> catalog.RunInfo | None:
+    """The recording recorded with `--name name` (the newest, if several), or None when it is not shipped."""
+    return next((r for r in example_runs() if _name(r) == name), None)
 
 
 def is_example(run_dir: str | Path) -> bool:
