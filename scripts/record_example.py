@@ -3,10 +3,14 @@
     python scripts/record_example.py                       # runs the `demo` preset (minutes), then trims it
     python scripts/record_example.py --from runs/<run>     # trims a run that already finished
     python scripts/record_example.py --preset demo --name demo --set epochs=10
+    python scripts/record_example.py --from runs/<run> --name collapse-darts --alphas-every 5
 
 Keeps what the pages read (config.json, status.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl); drops
 the checkpoint, TensorBoard events, control files and exports, so a recording is a few hundred KB and
-cannot be resumed. The status is rewritten without the recording machine's pid and host.
+cannot be resumed. The status is rewritten without the recording machine's pid and host. `--alphas-every N`
+keeps every N-th step's alphas (and the first and last), for a long run: the alphas are most of a recording's
+size (500 steps of the demo network are 1.2 MB), while the metrics rows, which carry the collapse counts of
+every step, are kept whole. Replay then moves N steps at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from engine.examples import EXAMPLES_ROOT  # noqa: E402
 KEEP = (rundir.CONFIG, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES)
 
 
-def trim(source: Path, name: str) -> Path:
+def thin_alphas(lines: list[str], every: int) -> list[str]:
+    """Every `every`-th step's alphas lines, plus the first and the last."""
+    return [line for i, line in enumerate(lines)
+            if i in (0, len(lines) - 1) or json.loads(line).get("step", i) % every == 0]
+
+
+def trim(source: Path, name: str, alphas_every: int = 1) -> Path:
     status = rundir.read_status(source)
     if status.get("state") != "finished":
         raise SystemExit(f"{source} is {status.get('state')!r}; record a finished run")
@@ -38,6 +48,9 @@ def trim(source: Path, name: str) -> Path:
     target.mkdir(parents=True)
     for file in KEEP:
         shutil.copyfile(source / file, target / file)
+    if alphas_every > 1:
+        lines = (source / rundir.ALPHAS).read_text().splitlines(keepends=True)
+        (target / rundir.ALPHAS).write_text("".join(thin_alphas(lines, alphas_every)))
     kept = {k: v for k, v in status.items() if k not in ("pid", "host", "traceback")}
     (target / rundir.STATUS).write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
     return target
@@ -49,9 +62,13 @@ def main() -> int:
     p.add_argument("--preset", default="demo")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--name", default="demo")
+    p.add_argument("--alphas-every", type=int, default=1, metavar="N",
+                   help="keep every N-th step's alphas (and the first and last); default all")
     args = p.parse_args()
+    if args.alphas_every < 1:
+        p.error("--alphas-every must be at least 1")
     if args.source:
-        print(trim(Path(args.source), args.name))
+        print(trim(Path(args.source), args.name, args.alphas_every))
         return 0
     from engine.loop import run_search
 
@@ -61,7 +78,7 @@ def main() -> int:
         state = run_search(config, run_dir)
         if state != "finished":
             raise SystemExit(f"the search ended {state}")
-        print(trim(run_dir, args.name))
+        print(trim(run_dir, args.name, args.alphas_every))
     return 0
 
 
