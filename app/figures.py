@@ -23,7 +23,8 @@ from engine.space import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_endpoints, nod
 
 __all__ = [
     "HEATMAP_MODES", "CURVES", "weights_frame", "heatmap", "curve_figure", "overlay_figure",
-    "op_share_figure", "cell_dot", "weighted_cell_dot", "genotype_frame", "genotype_changes",
+    "op_share_figure", "normal_cell_counts", "collapse_counts_figure", "cell_dot", "weighted_cell_dot",
+    "genotype_frame", "genotype_changes",
     "compare_genotypes_frame", "replay_steps", "replay_index", "record_genotype", "record_weights",
     "format_duration", "progress_text", "runs_frame", "pc_edge_weights", "edge_weight_figure", "gdas_figure",
     "fair_figure", "dirichlet_stats", "dirichlet_figure", "variant_state_figures", "input_name", "edge_names",
@@ -262,6 +263,43 @@ def op_share_figure(records: Sequence[Mapping[str, Any]], cell: str = "normal", 
     fig.update_layout(title=f"Share of each op in the {cell} cell (none left out)", height=height,
                       xaxis_title="step", yaxis_title="mean share of the non-none op weight",
                       margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def normal_cell_counts(metrics: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int], list[int]]:
+    """(steps, skip connections, parameter-free ops) of the normal cell's current genotype, one value per step
+    (the last row of a step, as an epoch end logs one more), in step order; rows without the counts are skipped."""
+    by_step: dict[int, tuple[int, int]] = {}
+    for row in metrics:
+        skips, free = row.get("skips_normal"), row.get("param_free_normal")
+        if isinstance(skips, (int, float)) and isinstance(free, (int, float)) and "step" in row:
+            by_step[int(row["step"])] = (int(skips), int(free))
+    steps = sorted(by_step)
+    return steps, [by_step[s][0] for s in steps], [by_step[s][1] for s in steps]
+
+
+def collapse_counts_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], count: str = "skips",
+                           lecture: bool = False, ops: int = 8) -> go.Figure:
+    """The normal cell's skip connections (`count="skips"`) or parameter-free ops (`"param_free"`) against the
+    step for several runs on one plot (run label -> metrics rows), each run its own colour and dash, drawn as
+    steps (a count changes when the genotype does). The y axis is fixed at 0..`ops` (the cell's kept ops), so
+    two such figures, or two runs, read on the same scale."""
+    if count not in ("skips", "param_free"):
+        raise ValueError(f"count must be 'skips' or 'param_free', got {count!r}")
+    title = ("Skip connections in the normal cell" if count == "skips"
+             else "Parameter-free ops (skip, pools) in the normal cell")
+    size = _sizes(lecture)
+    fig = go.Figure()
+    for i, (label, metrics) in enumerate(runs.items()):
+        steps, skips, free = normal_cell_counts(metrics)
+        fig.add_trace(go.Scatter(x=steps, y=skips if count == "skips" else free, mode="lines", name=label,
+                                 line=dict(color=RUN_COLOURS[i % len(RUN_COLOURS)], dash=_DASHES[i % len(_DASHES)],
+                                           width=4 if lecture else 3, shape="hv")))
+    fig.update_layout(title=dict(text=title, font=dict(size=size["title"])), height=460 if lecture else 320,
+                      margin=dict(l=10, r=10, t=50, b=10), xaxis_title="step", yaxis_title=f"of {ops} kept ops",
+                      legend=dict(orientation="h", y=-0.25, font=dict(size=size["axis_label"])),
+                      font=dict(size=size["axis_label"]))
+    fig.update_yaxes(range=[-0.2, ops + 0.2], dtick=1)
     return fig
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from app import figures, state
+from app import figures, nav, state
 from app.views import cells
 from engine import catalog, examples
+from engine.collapse import count_ops
 from engine.genotype import KNOWN_GENOTYPES, Genotype
 from engine.space import PRIMITIVES
 
-__all__ = ["page", "render"]
+__all__ = ["page", "render", "LESSON_LABEL", "LESSON_KEY", "COLLAPSE_LESSON", "LessonRun", "lesson_runs"]
 
 _PAPER = "DARTS_V2"
 # Measured on the demo recording shipped with dartboard (assets/runs/...-example-demo, 250 recorded steps):
@@ -135,6 +137,7 @@ def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str | Map
         "prefer an earlier epoch's genotype, before it takes over. The charts leave `none` out: it is never "
         "chosen, and each line is the op's share of its edge's op weight among the real ops, the competition "
         "the derivation rule decides.")
+    _collapse_lesson()
     if len(records) < 2:
         st.info("This needs a run with at least two recorded steps.")
         return
@@ -145,6 +148,117 @@ def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str | Map
     skips = sum(op == "skip_connect" for op, _ in last.normal)
     st.caption(f"The normal cell derived at the last recorded step has {skips} skip connection(s) out of "
                f"{len(last.normal)} edges (the paper's DARTS_V2 normal cell has 2).")
+
+
+# The one-click collapse lesson: the `collapse` preset (engine/config.py) searched once per variant, shipped as
+# recordings (assets/runs/*-example-<name>, scripts/record_example.py), so it works before any search has run.
+COLLAPSE_LESSON = (("DARTS", "collapse-darts"), ("DARTS-", "collapse-darts-minus"),
+                   ("beta-DARTS", "collapse-beta-darts"))
+LESSON_LABEL = "Watch DARTS collapse: DARTS vs DARTS- vs beta-DARTS"
+LESSON_KEY = "learn.collapse_lesson"   # session state: the lesson stays open across reruns until closed
+LESSON_EVERY = 50      # the summary's counts every 50 steps, as docs/collapse.md's table
+# Before this step (4 epochs) the alphas are still close to uniform and the derived cell flips between ops
+# almost at random (the recordings show a skip connection now and then in all three); the summary's "at most"
+# starts here.
+LESSON_SETTLED = 100
+
+
+@dataclass(frozen=True)
+class LessonRun:
+    """One recording of the lesson: its normal cell's counts at every step and the cell derived at its last."""
+    label: str
+    info: catalog.RunInfo
+    metrics: list[dict[str, Any]]
+    genotype: Genotype
+
+    @property
+    def counts(self) -> tuple[list[int], list[int], list[int]]:
+        return figures.normal_cell_counts(self.metrics)
+
+    def summary(self) -> str:
+        """What the run measured, in one line: its last normal cell's counts, its skips every LESSON_EVERY steps,
+        its most skips from LESSON_SETTLED on, and its supernet's validation accuracy."""
+        steps, skips, _ = self.counts
+        final = count_ops(self.genotype, "normal")
+        by_step = dict(zip(steps, skips, strict=True))
+        every = ", ".join(str(by_step[s]) for s in steps if s % LESSON_EVERY == 0)
+        later = [(k, s) for s, k in zip(steps, skips, strict=True) if s >= LESSON_SETTLED]
+        peak, at = max(later, key=lambda ks: (ks[0], -ks[1]), default=(0, 0))
+        most = (f"at most {peak} from step {LESSON_SETTLED} on (step {at})" if peak
+                else f"none from step {LESSON_SETTLED} on")
+        acc = "" if self.info.valid_acc is None else f"; supernet validation accuracy {self.info.valid_acc:.3f}"
+        return (f"**{self.label}** (`variant={self.info.config.get('variant')}`): {final['skips']} skip "
+                f"connection(s) and {final['param_free']} parameter-free op(s) of {len(self.genotype.normal)} in "
+                f"its last normal cell (step {self.info.step}); skip connections every {LESSON_EVERY} steps: "
+                f"{every}; {most}{acc}.")
+
+
+def lesson_runs() -> list[LessonRun]:
+    """The lesson's recordings that ship with this copy of dartboard, in COLLAPSE_LESSON's order."""
+    out = []
+    for label, name in COLLAPSE_LESSON:
+        info = examples.example(name)
+        records = state.alphas_records(info.path) if info is not None else []
+        if info is None or not records:
+            continue
+        genotype = figures.record_genotype(records[-1], dict(info.config or {}))
+        out.append(LessonRun(label, info, state.metrics_records(info.path), genotype))
+    return out
+
+
+def _collapse_lesson() -> None:
+    """The button, and once pressed the lesson: the three runs' counts on one scale, their last normal cells,
+    and what the recordings measured."""
+    if not st.session_state.get(LESSON_KEY):
+        if st.button(LESSON_LABEL, key="learn.collapse_lesson.open", type="primary", icon=":material/play_arrow:"):
+            st.session_state[LESSON_KEY] = True
+            st.rerun()
+        return
+    runs = lesson_runs()
+    with st.container(border=True, key="learn.collapse_lesson.body"):
+        st.subheader(LESSON_LABEL)
+        if not runs:
+            st.info("The lesson's recordings (assets/runs/*-example-collapse-*) are not in this copy of dartboard.")
+        else:
+            st.markdown(
+                "Three searches that differ only in their variant: the `collapse` preset, which is the demo's "
+                "network and data (Fashion-MNIST at 16x16, C=8, 5 cells, seed 2) searched for 20 epochs, 500 "
+                "steps. `python -m engine search --preset collapse --set variant=darts_minus` reproduces one in "
+                "about 14 minutes on a 2-core CPU (21 on one torch thread). The curves count, in the normal cell "
+                "derived at each step, the skip connections and all parameter-free ops (skip, max and avg pooling) "
+                "among its 8 kept ops.")
+            lecture = cells.lecture_on()
+            by_label = {r.label: r.metrics for r in runs}
+            places = [st.container() for _ in range(2)] if lecture else list(st.columns(2))
+            for place, count in zip(places, ("skips", "param_free"), strict=True):
+                place.plotly_chart(figures.collapse_counts_figure(by_label, count, lecture=lecture),
+                                   key=f"learn.collapse_lesson.{count}")
+            st.markdown("\n".join(f"- {r.summary()}" for r in runs))
+            st.markdown(
+                "Plain DARTS collapses: from the second half of the search on, skip connections and pools take "
+                "over its normal cell, while its supernet's validation accuracy keeps rising, so that accuracy "
+                "gives no warning. DARTS- gives every edge an auxiliary skip, scaled by a beta that decays from 1 "
+                "to 0, so the skip op need not win an edge to carry the gradient: its cell keeps convolutions until "
+                "that beta is almost 0, near the end. beta-DARTS pulls each edge's alphas down in proportion to "
+                "their op weights, so no op runs away with its edge: its cell keeps convolutions to the end. "
+                f"(In the first {LESSON_SETTLED} or so steps the alphas are still close to uniform and the cell "
+                "flips between ops almost at random: the blips there are noise, not collapse.) The normal cells "
+                "each run derived at its last step:")
+            columns = [st.container() for _ in runs] if lecture else list(st.columns(len(runs)))
+            for place, run in zip(columns, runs, strict=True):
+                with place:
+                    st.markdown(f"**{run.label}**")
+                    st.graphviz_chart(figures.cell_dot(run.genotype, cell="normal", lecture=lecture), width="stretch")
+                    final = count_ops(run.genotype, "normal")
+                    st.caption(f"{final['skips']} skip connection(s), {final['param_free']} parameter-free of "
+                               f"{len(run.genotype.normal)} · {run.info.run_id}")
+                    if st.button("Replay it", key=f"learn.collapse_lesson.replay.{run.info.run_id}",
+                                 help="step through this recording on the Replay page"):
+                        st.session_state["replay.run"] = run.info.run_id
+                        nav.switch_to("replay")
+        if st.button("Close the lesson", key="learn.collapse_lesson.close"):
+            st.session_state[LESSON_KEY] = False
+            st.rerun()
 
 
 def _paper(genotype: Genotype | None, num_classes: int) -> None:
@@ -215,7 +329,7 @@ VARIANT_LESSONS = {
 def _variants(variant: str) -> None:
     st.header("6. Variants of DARTS")
     st.markdown("Four variants change how the alphas become op weights, or what runs in a step; three more "
-                "regularise DARTS against collapse (section 5). Pick one in the sidebar: `variant`.")
+                "regularise DARTS against collapse (section 4). Pick one in the sidebar: `variant`.")
     for name, (title, text) in VARIANT_LESSONS.items():
         with st.expander(title + (" (this run)" if name == variant else ""), expanded=name == variant):
             st.markdown(text)
