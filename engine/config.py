@@ -259,8 +259,9 @@ PRESETS: dict[str, SearchConfig] = {
                          a_weight_decay=0.0, seed=2),
     # The Learn page's collapse lesson (docs/collapse.md): the demo searched twice as long (20 epochs, 500 steps,
     # same seed). Measured, plain DARTS's normal cell gains skip connections from step 250 on (4 of 8 kept ops at
-    # step 450) while `--set variant=darts_minus` keeps its convolutions; about 14 minutes on a 2-core CPU. The
-    # lesson's runs ship as recordings (assets/runs/*-example-collapse-*).
+    # step 450) while `--set variant=darts_minus` (one skip near the end) and `--set variant=beta_darts` (none)
+    # keep their convolutions; about 14 minutes on a 2-core CPU. The three runs ship as recordings
+    # (assets/runs/*-example-collapse-*).
     "collapse": SearchConfig(dataset="embedded", image_size=16, subset=3200, init_channels=8, layers=5,
                              batch_size=64, epochs=20, w_lr=0.05, w_lr_min=0.005, a_lr=5e-2,
                              a_weight_decay=0.0, seed=2),
