@@ -279,11 +279,12 @@ def normal_cell_counts(metrics: Sequence[Mapping[str, Any]]) -> tuple[list[int],
 
 
 def collapse_counts_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], count: str = "skips",
-                           lecture: bool = False, ops: int = 8) -> go.Figure:
+                           lecture: bool = False, ops: int = 8, settled: int | None = None) -> go.Figure:
     """The normal cell's skip connections (`count="skips"`) or parameter-free ops (`"param_free"`) against the
     step for several runs on one plot (run label -> metrics rows), each run its own colour and dash, drawn as
     steps (a count changes when the genotype does). The y axis is fixed at 0..`ops` (the cell's kept ops), so
-    two such figures, or two runs, read on the same scale."""
+    two such figures, or two runs, read on the same scale. `settled`: the steps before it are shaded, as those
+    where the alphas are still close to uniform and the cell flips between ops almost at random."""
     if count not in ("skips", "param_free"):
         raise ValueError(f"count must be 'skips' or 'param_free', got {count!r}")
     title = ("Skip connections in the normal cell" if count == "skips"
@@ -300,6 +301,13 @@ def collapse_counts_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], coun
                       legend=dict(orientation="h", y=-0.25, font=dict(size=size["axis_label"])),
                       font=dict(size=size["axis_label"]))
     fig.update_yaxes(range=[-0.2, ops + 0.2], dtick=1)
+    # on the axes themselves: Streamlit's chart theme sets tick and axis-title fonts that layout.font would not win
+    axis_font = dict(tickfont=dict(size=size["axis_label"]), title_font=dict(size=size["axis_label"]))
+    fig.update_xaxes(**axis_font)
+    fig.update_yaxes(**axis_font)
+    if settled:
+        fig.add_vrect(x0=0, x1=settled, fillcolor="grey", opacity=0.12, line_width=0, annotation_text="noise",
+                      annotation_position="top left")
     return fig
 
 

@@ -133,6 +133,9 @@ def test_collapse_counts_figure_is_on_a_fixed_scale_and_lecture_is_larger():
     big = figures.collapse_counts_figure({"a": rows}, "param_free", lecture=True)
     assert list(small.layout.yaxis.range) == list(big.layout.yaxis.range) == [-0.2, 8.2]
     assert big.layout.font.size > small.layout.font.size and big.layout.height > small.layout.height
-    assert list(big.data[0].y) == [1, 4]
+    assert big.layout.xaxis.tickfont.size == big.layout.yaxis.title.font.size == figures.LECTURE["axis_label"] >= 16
+    assert list(big.data[0].y) == [1, 4] and not big.layout.shapes
+    shaded = figures.collapse_counts_figure({"a": rows}, "skips", settled=100)
+    assert [(shape.x0, shape.x1) for shape in shaded.layout.shapes] == [(0, 100)]
     with pytest.raises(ValueError):
         figures.collapse_counts_figure({"a": rows}, "pools")

@@ -231,7 +231,8 @@ def _collapse_lesson() -> None:
             by_label = {r.label: r.metrics for r in runs}
             places = [st.container() for _ in range(2)] if lecture else list(st.columns(2))
             for place, count in zip(places, ("skips", "param_free"), strict=True):
-                place.plotly_chart(figures.collapse_counts_figure(by_label, count, lecture=lecture),
+                place.plotly_chart(figures.collapse_counts_figure(by_label, count, lecture=lecture,
+                                                                  settled=LESSON_SETTLED),
                                    key=f"learn.collapse_lesson.{count}")
             st.markdown("\n".join(f"- {r.summary()}" for r in runs))
             st.markdown(
@@ -241,8 +242,8 @@ def _collapse_lesson() -> None:
                 "to 0, so the skip op need not win an edge to carry the gradient: its cell keeps convolutions until "
                 "that beta is almost 0, near the end. beta-DARTS pulls each edge's alphas down in proportion to "
                 "their op weights, so no op runs away with its edge: its cell keeps convolutions to the end. "
-                f"(In the first {LESSON_SETTLED} or so steps the alphas are still close to uniform and the cell "
-                "flips between ops almost at random: the blips there are noise, not collapse.) The normal cells "
+                f"(In the first {LESSON_SETTLED} or so steps, shaded, the alphas are still close to uniform and the "
+                "cell flips between ops almost at random: the blips there are noise, not collapse.) The normal cells "
                 "each run derived at its last step:")
             columns = [st.container() for _ in runs] if lecture else list(st.columns(len(runs)))
             for place, run in zip(columns, runs, strict=True):
