@@ -388,3 +388,29 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
     assert not shows_weights(page, f"replay.{run_id}", figures.record_weights(records[-1], variant))
     no_exception_box(page)
     page.screenshot(path=artifacts / "e2e-replay.png")
+
+
+def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: Path):
+    """The Learn page's button opens the collapse lesson from the shipped recordings: two Plotly charts of the
+    three runs' counts and their three normal cells, on a server whose runs root may be empty."""
+    from app.views import learn
+    from engine import examples
+
+    page.goto(server)
+    nav_learn = page.get_by_test_id("stSidebarNavLink").filter(has_text="Learn")
+    expect(nav_learn).to_be_visible(timeout=LOAD_MS)
+    nav_learn.click()
+    button = page.get_by_role("button", name=learn.LESSON_LABEL)
+    expect(button).to_be_visible(timeout=LOAD_MS)
+    button.click()
+    body = keyed(page, "learn.collapse_lesson.body")
+    expect(body.locator("[data-testid=stPlotlyChart]")).to_have_count(2, timeout=CHANGE_MS)
+    expect(body.locator("[data-testid=stGraphVizChart]")).to_have_count(len(learn.COLLAPSE_LESSON))
+    no_exception_box(page)
+    body.screenshot(path=artifacts / "e2e-learn-collapse.png")
+    # each run's Replay it opens that recording on the Replay page
+    darts = examples.example("collapse-darts")
+    keyed(page, f"learn.collapse_lesson.replay.{darts.run_id}", "button").click()
+    expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=LOAD_MS)
+    expect(page.get_by_role("combobox", name="Run")).to_have_value(darts.run_id, timeout=STATE_MS)
+    no_exception_box(page)
