@@ -68,3 +68,19 @@ def test_replay_and_learn_open_on_the_recording_before_any_search(runs_dir, page
     else:
         assert len(at.get("plotly_chart")) >= 2  # the lesson's figures drawn from the recorded weights
     st.cache_resource.clear()
+
+
+def test_record_example_thins_the_alphas_and_keeps_the_first_and_last_step(tmp_path):
+    """scripts/record_example.py --alphas-every 5, on a finished run's lines: what the collapse recordings hold."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "record_example", Path(__file__).resolve().parents[1] / "scripts" / "record_example.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    lines = [json.dumps({"step": s, "epoch": 0}) + "\n" for s in range(1, 13)]
+    kept = [json.loads(line)["step"] for line in script.thin_alphas(lines, 5)]
+    assert kept == [1, 5, 10, 12]
+    assert script.thin_alphas(lines, 1) == lines
