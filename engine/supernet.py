@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import SearchConfig
 from .genotype import Genotype
-from .ops import OPS, FactorizedReduce, ReLUConvBN
+from .ops import OPS, DilatedDepthwise, FactorizedReduce, ReLUConvBN
 from .space import CELL_KINDS, PRIMITIVES, num_edges
 from .variants import make_variant, variant_options
 
@@ -32,10 +32,6 @@ __all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle", "variant
 def variant_options_of(config: SearchConfig) -> dict[str, Any]:
     """The values of the config fields its variant reads."""
     return {name: getattr(config, name) for name in variant_options(config.variant)}
-
-
-def _strided_dilated(op: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) and m.stride[0] > 1 and m.dilation[0] > 1 for m in op.modules())
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -72,16 +68,17 @@ class MixedOp(nn.Module):
         self.fast = fast
         # Indices of the ops the sum runs; on the fast path `none` is left out, as it only adds w * 0.
         self.live = tuple(k for k, name in enumerate(PRIMITIVES) if not (fast and name == "none"))
-        # On the CPU, oneDNN's channels_last depthwise kernel is about 3x slower than the default format for
-        # a dilated conv at stride 2 (PyTorch 2.14, 2-core EPYC: 4.0 vs 1.4 ms forward+backward for 16
-        # channels at 32x32), so the fast path runs those ops (dil_conv_* on reduction edges) in the
-        # default format, on an NCHW copy of the input made once per edge.
-        self.nchw = frozenset(k for k, op in enumerate(self.ops) if fast and _strided_dilated(op))
+        # oneDNN's dilated depthwise kernels are slow on a CPU (in channels_last about 3x slower than the
+        # default format at stride 2). The fast path runs the dilated convs of dil_conv_* by polyphase
+        # decomposition instead (engine/ops.py, conv_by_phases): undilated convs, the same arithmetic.
+        # Where that does not apply (odd sizes at stride 1) the dilated conv runs in channels_last.
+        if fast:
+            for m in self.modules():
+                if isinstance(m, DilatedDepthwise):
+                    m.by_phases = True
 
     def use_channels_last(self) -> None:
         self.to(memory_format=torch.channels_last)
-        for k in self.nchw:
-            self.ops[k].to(memory_format=torch.contiguous_format)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None,
                 aux_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,14 +104,8 @@ class MixedOp(nn.Module):
     def _mix(self, x: torch.Tensor, weights: torch.Tensor, index: int | None) -> torch.Tensor:
         if index is not None:
             k = int(index)
-            return weights[k] * self._op(k, x, x.contiguous() if k in self.nchw else x)
-        x_nchw = x.contiguous() if self.nchw else x
-        return sum(weights[k] * self._op(k, x, x_nchw) for k in self.live)
-
-    def _op(self, k: int, x: torch.Tensor, x_nchw: torch.Tensor) -> torch.Tensor:
-        if k in self.nchw:
-            return self.ops[k](x_nchw).contiguous(memory_format=torch.channels_last)
-        return self.ops[k](x)
+            return weights[k] * self.ops[k](x)
+        return sum(weights[k] * self.ops[k](x) for k in self.live)
 
 
 class SearchCell(nn.Module):

@@ -83,7 +83,10 @@ def test_factorized_reduce_changes_channels_and_uses_both_pixel_phases():
 def test_module_structure_matches_the_reference():
     assert [type(m).__name__ for m in SepConv(C, C, 3, 1, 1).op] == [
         "ReLU", "Conv2d", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "Conv2d", "BatchNorm2d"]
-    assert [type(m).__name__ for m in DilConv(C, C, 3, 1, 2, 2).op] == ["ReLU", "Conv2d", "Conv2d", "BatchNorm2d"]
+    # the dilated conv is a Conv2d (same parameters and state_dict keys) that the fast path may run by phases
+    assert [type(m).__name__ for m in DilConv(C, C, 3, 1, 2, 2).op] == ["ReLU", "DilatedDepthwise", "Conv2d",
+                                                                         "BatchNorm2d"]
+    assert isinstance(DilConv(C, C, 3, 1, 2, 2).op[1], torch.nn.Conv2d)
     assert [type(m).__name__ for m in ReLUConvBN(C, 2 * C, 1, 1, 0).op] == ["ReLU", "Conv2d", "BatchNorm2d"]
     assert all(m.bias is None for m in SepConv(C, C, 5, 2, 2).modules() if isinstance(m, torch.nn.Conv2d))
     dil = DilConv(C, C, 5, 1, 4, 2).op[1]
@@ -127,3 +130,41 @@ def test_small_factorized_reduce_in_channels_last_survives_backward():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride,size", [(1, 8), (1, 6), (2, 8), (2, 7), (2, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dilated_depthwise_by_phases_is_the_dilated_conv(kernel: int, stride: int, size: int, channels_last: bool):
+    """The fast path's polyphase decomposition of a dilation-2 depthwise conv gives the dilated conv's output and
+    gradients (input and weight) to float32 rounding, at both strides, odd sizes included (stride 2)."""
+    from engine.ops import DilatedDepthwise, conv_by_phases
+
+    torch.manual_seed(0)
+    conv = DilatedDepthwise(6, 6, kernel, stride=stride, padding=kernel - 1, dilation=2, groups=6, bias=False)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 6, size, size).contiguous(memory_format=fmt).requires_grad_()
+    ref = F.conv2d(x, conv.weight, None, stride, kernel - 1, 2, 6)
+    out = conv_by_phases(x, conv)
+    assert out is not None and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    g = torch.randn_like(ref)
+    gx_ref, gw_ref = torch.autograd.grad(ref, (x, conv.weight), g)
+    gx, gw = torch.autograd.grad(out, (x, conv.weight), g)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-5, atol=1e-5)
+    conv.by_phases = True  # the module's forward takes the same route
+    torch.testing.assert_close(conv(x), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_dilated_depthwise_falls_back_where_phases_do_not_apply():
+    """An odd size at stride 1 (phases of unequal size) and a conv that is not depthwise dilation-2 run as they are."""
+    from engine.ops import DilatedDepthwise, conv_by_phases
+
+    conv = DilatedDepthwise(4, 4, 3, stride=1, padding=2, dilation=2, groups=4, bias=False)
+    x = torch.randn(2, 4, 7, 7)
+    assert conv_by_phases(x, conv) is None
+    conv.by_phases = True
+    torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, None, 1, 2, 2, 4))
+    assert conv_by_phases(x, torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)) is None  # not dilated
+    assert conv_by_phases(x, torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2)) is None  # not depthwise

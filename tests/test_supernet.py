@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine import config, variants
+from engine.ops import DilatedDepthwise
 from engine.space import PRIMITIVES, num_edges
 from engine.supernet import SearchNetwork
 
@@ -84,13 +85,12 @@ def test_fast_path_uses_channels_last_and_skips_none():
     assert fast.prepare_input(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
     assert PRIMITIVES.index("none") not in fast.cells[0].edges[0].live
     assert plain.cells[0].edges[0].live == tuple(range(len(PRIMITIVES)))
-    # Strided dilated convs (reduction edges from the cell inputs) stay in the default format.
-    reduce_edge = fast.cells[1].edges[0]
+    # The dilated depthwise convs run by polyphase decomposition on the fast path only (engine/ops.py).
     dil = PRIMITIVES.index("dil_conv_3x3")
-    assert reduce_edge.nchw == {dil, PRIMITIVES.index("dil_conv_5x5")} and not fast.cells[0].edges[0].nchw
-    depthwise = reduce_edge.ops[dil].op[1].weight  # (C, 1, 3, 3): only the strides tell the formats apart
-    assert depthwise.stride() == torch.empty(depthwise.shape).stride()
-    assert not plain.cells[1].edges[0].nchw
+    for net, phases in ((fast, True), (plain, False)):
+        convs = [m for m in net.modules() if isinstance(m, DilatedDepthwise)]
+        assert len(convs) == 2 * 14 * 3 and all(m.by_phases is phases for m in convs)
+    assert isinstance(fast.cells[1].edges[0].ops[dil].op[1], DilatedDepthwise)
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
