@@ -254,9 +254,8 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
     resumed, every step is on disk once. Never fixed, a stop ends the run `failed` with the count of lost writes."""
     from engine.hooks import Callback
     from engine.job import Controller
-    from tests.waiting import wait_for
-
     from tests.blocking import block, unblock
+    from tests.waiting import wait_for
 
     alphas, asides = tmp_path / "run" / rundir.ALPHAS, []
 
@@ -295,9 +294,8 @@ def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path):
     every line; before the fix it is `paused`, not `finished` or `failed`."""
     from engine.hooks import Callback
     from engine.job import Controller
-    from tests.waiting import wait_for
-
     from tests.blocking import block, unblock
+    from tests.waiting import wait_for
 
     run = tmp_path / "run"
     genotypes, asides = run / rundir.GENOTYPES, []
