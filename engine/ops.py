@@ -75,7 +75,10 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+        return self.after_relu(self.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on an input that has been through its leading ReLU already (shared by a mixed op's ops)."""
         even, odd = x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]  # (B, C_in, ceil(H/2), ceil(W/2)), (.., floor, floor)
         if odd.shape[2:] != even.shape[2:]:
             # On an odd size the shifted branch is one pixel smaller; a zero row/column at the far edge evens
@@ -103,6 +106,12 @@ class SepConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on an input that has been through its leading ReLU already (shared by a mixed op's ops)."""
+        for layer in self.op[1:]:
+            x = layer(x)
+        return x
 
 
 def conv_by_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
@@ -161,6 +170,12 @@ class DilConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on an input that has been through its leading ReLU already (shared by a mixed op's ops)."""
+        for layer in self.op[1:]:
+            x = layer(x)
+        return x
 
 
 def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:

@@ -34,6 +34,17 @@ def variant_options_of(config: SearchConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in variant_options(config.variant)}
 
 
+def _leading_module(op: nn.Module) -> nn.Module:
+    return op.relu if isinstance(op, FactorizedReduce) else op.op[0]
+
+
+def _starts_with_relu(op: nn.Module) -> bool:
+    if isinstance(op, FactorizedReduce):
+        return isinstance(op.relu, nn.ReLU)
+    return hasattr(op, "after_relu") and isinstance(getattr(op, "op", None), nn.Sequential) and isinstance(
+        op.op[0], nn.ReLU)
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """(B, C, H, W) with channel g*(C/groups) + i moved to i*groups + g: the K groups interleaved (PC-DARTS)."""
     B, C, H, W = x.shape
@@ -72,6 +83,8 @@ class MixedOp(nn.Module):
         # default format at stride 2). The fast path runs the dilated convs of dil_conv_* by polyphase
         # decomposition instead (engine/ops.py, conv_by_phases): undilated convs, the same arithmetic.
         # Where that does not apply (odd sizes at stride 1) the dilated conv runs in channels_last.
+        # The fast path also computes the ReLU that starts the conv ops (and FactorizedReduce) once per edge.
+        self.shared_relu = frozenset(k for k, op in enumerate(self.ops) if fast and _starts_with_relu(op))
         if fast:
             for m in self.modules():
                 if isinstance(m, DilatedDepthwise):
@@ -105,7 +118,16 @@ class MixedOp(nn.Module):
         if index is not None:
             k = int(index)
             return weights[k] * self.ops[k](x)
-        return sum(weights[k] * self.ops[k](x) for k in self.live)
+        if not self.shared_relu:
+            return sum(weights[k] * self.ops[k](x) for k in self.live)
+        r = self._leading(x)  # the leading ReLU of every conv op (and FactorizedReduce), once for the edge
+        return sum(weights[k] * (self.ops[k].after_relu(r) if k in self.shared_relu else self.ops[k](x))
+                   for k in self.live)
+
+    def _leading(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared leading activation, run by the first op's own module (so a swapped activation, as in the
+        smoothed network of tests/test_exactness.py, is the one applied)."""
+        return _leading_module(self.ops[min(self.shared_relu)])(x)
 
 
 class SearchCell(nn.Module):

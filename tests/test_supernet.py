@@ -91,6 +91,11 @@ def test_fast_path_uses_channels_last_and_skips_none():
         convs = [m for m in net.modules() if isinstance(m, DilatedDepthwise)]
         assert len(convs) == 2 * 14 * 3 and all(m.by_phases is phases for m in convs)
     assert isinstance(fast.cells[1].edges[0].ops[dil].op[1], DilatedDepthwise)
+    # ...and the leading ReLU of the conv ops (and of FactorizedReduce, the skip at stride 2) runs once per edge
+    convs = {PRIMITIVES.index(n) for n in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")}
+    assert fast.cells[0].edges[0].shared_relu == convs
+    assert fast.cells[1].edges[0].shared_relu == convs | {PRIMITIVES.index("skip_connect")}
+    assert not plain.cells[1].edges[0].shared_relu
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
