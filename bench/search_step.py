@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.benchmark import SearchStep, machine_info, measure_search_step
+from engine.benchmark import SearchStep, count_aten_calls, machine_info, measure_search_step
 from engine.config import SearchConfig
 
 SIZES = {
@@ -34,8 +34,10 @@ ORDERS = ("first", "second")
 PATHS = {"fast": True, "plain": False}
 
 
-def time_interleaved(config: SearchConfig, steps: int, warmup: int) -> dict[tuple[str, str], list[float]]:
-    """Seconds of each timed step, per (order, path); one step of each combination in turn."""
+def time_interleaved(config: SearchConfig, steps: int, warmup: int,
+                     ) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], int]]:
+    """Seconds of each timed step, per (order, path), one step of each combination in turn; then the ATen calls
+    of one more step of each (counted apart: the profiler slows the step it watches)."""
     runners = {(order, path): SearchStep(config.replace(order=order, fast=fast))
                for order in ORDERS for path, fast in PATHS.items()}
     seconds: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
@@ -45,7 +47,7 @@ def time_interleaved(config: SearchConfig, steps: int, warmup: int) -> dict[tupl
             if i >= warmup:
                 seconds[key].append(elapsed)
         print(f"  round {i + 1}/{warmup + steps}" + (" (warm-up)" if i < warmup else ""), file=sys.stderr)
-    return seconds
+    return seconds, {key: count_aten_calls(run) for key, run in runners.items()}
 
 
 def memory_in_child(args: argparse.Namespace, order: str, path: str) -> dict:
@@ -78,20 +80,23 @@ def main() -> None:
     print(f"config: C={c.init_channels}, {c.layers} cells, batch {c.batch_size}, "
           f"{c.in_channels}x{c.image_size}x{c.image_size}, {c.num_classes} classes, SGD+clip weight step; "
           f"{args.steps} steps after {args.warmup} warm-up, interleaved; device {c.device}, amp {c.amp}")
-    seconds = time_interleaved(config, args.steps, args.warmup)
+    seconds, calls = time_interleaved(config, args.steps, args.warmup)
     memory = {} if args.no_memory else {(o, p): memory_in_child(args, o, p) for o in ORDERS for p in PATHS}
 
-    print(f"\n{'order':<7} {'path':<6} {'s/step':>7} {'min':>6} {'max':>6} {'MB before':>10} {'peak MB':>8}")
+    print(f"\n{'order':<7} {'path':<6} {'s/step':>7} {'min':>6} {'max':>6} {'ATen calls':>10} {'MB before':>10} "
+          f"{'peak MB':>8}")
     for order in ORDERS:
         for path in PATHS:
             s = seconds[(order, path)]
             mem = memory.get((order, path))
             mem_text = f"{mem['baseline_memory_mb']:>10.0f} {mem['peak_memory_mb']:>8.0f}" if mem else ""
-            print(f"{order:<7} {path:<6} {statistics.median(s):>7.3f} {min(s):>6.3f} {max(s):>6.3f} {mem_text}")
+            print(f"{order:<7} {path:<6} {statistics.median(s):>7.3f} {min(s):>6.3f} {max(s):>6.3f} "
+                  f"{calls[(order, path)]:>10,} {mem_text}")
         fast, plain = seconds[(order, "fast")], seconds[(order, "plain")]
         # Interference only ever adds time, so the minima are the steadier comparison on a shared machine.
         print(f"{order:<7} fast is {statistics.median(plain) / statistics.median(fast):.2f}x as fast as plain "
-              f"(medians), {min(plain) / min(fast):.2f}x (minima)")
+              f"(medians), {min(plain) / min(fast):.2f}x (minima); "
+              f"{calls[(order, 'fast')] / calls[(order, 'plain')]:.2f} of plain's ATen calls")
     if memory:
         kind = next(iter(memory.values()))["memory_kind"]
         print(f"\nmemory: {kind} of a fresh process per row, before its first step and at its peak "

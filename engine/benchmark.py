@@ -22,8 +22,8 @@ from .config import SearchConfig
 from .device import autocast, select_device
 from .supernet import SearchNetwork
 
-__all__ = ["SearchStep", "measure_search_step", "machine_info", "current_memory_mb", "peak_memory_mb",
-           "reset_peak_memory"]
+__all__ = ["SearchStep", "measure_search_step", "count_aten_calls", "machine_info", "current_memory_mb",
+           "peak_memory_mb", "reset_peak_memory"]
 
 DEFAULT_IMAGE_SIZE = 32  # when the config leaves the size to the data (CIFAR's size)
 
@@ -59,6 +59,16 @@ class SearchStep:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
+
+
+def count_aten_calls(step: SearchStep) -> int:
+    """ATen operator calls of one search step (forward, backward, optimiser; nested calls included), counted
+    with torch.profiler: the dispatch work a step costs, whatever the device's speed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
 def _proc_status_mb(field: str) -> float | None:
