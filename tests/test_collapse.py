@@ -286,3 +286,24 @@ def test_a_resumed_search_continues_the_rule_where_it_was(tmp_path, monkeypatch)
 
     alphas = {r["step"]: r for r in rundir.read_alphas(run_dir)}
     assert early[0]["genotype"] == record_genotype(alphas[3]).to_dict()
+
+
+def test_a_long_runs_early_stop_warning_survives_the_snapshots_window(tmp_path):
+    """The snapshot keeps the latest 500 logged steps; the warning and the eigenvalue curve read the whole
+    metrics.jsonl once older rows scrolled out, so an early stop at step 10 of 700 still warns."""
+    from types import SimpleNamespace
+
+    from app.views.collapse import early_stop_note, frames, history
+    from engine import rundir
+    from engine.atomic import append_jsonl
+
+    rows = [{"step": i, "hessian_eig": 1.0 + i / 100} for i in range(1, 701)]
+    rows[9]["early_stop_step"] = 6
+    append_jsonl(tmp_path / rundir.METRICS, rows)
+    snap = SimpleNamespace(metrics=tuple(rows[-500:]), run_dir=str(tmp_path), config={"early_stop": False})
+    assert early_stop_note(snap.metrics, snap.config) is None  # the window alone has lost it
+    full = history(snap, read=rundir.read_metrics)
+    assert len(full) == 700 and "fired at step 10" in early_stop_note(full, snap.config)
+    assert frames(full)["eigen"]["step"].min() == 1
+    young = SimpleNamespace(metrics=tuple(rows[:20]), run_dir=str(tmp_path), config={})
+    assert history(young, read=rundir.read_metrics) == list(rows[:20])  # a short run: the snapshot's rows as they are

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-__all__ = ["render", "frames", "early_stop_note", "SERIES", "SECTIONS"]
+__all__ = ["render", "frames", "history", "early_stop_note", "SERIES", "SECTIONS"]
 
 # chart -> (title, [(metrics key, series label)])
 SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -100,9 +100,27 @@ def _cap(snap: Any, key: str) -> None:
                        key=f"{key}.collapse.download")
 
 
+def history(snap: Any, read: Any = None) -> list[Mapping[str, Any]]:
+    """The metrics rows the charts and the early-stop warning read: the snapshot's, which keep the latest 500
+    logged steps, or, once a long run has scrolled older rows out of them, the whole metrics.jsonl (so an
+    early stop that fired long ago still warns, and the eigenvalue curve keeps its start)."""
+    metrics = list(snap.metrics or ())
+    if not metrics or int(metrics[0].get("step", 1)) <= 1 or not getattr(snap, "run_dir", None):
+        return metrics
+    if read is None:
+        from .. import state
+
+        read = state.metrics_records
+    try:
+        full = read(snap.run_dir)
+    except OSError:
+        return metrics
+    return list(full) if full and int(full[-1].get("step", 0)) >= int(metrics[-1].get("step", 0)) else metrics
+
+
 def render(snap: Any, key: str = "live") -> None:
     """The collapse section of the live panel for a snapshot (its metrics rows, config and alphas)."""
-    metrics = list(snap.metrics or ())
+    metrics = history(snap)
     data = frames(metrics)
     if not data:
         return  # a run without the indicators (recorded before they existed)
