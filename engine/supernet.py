@@ -2,9 +2,10 @@
 
 Two code paths compute the same function:
 - fast (`fast=True`, the default): channels_last memory format for weights and activations (depthwise
-  convolutions, which dominate on a CPU, run several times faster in it), except for the few ops that are
-  slower in it (see MixedOp); and the `none` op is skipped in the mixed sum (its output is zero, so the
-  sum, the loss and every alpha gradient are unchanged; the softmax still normalises over it).
+  convolutions, which dominate on a CPU, run several times faster in it); the `none` op skipped in the
+  mixed sum (its output is zero, so the sum, the loss and every alpha gradient are unchanged; the softmax
+  still normalises over it); the leading ReLU of the conv ops and each pool computed once per state for
+  all the edges leaving it; dilated convolutions by polyphase decomposition (engine/ops.py). Each exact.
 - plain (`fast=False`): the reference's structure, every op run, default memory format. Kept to check the
   fast path against and to measure what it buys (bench/search_step.py).
 
@@ -85,6 +86,9 @@ class MixedOp(nn.Module):
         # Where that does not apply (odd sizes at stride 1) the dilated conv runs in channels_last.
         # The fast path also computes the ReLU that starts the conv ops (and FactorizedReduce) once per edge.
         self.shared_relu = frozenset(k for k, op in enumerate(self.ops) if fast and _starts_with_relu(op))
+        # ...and the pools once per state, for all the edges leaving it (SearchCell.forward)
+        self.pools = frozenset(k for k, op in enumerate(self.ops) if fast and isinstance(op, nn.Sequential)
+                               and isinstance(op[0], (nn.MaxPool2d, nn.AvgPool2d)))
         if fast:
             for m in self.modules():
                 if isinstance(m, DilatedDepthwise):
@@ -94,35 +98,49 @@ class MixedOp(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None,
-                aux_weight: torch.Tensor | None = None) -> torch.Tensor:
-        # weights: (ops,); index: the one op to run (GDAS), None: all of them; aux_weight: DARTS-'s skip weight
-        out = self._edge(x, weights, index)
+                aux_weight: torch.Tensor | None = None, shared: dict | None = None) -> torch.Tensor:
+        # weights: (ops,); index: the one op to run (GDAS), None: all of them; aux_weight: DARTS-'s skip weight;
+        # shared: on the fast path, what the edges leaving the same state compute alike (SearchCell.forward)
+        out = self._edge(x, weights, index, shared)
         if self.aux is not None and aux_weight is not None:
             out = out + aux_weight * self.aux(x)
         return out
 
-    def _edge(self, x: torch.Tensor, weights: torch.Tensor, index: int | None) -> torch.Tensor:
+    def _edge(self, x: torch.Tensor, weights: torch.Tensor, index: int | None, shared: dict | None) -> torch.Tensor:
         if self.k == 1:
-            return self._mix(x, weights, index)  # (B, C, H/stride, W/stride)
+            return self._mix(x, weights, index, shared)  # (B, C, H/stride, W/stride)
         c = x.shape[1] // self.k
         part, rest = x[:, :c], x[:, c:]  # (B, C/k, H, W), (B, C - C/k, H, W)
         if self.fast:
             part = part.contiguous(memory_format=torch.channels_last)
-        mixed = self._mix(part, weights, index)
+        mixed = self._mix(part, weights, index, shared)  # every edge of the state takes the same part
         if self.bypass is not None:
             rest = self.bypass(rest)
         out = channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
         return out.contiguous(memory_format=torch.channels_last) if self.fast else out
 
-    def _mix(self, x: torch.Tensor, weights: torch.Tensor, index: int | None) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor, index: int | None, shared: dict | None) -> torch.Tensor:
         if index is not None:
             k = int(index)
             return weights[k] * self.ops[k](x)
-        if not self.shared_relu:
+        if not self.fast:
             return sum(weights[k] * self.ops[k](x) for k in self.live)
-        r = self._leading(x)  # the leading ReLU of every conv op (and FactorizedReduce), once for the edge
-        return sum(weights[k] * (self.ops[k].after_relu(r) if k in self.shared_relu else self.ops[k](x))
-                   for k in self.live)
+        shared = {} if shared is None else shared
+        return sum(weights[k] * self._op(k, x, shared) for k in self.live)
+
+    def _op(self, k: int, x: torch.Tensor, shared: dict) -> torch.Tensor:
+        """Op k on the fast path. The edges leaving one state see the same input, so what does not depend on an
+        edge's own parameters is computed once for all of them (`shared`): the leading ReLU of the conv ops
+        and FactorizedReduce, and each pool (its BatchNorm stays the edge's own module)."""
+        if k in self.shared_relu:
+            if "relu" not in shared:
+                shared["relu"] = self._leading(x)
+            return self.ops[k].after_relu(shared["relu"])
+        if k in self.pools:
+            if k not in shared:
+                shared[k] = self.ops[k][0](x)
+            return self.ops[k][1](shared[k])
+        return self.ops[k](x)
 
     def _leading(self, x: torch.Tensor) -> torch.Tensor:
         """The shared leading activation, run by the first op's own module (so a swapped activation, as in the
@@ -155,9 +173,11 @@ class SearchCell(nn.Module):
         # aux_weight: the scalar weight of DARTS-'s auxiliary skip on every edge
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
         row = 0
+        shared: list[dict] = []  # per state, what its edges compute alike on the fast path (MixedOp._op)
         for _ in range(self.nodes):
-            outs = [self.edges[row + j](h, weights[row + j], None if index is None else index[row + j], aux_weight)
-                    for j, h in enumerate(states)]
+            shared += [{} for _ in range(len(states) - len(shared))]
+            outs = [self.edges[row + j](h, weights[row + j], None if index is None else index[row + j], aux_weight,
+                                        shared[j]) for j, h in enumerate(states)]
             if edge_weights is not None:
                 outs = [edge_weights[row + j] * o for j, o in enumerate(outs)]
             node = sum(outs)

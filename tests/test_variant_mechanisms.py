@@ -33,10 +33,12 @@ NONE = PRIMITIVES.index("none")
 
 
 def _count_op_inputs(net: torch.nn.Module) -> tuple[list[int], list]:
-    """Forward pre-hooks on every candidate op of every mixed op: (channels of each call's input, handles)."""
+    """Forward pre-hooks on every candidate op of every mixed op and every layer inside it (the fast path runs
+    an op's layers itself, sharing the leading ReLU and the pools): (channels of each call's input, handles)."""
     seen: list[int] = []
-    handles = [op.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
-               for mixed in net.modules() if isinstance(mixed, MixedOp) for op in mixed.ops]
+    handles = [layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+               for mixed in net.modules() if isinstance(mixed, MixedOp) for op in mixed.ops
+               for layer in op.modules()]
     return seen, handles
 
 
