@@ -223,8 +223,10 @@ def _collapse_lesson() -> None:
             st.markdown(
                 "Three searches that differ only in their variant: the `collapse` preset, which is the demo's "
                 "network and data (Fashion-MNIST at 16x16, C=8, 5 cells, seed 2) searched for 20 epochs, 500 "
-                "steps. `python -m engine search --preset collapse --set variant=darts_minus` reproduces one in "
-                "about 14 minutes on a 2-core CPU (21 on one torch thread). The curves count, in the normal cell "
+                "steps. `python -m engine search --preset collapse --set variant=darts_minus` runs one in about "
+                "15 minutes on a 2-core CPU; a fresh run of plain DARTS takes its own path (collapse is likely on "
+                "this preset, not certain: docs/collapse.md), which is why these are recordings. The curves count, "
+                "in the normal cell "
                 "derived at each step, the skip connections and all parameter-free ops (skip, max and avg pooling) "
                 "among its 8 kept ops.")
             lecture = cells.lecture_on()
