@@ -84,9 +84,9 @@ class MixedOp(nn.Module):
         # default format at stride 2). The fast path runs the dilated convs of dil_conv_* by polyphase
         # decomposition instead (engine/ops.py, conv_by_phases): undilated convs, the same arithmetic.
         # Where that does not apply (odd sizes at stride 1) the dilated conv runs in channels_last.
-        # The fast path also computes the ReLU that starts the conv ops (and FactorizedReduce) once per edge.
+        # The fast path also computes the ReLU that starts the conv ops (and FactorizedReduce), and the pools,
+        # once per state for all the edges leaving it (SearchCell.forward hands each edge its state's `shared`).
         self.shared_relu = frozenset(k for k, op in enumerate(self.ops) if fast and _starts_with_relu(op))
-        # ...and the pools once per state, for all the edges leaving it (SearchCell.forward)
         self.pools = frozenset(k for k, op in enumerate(self.ops) if fast and isinstance(op, nn.Sequential)
                                and isinstance(op[0], (nn.MaxPool2d, nn.AvgPool2d)))
         if fast:
