@@ -246,25 +246,25 @@ def _validate_variant(c: SearchConfig) -> None:
 
 
 # Presets: each number says why it is what it is.
+# The default, for a laptop CPU and a watcher: the embedded Fashion-MNIST subset at 16x16, 1,600 + 1,600
+# images (25 steps of 64 per epoch: under a minute an epoch here), C=8 and 5 cells (the fewest with
+# both reductions and a normal cell between them). The paper's arch lr (3e-4) is tuned for ~20,000
+# steps; the demo has 250, so the arch lr is 5e-2 and Adam's weight decay on alphas (which pulls them
+# back to uniform) is off: measured, most edges' top op weight passes 0.25 (uniform 0.125) by epoch 4
+# of 10, and the supernet reaches about 85 % validation accuracy. Weight lr 0.05 (twice the paper's)
+# for the same reason: few steps.
+_DEMO = SearchConfig(dataset="embedded", image_size=16, subset=3200, init_channels=8, layers=5, batch_size=64,
+                     epochs=10, w_lr=0.05, w_lr_min=0.005, a_lr=5e-2, a_weight_decay=0.0, seed=2)
+
 PRESETS: dict[str, SearchConfig] = {
-    # The default, for a laptop CPU and a watcher: the embedded Fashion-MNIST subset at 16x16, 1,600 + 1,600
-    # images (25 steps of 64 per epoch: under a minute an epoch here), C=8 and 5 cells (the fewest with
-    # both reductions and a normal cell between them). The paper's arch lr (3e-4) is tuned for ~20,000
-    # steps; the demo has 250, so the arch lr is 5e-2 and Adam's weight decay on alphas (which pulls them
-    # back to uniform) is off: measured, most edges' top op weight passes 0.25 (uniform 0.125) by epoch 4
-    # of 10, and the supernet reaches about 85 % validation accuracy. Weight lr 0.05 (twice the paper's)
-    # for the same reason: few steps.
-    "demo": SearchConfig(dataset="embedded", image_size=16, subset=3200, init_channels=8, layers=5,
-                         batch_size=64, epochs=10, w_lr=0.05, w_lr_min=0.005, a_lr=5e-2,
-                         a_weight_decay=0.0, seed=2),
+    "demo": _DEMO,
     # The Learn page's collapse lesson (docs/collapse.md): the demo searched twice as long (20 epochs, 500 steps,
-    # same seed). Measured, plain DARTS's normal cell gains skip connections from step 250 on (4 of 8 kept ops at
-    # step 450) while `--set variant=darts_minus` (one skip near the end) and `--set variant=beta_darts` (none)
-    # keep their convolutions; about 14 minutes on a 2-core CPU. The three runs ship as recordings
+    # same seed); 14.7 minutes alone on a 2-core CPU. In the recorded run plain DARTS's normal cell gains skip
+    # connections from step 250 on (4 of 8 kept ops at step 450) while `--set variant=darts_minus` (one skip near
+    # the end) and `--set variant=beta_darts` (none) keep their convolutions; a fresh plain run takes its own path
+    # and collapsed in three of four runs, one of them strongly. The three runs ship as recordings
     # (assets/runs/*-example-collapse-*).
-    "collapse": SearchConfig(dataset="embedded", image_size=16, subset=3200, init_channels=8, layers=5,
-                             batch_size=64, epochs=20, w_lr=0.05, w_lr_min=0.005, a_lr=5e-2,
-                             a_weight_decay=0.0, seed=2),
+    "collapse": _DEMO.replace(epochs=20),
     # The paper's search (DARTS second order): CIFAR-10 25k/25k, C=16, 8 cells, batch 64, 50 epochs.
     "darts-cifar10": SearchConfig(dataset="cifar10", init_channels=16, layers=8, batch_size=64, epochs=50,
                                   order="second"),
