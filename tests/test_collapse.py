@@ -300,10 +300,13 @@ def test_a_long_runs_early_stop_warning_survives_the_snapshots_window(tmp_path):
     rows = [{"step": i, "hessian_eig": 1.0 + i / 100} for i in range(1, 701)]
     rows[9]["early_stop_step"] = 6
     append_jsonl(tmp_path / rundir.METRICS, rows)
-    snap = SimpleNamespace(metrics=tuple(rows[-500:]), run_dir=str(tmp_path), config={"early_stop": False})
+    snap = SimpleNamespace(metrics=tuple(rows[-500:]), run_dir=str(tmp_path),
+                           config={"early_stop": False, "hessian_every": 5})
     assert early_stop_note(snap.metrics, snap.config) is None  # the window alone has lost it
     full = history(snap, read=rundir.read_metrics)
     assert len(full) == 700 and "fired at step 10" in early_stop_note(full, snap.config)
     assert frames(full)["eigen"]["step"].min() == 1
-    young = SimpleNamespace(metrics=tuple(rows[:20]), run_dir=str(tmp_path), config={})
+    young = SimpleNamespace(metrics=tuple(rows[:20]), run_dir=str(tmp_path), config={"hessian_every": 5})
     assert history(young, read=rundir.read_metrics) == list(rows[:20])  # a short run: the snapshot's rows as they are
+    plain = SimpleNamespace(metrics=tuple(rows[-500:]), run_dir=str(tmp_path), config={"hessian_every": 0})
+    assert history(plain, read=rundir.read_metrics) == list(rows[-500:])  # no eigenvalues: no re-read

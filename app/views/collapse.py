@@ -102,10 +102,13 @@ def _cap(snap: Any, key: str) -> None:
 
 def history(snap: Any, read: Any = None) -> list[Mapping[str, Any]]:
     """The metrics rows the charts and the early-stop warning read: the snapshot's, which keep the latest 500
-    logged steps, or, once a long run has scrolled older rows out of them, the whole metrics.jsonl (so an
-    early stop that fired long ago still warns, and the eigenvalue curve keeps its start)."""
+    logged steps, or, once a long run that measures the Hessian's eigenvalue has scrolled older rows out of them,
+    the whole metrics.jsonl (so an early stop that fired long ago still warns, and the eigenvalue curve keeps its
+    start). Only such a run pays for the re-read on each refresh: without eigenvalues there is no early stop,
+    and the other charts are fine with the latest 500 steps."""
     metrics = list(snap.metrics or ())
-    if not metrics or int(metrics[0].get("step", 1)) <= 1 or not getattr(snap, "run_dir", None):
+    measures = int((getattr(snap, "config", None) or {}).get("hessian_every") or 0) > 0
+    if not measures or not metrics or int(metrics[0].get("step", 1)) <= 1 or not getattr(snap, "run_dir", None):
         return metrics
     if read is None:
         from .. import state
