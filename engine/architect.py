@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .device import autocast
 from .distributed import SINGLE, World, average_
-from .supernet import SearchNetwork
+from .supernet import SearchNetwork, buffers_kept
 
 __all__ = ["Architect"]
 
@@ -68,12 +68,8 @@ class Architect:
                 device: torch.device | None = None) -> dict[str, float]:
         """The validation figures of `step` without a step (architecture warm-up); changes nothing but the RNG."""
         device = device if device is not None else x_val.device
-        buffers = [b.clone() for b in self.model.buffers()]
-        try:
+        with buffers_kept(self.model):
             _, loss, logits = self._valid_loss(x_val, y_val, amp, device)
-        finally:
-            for b, saved in zip(self.model.buffers(), buffers, strict=True):
-                b.copy_(saved)
         return {**self._figures(loss, logits, y_val), "alpha_grad_norm": 0.0}
 
     def _figures(self, loss: torch.Tensor, logits: torch.Tensor, y_val: torch.Tensor) -> dict[str, float]:
@@ -88,8 +84,7 @@ class Architect:
         """The architecture gradient (one tensor per arch parameter) and validation figures; changes nothing."""
         device = device if device is not None else x_val.device
         # The arch step only measures; BatchNorm running statistics should follow the weight-step batches.
-        buffers = [b.clone() for b in self.model.buffers()]
-        try:
+        with buffers_kept(self.model):
             if self.order == "first":
                 objective, loss, logits = self._valid_loss(x_val, y_val, amp, device)
                 alphas = self.model.arch_parameters()
@@ -101,10 +96,6 @@ class Architect:
                 average_(grads, self.world)
             else:
                 grads, loss, logits = self._unrolled(x_train, y_train, x_val, y_val, eta, w_optimizer, amp, device)
-        finally:
-            with torch.no_grad():
-                for b, saved in zip(self.model.buffers(), buffers, strict=True):
-                    b.copy_(saved)
         return grads, self._figures(loss, logits, y_val)
 
     def _valid_loss(self, x_val: torch.Tensor, y_val: torch.Tensor, amp: bool,

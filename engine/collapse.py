@@ -77,46 +77,41 @@ def dominant_eigenvalue(model: Any, x: Any, y: Any, iters: int = 20, tol: float 
     eigenvalue of largest magnitude; when that one is negative, a second iteration on H - lambda I finds the
     largest. Stops when the Rayleigh quotient moves less than `tol` (relative) or after `iters` products.
 
-    Leaves the search as it was: BatchNorm running statistics are restored, the global RNG is forked and the
+    Leaves the search as it was: BatchNorm running statistics are left alone, the global RNG is forked and the
     start vector comes from its own generator (`seed`). Runs in float32 without autocast. Under torchrun
     (`world`), each product is averaged over the ranks: the Hessian of the global batch's loss."""
     import torch
     import torch.nn.functional as F
 
     from .distributed import SINGLE, average_
+    from .supernet import buffers_kept
 
     world = world or SINGLE
     params = list(model.arch_parameters())
     device = params[0].device
-    buffers = [b.detach().clone() for b in model.buffers()]
     forked = [device.index or 0] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=forked), torch.enable_grad():
-            loss = F.cross_entropy(model(x).float(), y)
-            grads = torch.autograd.grad(loss, params, create_graph=True)
+    with buffers_kept(model), torch.random.fork_rng(devices=forked), torch.enable_grad():
+        loss = F.cross_entropy(model(x).float(), y)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
 
-            def hvp(v: torch.Tensor) -> torch.Tensor:  # (n,) float64 on the CPU -> H v, the same
-                v = v.to(device=device, dtype=params[0].dtype)
-                parts, start = [], 0
-                for p in params:
-                    parts.append(v[start:start + p.numel()].view_as(p))
-                    start += p.numel()
-                out = torch.autograd.grad(grads, params, grad_outputs=parts, retain_graph=True, allow_unused=True)
-                out = [torch.zeros_like(p) if o is None else o.detach() for p, o in zip(params, out, strict=True)]
-                average_(out, world)
-                return torch.cat([o.reshape(-1) for o in out]).double().cpu()
+        def hvp(v: torch.Tensor) -> torch.Tensor:  # (n,) float64 on the CPU -> H v, the same
+            v = v.to(device=device, dtype=params[0].dtype)
+            parts, start = [], 0
+            for p in params:
+                parts.append(v[start:start + p.numel()].view_as(p))
+                start += p.numel()
+            out = torch.autograd.grad(grads, params, grad_outputs=parts, retain_graph=True, allow_unused=True)
+            out = [torch.zeros_like(p) if o is None else o.detach() for p, o in zip(params, out, strict=True)]
+            average_(out, world)
+            return torch.cat([o.reshape(-1) for o in out]).double().cpu()
 
-            n = sum(p.numel() for p in params)
-            gen = torch.Generator().manual_seed(seed)
-            start = torch.randn(n, generator=gen, dtype=torch.float64)
-            top = _power(hvp, start, 0.0, iters, tol)
-            if top < 0:  # the most negative one dominated: shift it to zero, the largest becomes dominant
-                top = top + _power(hvp, start, top, iters, tol)
-            return float(top)
-    finally:
-        with torch.no_grad():
-            for b, saved in zip(model.buffers(), buffers, strict=True):
-                b.copy_(saved)
+        n = sum(p.numel() for p in params)
+        gen = torch.Generator().manual_seed(seed)
+        start = torch.randn(n, generator=gen, dtype=torch.float64)
+        top = _power(hvp, start, 0.0, iters, tol)
+        if top < 0:  # the most negative one dominated: shift it to zero, the largest becomes dominant
+            top = top + _power(hvp, start, top, iters, tol)
+        return float(top)
 
 
 def _power(hvp: Any, start: Any, shift: float, iters: int, tol: float) -> float:

@@ -14,6 +14,10 @@ Two code paths compute the same function:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import operator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -27,7 +31,7 @@ from .ops import OPS, DilatedDepthwise, FactorizedReduce, ReLUConvBN
 from .space import CELL_KINDS, PRIMITIVES, num_edges
 from .variants import make_variant, variant_options
 
-__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle", "variant_options_of"]
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "buffers_kept", "channel_shuffle", "variant_options_of"]
 
 
 def variant_options_of(config: SearchConfig) -> dict[str, Any]:
@@ -50,6 +54,34 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """(B, C, H, W) with channel g*(C/groups) + i moved to i*groups + g: the K groups interleaved (PC-DARTS)."""
     B, C, H, W = x.shape
     return x.reshape(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
+
+
+@contextlib.contextmanager
+def buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Passes run inside leave every buffer of `model` as it was. The architecture step and the measurements
+    only measure: BatchNorm running statistics should follow the weight-step batches alone. A BatchNorm in
+    training mode normalises with the batch's own statistics whether or not it tracks running ones, so
+    tracking is switched off for the duration (nothing to copy back, and the outputs are the same); any other
+    buffer (a variant's state) is saved and restored."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.training and m.track_running_stats]
+    tracked = {id(b) for m in norms for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None}
+    others = [(b, b.detach().clone()) for b in model.buffers() if id(b) not in tracked]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+        with torch.no_grad():
+            for b, saved in others:
+                b.copy_(saved)
+
+
+def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of the terms without the `0 +` that starts Python's sum (a whole-tensor add of its own)."""
+    return functools.reduce(operator.add, terms)
 
 
 class MixedOp(nn.Module):
@@ -126,7 +158,7 @@ class MixedOp(nn.Module):
         if not self.fast:
             return sum(weights[k] * self.ops[k](x) for k in self.live)
         shared = {} if shared is None else shared
-        return sum(weights[k] * self._op(k, x, shared) for k in self.live)
+        return _total(weights[k] * self._op(k, x, shared) for k in self.live)
 
     def _op(self, k: int, x: torch.Tensor, shared: dict) -> torch.Tensor:
         """Op k on the fast path. The edges leaving one state see the same input, so what does not depend on an
@@ -180,7 +212,7 @@ class SearchCell(nn.Module):
                                         shared[j]) for j, h in enumerate(states)]
             if edge_weights is not None:
                 outs = [edge_weights[row + j] * o for j, o in enumerate(outs)]
-            node = sum(outs)
+            node = _total(outs) if self.edges[0].fast else sum(outs)
             row += len(states)
             states.append(node)
         return torch.cat(states[2:], dim=1)  # (B, nodes*C, H', W')

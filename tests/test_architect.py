@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from engine.architect import Architect
-from engine.supernet import SearchNetwork
+from engine.supernet import SearchNetwork, buffers_kept
 
 ETA, MOMENTUM, WD = 0.1, 0.9, 3e-4
 
@@ -124,3 +124,18 @@ def test_bad_order_and_missing_weights_are_errors():
     partial = torch.optim.SGD(net.weight_parameters()[:3], lr=ETA, momentum=MOMENTUM)
     with pytest.raises(ValueError, match="weight optimiser"):
         Architect(net, a_lr=1e-3, order="second").step(*train, *val, eta=ETA, w_optimizer=partial)
+
+
+def test_buffers_kept_leaves_the_statistics_alone_and_tracks_again_after_an_error():
+    net = SearchNetwork(4, 3, 3, nodes=2, variant="darts_minus")  # darts_minus: a variant buffer beside BN's
+    batch = (torch.randn(4, 3, 8, 8), torch.randint(0, 3, (4,)))
+    before = _everything(net)
+    with pytest.raises(RuntimeError, match="mid-pass"), buffers_kept(net):
+        net.loss(*batch)
+        net.aux_skip_weight.fill_(0.0)  # a buffer the passes must not change, changed anyway
+        raise RuntimeError("mid-pass")
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(m.track_running_stats for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    net.loss(*batch)  # outside: a training-mode pass updates the statistics again
+    assert not torch.equal(before["stem.1.running_mean"], net.state_dict()["stem.1.running_mean"])
+    assert net.stem[1].num_batches_tracked.item() == before["stem.1.num_batches_tracked"].item() + 1
