@@ -203,14 +203,18 @@ def _max_skip(args: argparse.Namespace) -> int | None:
 
 def _capped_genotype(run_dir: Path, max_skip: int):
     """The run's genotype derived again with at most `max_skip` skip connections per normal cell: from the alphas
-    of the step its latest genotype row was derived at (an early stop's `from_step`)."""
+    of the step its latest genotype row was derived at. That is the early stop's `from_step` when the latest
+    rows are the early stop's (its own row, and the `stopped` row of the same step); a search resumed after
+    an early stop has later rows, derived at their own steps."""
     from .variants import arch_of, derive
 
     rows = rundir.read_genotypes(run_dir)
     if not rows:
         raise BadInput(f"{run_dir} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
-    early = [r for r in rows if r.get("kind") == "early_stop" and isinstance(r.get("from_step"), int)]
-    step = early[-1]["from_step"] if early else rows[-1]["step"]
+    last = rows[-1]["step"]
+    early = [r for r in rows if r.get("kind") == "early_stop" and isinstance(r.get("from_step"), int)
+             and r.get("step") == last]
+    step = early[-1]["from_step"] if early else last
     alphas = [r for r in rundir.read_alphas(run_dir) if r["step"] <= step]
     if not alphas:
         raise BadInput(f"{run_dir} has no alphas at or before step {step} to derive a capped genotype from")

@@ -329,11 +329,17 @@ class _Loop:
         if metrics is not None:  # entropy, skip counts, and every hessian_every steps the eigenvalue
             metrics.update(self.collapse.measure(self.model, self.genotype, valid, self.step))
             metrics.update(cost.row(self.model.op_weights(), self.genotype, self.costs))  # expected, derived
-            if "early_stop_step" in metrics:
-                self._early_stop(metrics["early_stop_step"])
+        early_stop = None if metrics is None else metrics.get("early_stop_step")
         if end_of_epoch:
+            # The epoch's row holds the epoch's own cell; an early stop firing now writes its row after it, so
+            # the run's latest genotype row is the stop's.
+            epoch = self.epoch
             self._end_epoch(metrics, alphas_row)
+            if early_stop is not None and self._early_stop(early_stop, epoch):
+                self._publish()
             return
+        if early_stop is not None:
+            self._early_stop(early_stop)
         due = time.monotonic() - self._last_ckpt >= cfg.checkpoint_every_s
         self.hooks.on_step_end(StepEvent(self.step, self.epoch, self._status(), metrics, alphas_row,
                                          self._state_dict() if due else None))
@@ -347,16 +353,18 @@ class _Loop:
             return self.model.genotype()
         return cap_skips(self.model.variant, self.model.arch_state(), self.cfg.max_skip)
 
-    def _early_stop(self, from_step: int) -> None:
+    def _early_stop(self, from_step: int, epoch: int | None = None) -> bool:
         """RobustDARTS's rule fired (the metrics row says so either way). With `early_stop`, the search stops on
-        the genotype of `from_step`, before the eigenvalue rose; not at the last step, where it ends anyway."""
+        the genotype of `from_step`, before the eigenvalue rose; not at the last step, where it ends anyway.
+        `epoch`: the epoch the step belongs to, when that epoch has just ended. True when it stopped."""
         genotype = self.collapse.stop_genotype()
         if not self.cfg.early_stop or genotype is None or self.step >= self.total_steps:
-            return
+            return False
         self.genotype = genotype
-        self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "early_stop",
-                                    "from_step": from_step, "genotype": genotype.to_dict()})
+        self.writer.write_genotype({"step": self.step, "epoch": self.epoch if epoch is None else epoch,
+                                    "kind": "early_stop", "from_step": from_step, "genotype": genotype.to_dict()})
         self.control.stop()
+        return True
 
     def _end_epoch(self, metrics: dict[str, Any] | None, alphas_row: dict[str, Any] | None) -> None:
         self.scheduler.step()

@@ -207,6 +207,46 @@ def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, 
     assert rundir.latest_genotype(run_dir).to_dict() == early[0]["genotype"]
 
 
+def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_stops(tmp_path, monkeypatch):
+    # The first high eigenvalue comes at step 10, the last step of epoch 4 (smoke: 2 steps an epoch).
+    series = iter([1.0] * 9 + [3.0] * 100)
+    monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
+    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    assert run_search(cfg, run_dir) == "stopped"
+    from engine.variants import record_genotype
+
+    alphas = {r["step"]: r for r in rundir.read_alphas(run_dir)}
+    rows = [g for g in rundir.read_genotypes(run_dir) if g["step"] == 10]
+    assert [g["kind"] for g in rows] == ["epoch_end", "early_stop", "stopped"]
+    epoch_end, early, _ = rows
+    assert epoch_end["epoch"] == early["epoch"] == 4 and early["from_step"] == 4
+    assert epoch_end["genotype"] == record_genotype(alphas[10]).to_dict()  # the epoch's own cell
+    assert early["genotype"] == record_genotype(alphas[4]).to_dict()
+    assert rundir.latest_genotype(run_dir).to_dict() == early["genotype"]  # the run ends on the stop's cell
+
+
+def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path, monkeypatch, capsys):
+    series = iter([1.0] * 8 + [3.0] * 100)
+    monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
+    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+
+    def capped() -> dict:  # a cap of 8 never binds (8 edges a cell): the cell of the step the export derives at
+        assert main(["export", str(run_dir), "--format", "json", "--max-skip", "8"]) == 0
+        return json.loads(open(capsys.readouterr().out.strip()).read())
+
+    assert run_search(cfg, run_dir) == "stopped"
+    early = [g for g in rundir.read_genotypes(run_dir) if g["kind"] == "early_stop"]
+    assert capped() == early[-1]["genotype"] == rundir.latest_genotype(run_dir).to_dict()
+    assert run_search(cfg, run_dir, resume=True) == "finished"  # the rule has fired once; it does not again
+    final = rundir.read_genotypes(run_dir)[-1]
+    assert final["kind"] == "final" and final["step"] == 16
+    assert capped() == final["genotype"] != early[-1]["genotype"]
+
+
 def test_cli_derive_and_export_with_max_skip(tmp_path, capsys):
     arch = _four_skips()
     (tmp_path / "a.json").write_text(json.dumps({k: v.tolist() for k, v in arch.items()}))
