@@ -6,6 +6,8 @@ the loop honours it between steps. A button is disabled when its request would d
 What a click does shows at once, in the same rerun: Pause turns the state into "pausing" (and the buttons
 with it) until the loop has finished its step; Derive now shows the cell derived from the alphas on screen
 (its DARTS text and both cells' graphs) and what changed since the previous derivation of that run.
+`derived` draws that panel; the live page gives it a fragment of its own, so the status updates of a running
+search do not redraw it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from app import figures
 from engine import rundir
 from engine.genotype import Genotype
 
-__all__ = ["LABELS", "PAUSING_KEY", "DERIVED_KEY", "render", "enabled", "previous_derivation"]
+__all__ = ["LABELS", "PAUSING_KEY", "DERIVED_KEY", "render", "derived", "derived_key", "enabled",
+           "previous_derivation"]
 
 LABELS = {"pause": "Pause", "resume": "Resume", "step_once": "Step once", "stop": "Stop",
           "derive_now": "Derive now"}
@@ -70,9 +73,11 @@ def _derive(job: Any) -> None:
         "previous": None if before is None else before[1].to_dict()}
 
 
-def _request(job: Any, method: str) -> None:
+def _request(job: Any, method: str, rerun: list[str] | None = None) -> None:
     if method == "derive_now":
         _derive(job)
+        if rerun:
+            st.rerun(rerun)  # the fragments of the buttons and of the derived panel, not the default alone
         return
     getattr(job, method)()
     if method == "pause":
@@ -81,7 +86,15 @@ def _request(job: Any, method: str) -> None:
         st.session_state.pop(PAUSING_KEY, None)
 
 
-def _derived(run_id: str) -> None:
+def derived_key(run_id: str) -> tuple | None:
+    """What `derived` shows for this run (its content key): None when it shows nothing."""
+    shown = st.session_state.get(DERIVED_KEY)
+    if not shown or shown["run_id"] != run_id:
+        return None
+    return (run_id, shown["step"], repr(shown["genotype"]), shown["previous_step"], repr(shown["previous"]))
+
+
+def derived(run_id: str) -> None:
     """The last Derive now of this run in this session: the cell, its text, what changed since the previous one."""
     shown = st.session_state.get(DERIVED_KEY)
     if not shown or shown["run_id"] != run_id:
@@ -107,10 +120,11 @@ def _derived(run_id: str) -> None:
             st.caption("None: the same cell.")
 
 
-def render(job: Any, state: str) -> None:
+def render(job: Any, state: str, rerun: list[str] | None = None) -> None:
+    """The buttons. `rerun`: the fragment keys a Derive now click reruns (the buttons' own and the derived
+    panel's); None where the page has no fragments and a click reruns it whole."""
     ok = enabled(state)
     cols = st.columns(len(LABELS))
     for col, (method, label) in zip(cols, LABELS.items(), strict=True):
         col.button(label, key=f"control.{method}", disabled=not ok[method], on_click=_request,
-                   args=(job, method), width="stretch")
-    _derived(getattr(job, "run_id", None) or job.snapshot().run_id)
+                   args=(job, method, rerun), width="stretch")

@@ -1,14 +1,14 @@
-"""The live panel of the Search page: six pieces that redraw only when what they show has changed.
+"""The live panel of the Search page: seven pieces that redraw only when what they show has changed.
 
-The pieces (status strip with controls and messages, architecture weights, cells, curves, genotype, export)
-are each a keyed `st.fragment`. While the run is active a ticker (an `st.components.v2` component with a
-JavaScript timer, no visible element) fires every `refresh_s` or, after a tick that found nothing new, at the
-step's expected end (`next_tick_s`, at most 5 s later); its callback reads the job's latest snapshot,
-compares each piece's content key with the key of what the page shows, and reruns only the pieces whose
-content changed (`st.rerun([keys])`); when nothing did, only the ticker's own fragment reruns (one invisible
-element). A piece that is not rerun is not re-sent, so the browser does not redraw it: an unchanged heatmap,
-curve or graph keeps its DOM, and a download button keeps its link. When the run ends the callback asks for
-one full rerun, which draws the page without the ticker, so an idle page does not poll.
+The pieces (status strip with controls and messages, the cell of the last Derive now, architecture weights,
+cells, curves, genotype, export) are each a keyed `st.fragment`. While the run is active a ticker (an
+`st.components.v2` component with a JavaScript timer, no visible element) fires every `refresh_s` or, after a
+tick that found nothing new, at the step's expected end (`next_tick_s`, at most 5 s later); its callback reads
+the job's latest snapshot, compares each piece's content key with the key of what the page shows, and reruns
+only the pieces whose content changed (`st.rerun([keys])`); when nothing did, only the ticker's own fragment
+reruns (one invisible element). A piece that is not rerun is not re-sent, so the browser does not redraw it:
+an unchanged heatmap, curve or graph keeps its DOM, and a download button keeps its link. When the run ends
+the callback asks for one full rerun, which draws the page without the ticker, so an idle page does not poll.
 
 `panel` draws every piece in one go (no fragments): for tests and bench/dashboard_overhead.py.
 """
@@ -35,7 +35,7 @@ from engine.snapshot import Snapshot
 __all__ = ["render", "panel", "messages", "PIECES", "piece_keys", "next_tick_s", "SHOW_ALL_QUANTUM"]
 
 _CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "live.css"
-PIECES = ("status", "weights", "cells", "curves", "genotype", "export")
+PIECES = ("status", "derived", "weights", "cells", "curves", "genotype", "export")
 # The all-edges graph is redrawn when an edge's strongest op changes or its weight crosses a step of this size
 # (it is drawn from the exact weights of that moment); the kept-edge graph only when the genotype changes.
 SHOW_ALL_QUANTUM = 0.05
@@ -133,6 +133,7 @@ def piece_keys(snap: Snapshot, key: str = "live") -> dict[str, Hashable]:
     return {
         "status": (_shown_state(snap), snap.epoch, snap.epochs, snap.step, snap.total_steps, snap.steps_per_s,
                    snap.eta_s, snap.device, snap.message, snap.error),
+        "derived": controls.derived_key(snap.run_id),
         "weights": (mode, lecture, _digest(snap.weights),
                     _digest(snap.initial_weights) if mode == "change" else None),
         "cells": (show_all, lecture, genotype_key, _digest(_strongest(snap.weights)) if show_all else None),
@@ -149,8 +150,13 @@ def _draw_status(job: Any, snap: Snapshot, key: str) -> None:
     if shown == snap.state and st.session_state.get(controls.PAUSING_KEY) == snap.run_id:
         st.session_state.pop(controls.PAUSING_KEY, None)  # the loop has answered the pause
     status.render(snap, shown)
-    controls.render(job, shown)
+    fragments = [f"{key}.status", f"{key}.derived"] if st.session_state.get(f"{key}.fragments") else None
+    controls.render(job, shown, rerun=fragments)
     messages(snap)
+
+
+def _draw_derived(job: Any, snap: Snapshot, key: str) -> None:
+    controls.derived(snap.run_id)
 
 
 def _untrained(snap: Snapshot) -> bool:
@@ -193,8 +199,8 @@ def _draw_export(job: Any, snap: Snapshot, key: str) -> None:
                    has_genotype=snap.genotype is not None)
 
 
-_DRAW = {"status": _draw_status, "weights": _draw_weights, "cells": _draw_cells, "curves": _draw_curves,
-         "genotype": _draw_genotype, "export": _draw_export}
+_DRAW = {"status": _draw_status, "derived": _draw_derived, "weights": _draw_weights, "cells": _draw_cells,
+         "curves": _draw_curves, "genotype": _draw_genotype, "export": _draw_export}
 
 
 def _drawn(key: str) -> dict[str, Hashable]:
@@ -209,6 +215,7 @@ def _draw(name: str, job: Any, snap: Snapshot, key: str) -> None:
 
 def panel(job: Any, snap: Snapshot, key: str = "live") -> None:
     """Every piece of one snapshot, drawn in one go."""
+    st.session_state[f"{key}.fragments"] = False  # a click reruns the whole script: no fragment to name
     for name in PIECES:
         _draw(name, job, snap, key)
 
@@ -273,6 +280,7 @@ def render(job: Any, refresh_s: float, key: str = "live") -> None:
     st.html(_CSS)  # style only: it goes to the page's event container and takes no room
     cells.lecture_toggle()
     with st.container(key=key):
+        st.session_state[f"{key}.fragments"] = True  # each piece is the fragment f"{key}.{name}"
         st.session_state[f"{key}.drawn"] = {}
         st.session_state.pop(f"{key}.tick_ms", None)  # a full run ticks at refresh_s until a tick finds nothing
         st.session_state[f"{key}.full_run"] = True  # a full run draws every piece from one snapshot

@@ -163,6 +163,17 @@ WATCH_JS = """() => {
 }"""
 TICKS_SINCE_WATCH = "() => window.__ws.slice(window.__watch.since).filter(e => e[1] === 'out').length"
 UNTOUCHED = "() => window.__watch.mutations === 0 && window.__watch.nodes.every(n => n.isConnected)"
+# The same watch on the graphs of the Derive now panel alone (its own fragment: a step must not re-send it;
+# a re-sent element's container flips Streamlit's stale mark even where the graph itself is not redrawn)
+DERIVED_GRAPHS = ".st-key-control-derived_cell [data-testid=stGraphVizChart]"
+WATCH_DERIVED_JS = """() => {
+  const box = '.st-key-control-derived_cell [data-testid=stElementContainer]:has([data-testid=stGraphVizChart])';
+  const w = window.__dwatch = {mutations: 0, nodes: Array.from(document.querySelectorAll(box))};
+  const obs = new MutationObserver(m => { w.mutations += m.length; });
+  w.nodes.forEach(n => obs.observe(n, {subtree: true, childList: true, attributes: true, characterData: true}));
+  return w.nodes.length;
+}"""
+DERIVED_UNTOUCHED = "() => window.__dwatch.mutations === 0 && window.__dwatch.nodes.every(n => n.isConnected)"
 
 
 def cell_edges(genotype: Genotype, cell: str) -> set[tuple[str, str]]:
@@ -259,14 +270,20 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     eventually(page, lambda: derived(), what="a derive row in genotypes.jsonl")
     assert derived()[-1]["step"] == paused_at + 1
     assert Genotype.from_dict(derived()[-1]["genotype"]) == genotype_at(e2e_runs / run_id, paused_at + 1)
+    expect(page.locator(DERIVED_GRAPHS)).to_have_count(2, timeout=STATE_MS)  # the derived cells, shown at once
+    settled(page)
 
-    # Resume: the counter moves again, and new steps redraw the charts (the watch above sees redraws)
+    # Resume: the counter moves again, and new steps redraw the charts (the watch above sees redraws) but not
+    # the Derive now panel, which shows the cell of the click until it is hidden
     page.evaluate(WATCH_JS)
+    assert page.evaluate(WATCH_DERIVED_JS) == 2
     control(page, "resume").click()
     expect(metric(page, "State")).to_have_text("running", timeout=STATE_MS)
     page.wait_for_function(f"() => !({UNTOUCHED})()", timeout=CHANGE_MS, polling=100)
     expect(metric(page, "Step")).not_to_have_text(f"{paused_at + 1}/{total}", timeout=STATE_MS)
     assert step_of(page) > paused_at + 1
+    expect(metric(page, "Step")).not_to_have_text(f"{step_of(page)}/{total}", timeout=STATE_MS)  # one more step
+    assert page.evaluate(DERIVED_UNTOUCHED), "the Derive now panel was redrawn by a status update"
 
     # A reload (a new session) shows the same search, still running: closing a tab does not stop it
     page.reload()
