@@ -187,14 +187,21 @@ def test_smoke_run_metrics_carry_the_indicators_and_the_eigenvalue(tmp_path):
     assert all(count_ops(rundir.latest_genotype(run_dir))[k] == 0 for k in ("skips",))
 
 
-def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, monkeypatch):
-    # The eigenvalue series is made up (a real rise needs a long search); everything else is the real loop.
-    series = iter([1.0] * 8 + [3.0] * 100)
+def _early_stopped(tmp_path, monkeypatch, flat: int):
+    """A smoke search (2 steps an epoch, 8 epochs) whose eigenvalue is measured every step and jumps from 1 to 3
+    after `flat` measurements, with `early_stop` on; run until it stops. The series is made up (a real rise
+    needs a long search); everything else is the real loop. Returns (config, run directory)."""
+    series = iter([1.0] * flat + [3.0] * 100)
     monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
     cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     assert run_search(cfg, run_dir) == "stopped"
+    return cfg, run_dir
+
+
+def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, monkeypatch):
+    _, run_dir = _early_stopped(tmp_path, monkeypatch, flat=8)
     rows = rundir.read_metrics(run_dir)
     assert rows[-1]["step"] == 9 and rows[-1]["early_stop_step"] == 3  # measurement 8 fires, goes back to 2
     genos = rundir.read_genotypes(run_dir)
@@ -208,13 +215,7 @@ def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, 
 
 
 def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_stops(tmp_path, monkeypatch):
-    # The first high eigenvalue comes at step 10, the last step of epoch 4 (smoke: 2 steps an epoch).
-    series = iter([1.0] * 9 + [3.0] * 100)
-    monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
-    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
-    run_dir = tmp_path / "r"
-    run_dir.mkdir()
-    assert run_search(cfg, run_dir) == "stopped"
+    _, run_dir = _early_stopped(tmp_path, monkeypatch, flat=9)  # the rise at step 10, the end of epoch 4
     from engine.variants import record_genotype
 
     alphas = {r["step"]: r for r in rundir.read_alphas(run_dir)}
@@ -228,17 +229,12 @@ def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_sto
 
 
 def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path, monkeypatch, capsys):
-    series = iter([1.0] * 8 + [3.0] * 100)
-    monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
-    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
-    run_dir = tmp_path / "r"
-    run_dir.mkdir()
+    cfg, run_dir = _early_stopped(tmp_path, monkeypatch, flat=8)
 
     def capped() -> dict:  # a cap of 8 never binds (8 edges a cell): the cell of the step the export derives at
         assert main(["export", str(run_dir), "--format", "json", "--max-skip", "8"]) == 0
         return json.loads(open(capsys.readouterr().out.strip()).read())
 
-    assert run_search(cfg, run_dir) == "stopped"
     early = [g for g in rundir.read_genotypes(run_dir) if g["kind"] == "early_stop"]
     assert capped() == early[-1]["genotype"] == rundir.latest_genotype(run_dir).to_dict()
     assert run_search(cfg, run_dir, resume=True) == "finished"  # the rule has fired once; it does not again
