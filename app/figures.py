@@ -18,7 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine import variants
-from engine.genotype import Genotype, diff_genotypes, node_difference, select_edges
+from engine.export import candidate_edges, edge_style
+from engine.genotype import Genotype, diff_genotypes, node_difference
 from engine.space import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
 
 __all__ = [
@@ -373,21 +374,13 @@ def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | Non
 def weighted_cell_dot(weights: np.ndarray, cell: str = "normal", lecture: bool = False) -> str:
     """DOT source drawing every candidate edge of a cell from its (edges, ops) op weights: labelled with its
     strongest non-`none` op, pen width and opacity by that weight on a fixed 0..1 scale; solid where the
-    derivation rule keeps the edge, dashed where it does not. The states sit in the rows of cell_dot."""
-    w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    nodes = nodes_of(w.shape[0])
-    kept = {r for node in select_edges(w) for r, _ in node}
-    real = [k for k, op in enumerate(PRIMITIVES) if op != "none"]
+    derivation rule keeps the edge, dashed where it does not (engine/export.py draws the same edges for the
+    export). The states sit in the rows of cell_dot; each edge has a tooltip."""
+    nodes = nodes_of(np.shape(weights)[0])
     lines = _dag_lines(nodes, range(2, 2 + nodes), lecture)
-    for r, (j, i) in enumerate(edge_endpoints(nodes)):
-        k = real[int(w[r, real].argmax())]
-        strength = float(np.clip(w[r, k], 0.0, 1.0))
-        alpha = f"{int(round(40 + 215 * strength)):02x}"  # never fully transparent: every edge stays visible
-        style = "solid" if r in kept else "dashed"
-        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{PRIMITIVES[k]} {strength:.2f}')}, "
-                     f"penwidth={0.5 + 5.5 * strength:.2f}, color=\"#1f3b73{alpha}\", "
-                     f"fontcolor=\"#1f3b73{alpha}\", style={style}, "
-                     f"tooltip={_q(f'{input_name(j)} -> {i}: {PRIMITIVES[k]} {strength:.2f}')}];")
+    for j, i, op, strength, kept in candidate_edges(weights):
+        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{op} {strength:.2f}')}, "
+                     f"{edge_style(strength, kept)}, tooltip={_q(f'{input_name(j)} -> {i}: {op} {strength:.2f}')}];")
     return _digraph(cell, lines)
 
 

@@ -25,7 +25,7 @@ from .space import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, num_edges, 
 from .variants import Variant, arch_of, op_weights
 
 __all__ = ["FORMATS", "CSV_COLUMNS", "GraphvizMissingError", "genotype_to", "cell_dot", "genotype_dot",
-           "weighted_cell_dot", "render_svg", "alphas_csv", "write_export"]
+           "weighted_cell_dot", "candidate_edges", "edge_style", "render_svg", "alphas_csv", "write_export"]
 
 # format -> default file name under RUN_DIR/exports/
 FORMATS = {"json": "genotype.json", "darts": "genotype.txt", "dot": "genotype.dot", "svg": "genotype.svg",
@@ -108,23 +108,39 @@ def genotype_dot(genotype: Genotype) -> str:
     return "digraph genotype {\n  " + "\n  ".join(_HEAD + parts) + "\n}\n"
 
 
-def weighted_cell_dot(weights: Any, cell: str = "normal", primitives: Sequence[str] = PRIMITIVES, keep: int = 2) -> str:
-    """Every candidate edge of a search cell from its (edges, ops) op weights: labelled with its strongest
-    non-`none` op, thickness and opacity by that weight on a fixed 0..1 scale (comparable across steps);
-    solid where the derivation rule keeps the edge, dashed where it does not."""
+def candidate_edges(weights: Any, primitives: Sequence[str] = PRIMITIVES, keep: int = 2,
+                    ) -> list[tuple[int, int, str, float, bool]]:
+    """Every candidate edge of a search cell from its (edges, ops) op weights, in edge order: (source state j,
+    node i, its strongest non-`none` op, that op's weight clipped to 0..1, whether the derivation rule keeps
+    the edge)."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
     nodes = nodes_of(w.shape[0])
     kept = {r for node in select_edges(w, keep, primitives) for r, _ in node}
     real = [k for k, op in enumerate(primitives) if op != "none"]
-    lines = _nodes("", nodes, range(2, 2 + nodes))
+    edges = []
     for r, (j, i) in enumerate(edge_endpoints(nodes)):
         k = real[int(w[r, real].argmax())]
-        strength = float(np.clip(w[r, k], 0.0, 1.0))
-        alpha = f"{int(round(40 + 215 * strength)):02x}"  # never fully transparent: every edge stays visible
-        style = "solid" if r in kept else "dashed"
-        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{primitives[k]} {strength:.2f}')}, "
-                     f"penwidth={0.5 + 5.5 * strength:.2f}, color=\"#1f3b73{alpha}\", fontcolor=\"#1f3b73{alpha}\", "
-                     f"style={style}];")
+        edges.append((j, i, primitives[k], float(np.clip(w[r, k], 0.0, 1.0)), r in kept))
+    return edges
+
+
+def edge_style(strength: float, kept: bool) -> str:
+    """DOT attributes of a candidate edge: thickness and opacity by its weight on the fixed 0..1 scale (never
+    fully transparent: every edge stays visible), solid where the derivation keeps it, dashed where not."""
+    alpha = f"{int(round(40 + 215 * strength)):02x}"
+    return (f'penwidth={0.5 + 5.5 * strength:.2f}, color="#1f3b73{alpha}", fontcolor="#1f3b73{alpha}", '
+            f"style={'solid' if kept else 'dashed'}")
+
+
+def weighted_cell_dot(weights: Any, cell: str = "normal", primitives: Sequence[str] = PRIMITIVES, keep: int = 2) -> str:
+    """Every candidate edge of a search cell from its (edges, ops) op weights: labelled with its strongest
+    non-`none` op, thickness and opacity by that weight on a fixed 0..1 scale (comparable across steps);
+    solid where the derivation rule keeps the edge, dashed where it does not."""
+    nodes = nodes_of(np.shape(weights)[0])
+    lines = _nodes("", nodes, range(2, 2 + nodes))
+    for j, i, op, strength, kept in candidate_edges(weights, primitives, keep):
+        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{op} {strength:.2f}')}, "
+                     f"{edge_style(strength, kept)}];")
     return f"digraph {_q(cell)} {{\n  " + "\n  ".join(_HEAD + lines) + "\n}\n"
 
 
