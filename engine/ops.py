@@ -88,7 +88,22 @@ class FactorizedReduce(nn.Module):
         return self.bn(out)
 
 
-class SepConv(nn.Module):
+class _ReLUFirst(nn.Module):
+    """An op whose layers (`self.op`, a Sequential) start with a ReLU; `after_relu` runs the rest."""
+
+    op: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on an input that has been through its leading ReLU already (shared by a mixed op's ops)."""
+        for layer in self.op[1:]:
+            x = layer(x)
+        return x
+
+
+class SepConv(_ReLUFirst):
     """Depthwise-separable conv applied twice (the second time at stride 1), as in DARTS/NASNet."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, affine: bool = True):
@@ -103,15 +118,6 @@ class SepConv(nn.Module):
             nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
-        """The op on an input that has been through its leading ReLU already (shared by a mixed op's ops)."""
-        for layer in self.op[1:]:
-            x = layer(x)
-        return x
 
 
 def conv_by_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
@@ -155,7 +161,7 @@ class DilatedDepthwise(nn.Conv2d):
         return super().forward(x) if y is None else y
 
 
-class DilConv(nn.Module):
+class DilConv(_ReLUFirst):
     """Dilated depthwise conv + 1x1 conv: a wide receptive field for few parameters."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, dilation: int,
@@ -168,15 +174,6 @@ class DilConv(nn.Module):
             nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
-        """The op on an input that has been through its leading ReLU already (shared by a mixed op's ops)."""
-        for layer in self.op[1:]:
-            x = layer(x)
-        return x
 
 
 def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:
