@@ -20,7 +20,7 @@ from torch import nn
 from .space import PRIMITIVES
 
 __all__ = ["PRIMITIVES", "OPS", "OpFactory", "Zero", "Identity", "FactorizedReduce", "ReLUConvBN", "SepConv",
-           "DilConv", "DilatedDepthwise", "conv_by_phases"]
+           "DilConv", "DilatedDepthwise", "conv_by_phases", "to_phases", "from_phases"]
 
 OpFactory = Callable[[int, int, bool], nn.Module]  # (C, stride, affine) -> module
 
@@ -120,6 +120,30 @@ class SepConv(_ReLUFirst):
         )
 
 
+def _phases_apply(conv: nn.Conv2d) -> bool:
+    """A depthwise conv of dilation 2, odd square kernel k and padding k-1 (zeros): what `conv_by_phases` runs."""
+    k = conv.kernel_size[0]
+    return (conv.dilation == (2, 2) and conv.kernel_size == (k, k) and k % 2 == 1 and conv.padding == (k - 1, k - 1)
+            and conv.groups == conv.in_channels and conv.padding_mode == "zeros")
+
+
+def to_phases(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) with even H and W -> (4B, C, H/2, W/2): the four polyphase components stacked along the
+    batch, block 2r + s holding x[:, :, r::2, s::2]. For a channels_last input the one copy is the reshape."""
+    B, C, H, W = x.shape
+    h, w = H // 2, W // 2
+    phases = x.permute(0, 2, 3, 1).reshape(B, h, 2, w, 2, C).permute(2, 4, 0, 1, 3, 5)  # (2, 2, B, h, w, C)
+    return phases.reshape(4 * B, h, w, C).permute(0, 3, 1, 2)
+
+
+def from_phases(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of `to_phases`: (4B, C, h, w) -> (B, C, 2h, 2w), channels_last."""
+    B4, C, h, w = y.shape
+    B = B4 // 4
+    image = y.permute(0, 2, 3, 1).reshape(2, 2, B, h, w, C).permute(2, 3, 0, 4, 1, 5)  # (B, h, 2, w, 2, C)
+    return image.reshape(B, 2 * h, 2 * w, C).permute(0, 3, 1, 2)
+
+
 def conv_by_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
     """A depthwise conv of dilation 2 (stride 1 or 2, padding (k-1)) as undilated convs on the input's polyphase
     components; None where that does not apply (then the caller runs the conv as it is).
@@ -130,24 +154,14 @@ def conv_by_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
     products and sums are those of the dilated conv (tests/test_ops.py checks outputs and gradients to float32
     rounding; the outputs measured bit-equal); on a 2-core EPYC oneDNN's undilated kernels ran 1.5-6x faster
     than its dilated ones, forward and backward (docs/architecture.md, "The fast path")."""
-    k = conv.kernel_size[0]
-    c = (k - 1) // 2
-    if (conv.dilation != (2, 2) or conv.kernel_size != (k, k) or k % 2 == 0 or conv.padding != (2 * c, 2 * c)
-            or conv.groups != conv.in_channels or conv.padding_mode != "zeros"):
+    if not _phases_apply(conv):
         return None
+    c = (conv.kernel_size[0] - 1) // 2
     if conv.stride == (2, 2):
         return F.conv2d(x[:, :, ::2, ::2], conv.weight, conv.bias, 1, c, 1, conv.groups)
-    B, C, H, W = x.shape
-    if conv.stride != (1, 1) or H % 2 or W % 2:
+    if conv.stride != (1, 1) or x.shape[2] % 2 or x.shape[3] % 2:
         return None
-    h, w = H // 2, W // 2
-    # (B, H, W, C) memory -> (2, 2, B, h, w, C): phase (r, s) holds x[:, :, r::2, s::2]; no copy is made for a
-    # channels_last input beyond the one reshape
-    phases = x.permute(0, 2, 3, 1).reshape(B, h, 2, w, 2, C).permute(2, 4, 0, 1, 3, 5).reshape(4 * B, h, w, C)
-    y = F.conv2d(phases.permute(0, 3, 1, 2), conv.weight, conv.bias, 1, c, 1, conv.groups)  # (4B, C', h, w)
-    Co = y.shape[1]
-    y = y.permute(0, 2, 3, 1).reshape(2, 2, B, h, w, Co).permute(2, 3, 0, 4, 1, 5).reshape(B, H, W, Co)
-    return y.permute(0, 3, 1, 2)
+    return from_phases(F.conv2d(to_phases(x), conv.weight, conv.bias, 1, c, 1, conv.groups))
 
 
 class DilatedDepthwise(nn.Conv2d):
@@ -159,6 +173,15 @@ class DilatedDepthwise(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = conv_by_phases(x, self) if self.by_phases else None
         return super().forward(x) if y is None else y
+
+    @property
+    def on_phases(self) -> bool:
+        """Whether `phased` applies: the conv of `conv_by_phases` at stride 1."""
+        return _phases_apply(self) and self.stride == (1, 1)
+
+    def phased(self, p: torch.Tensor) -> torch.Tensor:
+        """The conv on an input already split by `to_phases` (when `on_phases`): the result, also split."""
+        return F.conv2d(p, self.weight, self.bias, 1, (self.kernel_size[0] - 1) // 2, 1, self.groups)
 
 
 class DilConv(_ReLUFirst):
@@ -174,6 +197,12 @@ class DilConv(_ReLUFirst):
             nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
+
+    def after_relu_phased(self, p: torch.Tensor) -> torch.Tensor:
+        """The op, past its ReLU, on an input split by `to_phases`, where `self.op[1].on_phases`: the 1x1 conv and
+        the BatchNorm act on each pixel and each channel's statistics alone, so they run on the split tensor
+        too and the result is the op's output, split the same way."""
+        return self.op[3](self.op[2](self.op[1].phased(p)))
 
 
 def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:

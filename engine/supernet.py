@@ -27,7 +27,7 @@ from torch import nn
 
 from .config import SearchConfig
 from .genotype import Genotype
-from .ops import OPS, DilatedDepthwise, FactorizedReduce, ReLUConvBN
+from .ops import OPS, DilatedDepthwise, DilConv, FactorizedReduce, ReLUConvBN, from_phases, to_phases
 from .space import CELL_KINDS, PRIMITIVES, num_edges
 from .variants import make_variant, variant_options
 
@@ -106,7 +106,9 @@ class MixedOp(nn.Module):
                 # outputs they are summed with (the reference does the same).
                 op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
             self.ops.append(op)
-        self.bypass = nn.MaxPool2d(2, 2) if k > 1 and stride == 2 else None
+        # ceil_mode: on an odd size the ops round up (engine/ops.py), and so must the bypass (the same as floor on
+        # the even sizes of the reference)
+        self.bypass = nn.MaxPool2d(2, 2, ceil_mode=True) if k > 1 and stride == 2 else None
         # DARTS-: the auxiliary skip beside the ops, on all C channels (FactorizedReduce at stride 2, as the code)
         self.aux = (FactorizedReduce(C, C, affine=False) if stride == 2 else nn.Identity()) if aux else None
         self.fast = fast
@@ -121,6 +123,11 @@ class MixedOp(nn.Module):
         self.shared_relu = frozenset(k for k, op in enumerate(self.ops) if fast and _starts_with_relu(op))
         self.pools = frozenset(k for k, op in enumerate(self.ops) if fast and isinstance(op, nn.Sequential)
                                and isinstance(op[0], (nn.MaxPool2d, nn.AvgPool2d)))
+        # At stride 1 a dil_conv's 1x1 conv and BatchNorm also run on the split input (DilConv.after_relu_phased):
+        # the state's ReLU is split once for every such op of the edges leaving it, and an edge's dil_conv outputs
+        # are summed split and put back together once.
+        self.phased = frozenset(k for k in self.shared_relu if isinstance(self.ops[k], DilConv)
+                                and self.ops[k].op[1].on_phases)
         if fast:
             for m in self.modules():
                 if isinstance(m, DilatedDepthwise):
@@ -158,7 +165,16 @@ class MixedOp(nn.Module):
         if not self.fast:
             return sum(weights[k] * self.ops[k](x) for k in self.live)
         shared = {} if shared is None else shared
-        return _total(weights[k] * self._op(k, x, shared) for k in self.live)
+        split = [k for k in self.live if k in self.phased] if x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 else []
+        terms = [weights[k] * self._op(k, x, shared) for k in self.live if k not in split]
+        if split:
+            if "phases" not in shared:
+                if "relu" not in shared:
+                    shared["relu"] = self._leading(x)
+                shared["phases"] = to_phases(shared["relu"])
+            terms.append(from_phases(_total(weights[k] * self.ops[k].after_relu_phased(shared["phases"])
+                                            for k in split)))
+        return _total(terms)
 
     def _op(self, k: int, x: torch.Tensor, shared: dict) -> torch.Tensor:
         """Op k on the fast path. The edges leaving one state see the same input, so what does not depend on an

@@ -168,3 +168,28 @@ def test_dilated_depthwise_falls_back_where_phases_do_not_apply():
     torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, None, 1, 2, 2, 4))
     assert conv_by_phases(x, torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)) is None  # not dilated
     assert conv_by_phases(x, torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2)) is None  # not depthwise
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_dil_conv_on_the_split_input_is_the_op_split(kernel: int):
+    """DilConv past its ReLU on the polyphase-split input (the fast path at stride 1) gives the op's output split
+    the same way, in float64 to 1e-12: the 1x1 conv and the BatchNorm, statistics included, do not mind the
+    order of the pixels."""
+    from engine.ops import DilConv, from_phases, to_phases
+
+    torch.manual_seed(0)
+    op = DilConv(4, 4, kernel, 1, kernel - 1, 2, affine=False).double()
+    twin = DilConv(4, 4, kernel, 1, kernel - 1, 2, affine=False).double()
+    twin.load_state_dict(op.state_dict())
+    x = torch.randn(3, 4, 8, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(from_phases(to_phases(x)), x)
+    ref = op(x)
+    out = from_phases(twin.after_relu_phased(to_phases(torch.relu(x))))
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [x, *twin.parameters()], g)
+    for a, b in zip(got, torch.autograd.grad(ref, [x, *op.parameters()], g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for (name, a), b in zip(twin.state_dict().items(), op.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    assert op.op[1].on_phases and not DilConv(4, 4, kernel, 2, kernel - 1, 2).op[1].on_phases  # stride 1 only

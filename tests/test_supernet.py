@@ -121,3 +121,44 @@ def test_fast_and_plain_give_the_same_loss_and_alpha_gradients(in_channels: int)
     for gf, gp in zip(grads_f[n_arch:], grads_p[n_arch:], strict=True):  # summation order differs by memory format
         torch.testing.assert_close(gf, gp, rtol=1e-3, atol=1e-5)
     assert grads_f[0][:, PRIMITIVES.index("none")].abs().sum() > 0  # `none` still learns through the softmax
+
+
+# Variants whose forward differs (partial channels and edge weights, an auxiliary skip, sigmoid weights, sampled
+# Dirichlet and Gumbel weights); the sampling ones draw the same sample on both paths from the same seed.
+_FORWARDS = ["darts", "pc_darts", "darts_minus", "fair_darts", "drnas", "gdas"]
+
+
+@pytest.mark.parametrize("variant", _FORWARDS)
+@pytest.mark.parametrize("size", [8, 10, 9])  # 8, 10: every stride-1 dil_conv runs split; 9: odd, where none is
+def test_fast_equals_plain_in_float64_outputs_gradients_and_statistics(variant: str, size: int):
+    """The fast path's restructuring (channels_last, `none` skipped, shared ReLU and pools, dilated convs by
+    phases, dil_conv's 1x1 conv and BatchNorm on the split input) is exact: in float64 the logits, the loss,
+    the gradient of every parameter and the BatchNorm running statistics agree with the plain path to 1e-9."""
+    options = {"pc_k": 2} if variant == "pc_darts" else None
+    torch.manual_seed(0)
+    plain = SearchNetwork(8, 3, 3, in_channels=3, nodes=2, variant=variant, fast=False,
+                          variant_options=options).double()
+    with torch.no_grad():
+        for alpha in plain.arch_parameters():
+            alpha.normal_()
+    fast = SearchNetwork(8, 3, 3, in_channels=3, nodes=2, variant=variant, fast=True, variant_options=options).double()
+    fast.load_state_dict(plain.state_dict())
+    x, y = torch.randn(4, 3, size, size, dtype=torch.float64), torch.randint(0, 3, (4,))
+    results = []
+    for net in (plain, fast):
+        torch.manual_seed(1)  # the same Dirichlet / Gumbel sample
+        logits = net(x)
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), list(net.parameters()),
+                                    allow_unused=True)
+        results.append((logits, grads, {k: v.clone() for k, v in net.state_dict().items()}))
+    (logits_p, grads_p, state_p), (logits_f, grads_f, state_f) = results
+    torch.testing.assert_close(logits_f, logits_p, rtol=1e-9, atol=1e-10)
+    names = [n for n, _ in plain.named_parameters()]
+    for name, gf, gp in zip(names, grads_f, grads_p, strict=True):
+        if gp is None or gf is None:  # a weight no path reaches (GDAS runs one op an edge): the same on both
+            assert (gf is None or not gf.any()) and (gp is None or not gp.any()), name
+            continue
+        torch.testing.assert_close(gf, gp, rtol=1e-9, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+    assert state_f.keys() == state_p.keys()
+    for key in state_p:  # running means and variances (and counters) after the pass
+        torch.testing.assert_close(state_f[key], state_p[key], rtol=1e-9, atol=1e-12, msg=lambda m, k=key: f"{k}: {m}")
