@@ -203,18 +203,21 @@ def _max_skip(args: argparse.Namespace) -> int | None:
 
 def _capped_genotype(run_dir: Path, max_skip: int):
     """The run's genotype derived again with at most `max_skip` skip connections per normal cell: from the alphas
-    of the step its latest genotype row was derived at. That is the early stop's `from_step` when the latest
-    rows are the early stop's (its own row, and the `stopped` row of the same step); a search resumed after
-    an early stop has later rows, derived at their own steps."""
+    of the step its latest genotype row was derived at. That is the early stop's `from_step` while the latest
+    row is the early stop's cell (its own row, or the `stopped` row after it); once a search resumed after an
+    early stop writes a row, that row's own step."""
     from .variants import arch_of, derive
 
     rows = rundir.read_genotypes(run_dir)
     if not rows:
         raise BadInput(f"{run_dir} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
-    last = rows[-1]["step"]
-    early = [r for r in rows if r.get("kind") == "early_stop" and isinstance(r.get("from_step"), int)
-             and r.get("step") == last]
-    step = early[-1]["from_step"] if early else last
+    last = rows[-1]
+    early = [r for r in rows if r.get("kind") == "early_stop" and isinstance(r.get("from_step"), int)]
+    stop = early[-1] if early else {}
+    on_stop = (stop.get("step"), stop.get("genotype")) == (last.get("step"), last.get("genotype"))
+    step = stop["from_step"] if early and on_stop else last.get("step")
+    if not isinstance(step, int):
+        raise BadInput(f"{run_dir}: the latest row of genotypes.jsonl has no step to derive a capped genotype at")
     alphas = [r for r in rundir.read_alphas(run_dir) if r["step"] <= step]
     if not alphas:
         raise BadInput(f"{run_dir} has no alphas at or before step {step} to derive a capped genotype from")

@@ -237,6 +237,16 @@ def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path,
 
     early = [g for g in rundir.read_genotypes(run_dir) if g["kind"] == "early_stop"]
     assert capped() == early[-1]["genotype"] == rundir.latest_genotype(run_dir).to_dict()
+    from engine.control import Control
+    from engine.variants import record_genotype
+
+    stopped_at_once = Control()
+    stopped_at_once.stop()  # resumed and stopped before a step: its `stopped` row holds the cell of the alphas now
+    assert run_search(cfg, run_dir, resume=True, control=stopped_at_once) == "stopped"
+    now = rundir.read_genotypes(run_dir)[-1]
+    assert now["kind"] == "stopped" and now["step"] == early[-1]["step"]
+    step_alphas = next(r for r in rundir.read_alphas(run_dir) if r["step"] == now["step"])
+    assert capped() == now["genotype"] == record_genotype(step_alphas).to_dict() != early[-1]["genotype"]
     assert run_search(cfg, run_dir, resume=True) == "finished"  # the rule has fired once; it does not again
     final = rundir.read_genotypes(run_dir)[-1]
     assert final["kind"] == "final" and final["step"] == 16

@@ -129,7 +129,7 @@ _FORWARDS = ["darts", "pc_darts", "darts_minus", "fair_darts", "drnas", "gdas"]
 
 
 @pytest.mark.parametrize("variant", _FORWARDS)
-@pytest.mark.parametrize("size", [8, 10, 9])  # 8, 10: every stride-1 dil_conv runs split; 9: odd, where none is
+@pytest.mark.parametrize("size", [8, 10, 9])  # stride-1 dil_convs all run split at 8, some at 10 (not 5x5), none at 9
 def test_fast_equals_plain_in_float64_outputs_gradients_and_statistics(variant: str, size: int):
     """The fast path's restructuring (channels_last, `none` skipped, shared ReLU and pools, dilated convs by
     phases, dil_conv's 1x1 conv and BatchNorm on the split input) is exact: in float64 the logits, the loss,
