@@ -86,6 +86,17 @@ def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
     return functools.reduce(operator.add, terms)
 
 
+def _weighted_total(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """sum(w * t for w, t in pairs), each term after the first added by `addcmul`: one pass over the tensor
+    per term where a multiplication and then an addition take two (the products and sums are the same)."""
+    pairs = iter(pairs)
+    w, t = next(pairs)
+    total = w * t
+    for w, t in pairs:
+        total = torch.addcmul(total, w, t)
+    return total
+
+
 class MixedOp(nn.Module):
     """One edge of the supernet: every candidate op, summed with the edge's op weights.
 
@@ -167,16 +178,17 @@ class MixedOp(nn.Module):
         if not self.fast:
             return sum(weights[k] * self.ops[k](x) for k in self.live)
         shared = {} if shared is None else shared
+        w = weights.unbind(0)  # one op (and one in the backward) where indexing takes a select per op
         split = [k for k in self.live if k in self.phased] if x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 else []
-        terms = [weights[k] * self._op(k, x, shared) for k in self.live if k not in split]
-        if split:
-            if "phases" not in shared:
-                if "relu" not in shared:
-                    shared["relu"] = self._leading(x)
-                shared["phases"] = to_phases(shared["relu"])
-            terms.append(from_phases(_total(weights[k] * self.ops[k].after_relu_phased(shared["phases"])
-                                            for k in split)))
-        return _total(terms)
+        if not split:
+            return _weighted_total((w[k], self._op(k, x, shared)) for k in self.live)
+        if "phases" not in shared:
+            if "relu" not in shared:
+                shared["relu"] = self._leading(x)
+            shared["phases"] = to_phases(shared["relu"])
+        merged = from_phases(_weighted_total((w[k], self.ops[k].after_relu_phased(shared["phases"])) for k in split))
+        rest = [k for k in self.live if k not in split]
+        return _weighted_total((w[k], self._op(k, x, shared)) for k in rest) + merged if rest else merged
 
     def _op(self, k: int, x: torch.Tensor, shared: dict) -> torch.Tensor:
         """Op k on the fast path. The edges leaving one state see the same input, so what does not depend on an
@@ -222,15 +234,17 @@ class SearchCell(nn.Module):
         # weights: (edges, ops); edge_weights: (edges,) whole-edge weights (PC-DARTS); index: op per edge (GDAS);
         # aux_weight: the scalar weight of DARTS-'s auxiliary skip on every edge
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # 2 x (B, C, H, W)
+        fast = self.edges[0].fast
+        rows = weights.unbind(0) if fast else weights  # the fast path: one op where indexing takes one per edge
         row = 0
         shared: list[dict] = []  # per state, what its edges compute alike on the fast path (MixedOp._op)
         for _ in range(self.nodes):
             shared += [{} for _ in range(len(states) - len(shared))]
-            outs = [self.edges[row + j](h, weights[row + j], None if index is None else index[row + j], aux_weight,
+            outs = [self.edges[row + j](h, rows[row + j], None if index is None else index[row + j], aux_weight,
                                         shared[j]) for j, h in enumerate(states)]
             if edge_weights is not None:
                 outs = [edge_weights[row + j] * o for j, o in enumerate(outs)]
-            node = _total(outs) if self.edges[0].fast else sum(outs)
+            node = _total(outs) if fast else sum(outs)
             row += len(states)
             states.append(node)
         return torch.cat(states[2:], dim=1)  # (B, nodes*C, H', W')
