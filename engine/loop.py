@@ -262,13 +262,17 @@ class _Loop:
         if self.control.stopping and self.epoch < self.cfg.epochs:
             self._set_state("stopping")
             if self.genotype is not None:  # the genotype after the last step, for the run's listing and exports
-                self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "stopped",
+                self.writer.write_genotype({"step": self.step, "epoch": self._last_step_epoch(), "kind": "stopped",
                                             "genotype": self.genotype.to_dict()})
             self._checkpoint_now()
             self._finish("stopped")
         else:
             self._hold_for_disk()
             self._finish("finished")  # `_finish` makes it failed if lines are still missing
+
+    def _last_step_epoch(self) -> int:
+        """The epoch of the last step taken: at an epoch's end the position has moved on to the next one."""
+        return self.epoch - 1 if self.batch == 0 and self.step > 0 else self.epoch
 
     def _hold_for_disk(self) -> None:
         """The last step is taken but some lines are not on disk (the writer may notice a failure only now): pause

@@ -221,8 +221,8 @@ def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_sto
     alphas = {r["step"]: r for r in rundir.read_alphas(run_dir)}
     rows = [g for g in rundir.read_genotypes(run_dir) if g["step"] == 10]
     assert [g["kind"] for g in rows] == ["epoch_end", "early_stop", "stopped"]
-    epoch_end, early, _ = rows
-    assert epoch_end["epoch"] == early["epoch"] == 4 and early["from_step"] == 4
+    epoch_end, early, stopped = rows
+    assert epoch_end["epoch"] == early["epoch"] == stopped["epoch"] == 4 and early["from_step"] == 4
     assert epoch_end["genotype"] == record_genotype(alphas[10]).to_dict()  # the epoch's own cell
     assert early["genotype"] == record_genotype(alphas[4]).to_dict()
     assert rundir.latest_genotype(run_dir).to_dict() == early["genotype"]  # the run ends on the stop's cell
