@@ -88,12 +88,14 @@ def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
 
 def _weighted_total(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """sum(w * t for w, t in pairs), each term after the first added by `addcmul`: one pass over the tensor
-    per term where a multiplication and then an addition take two (the products and sums are the same)."""
+    per term where a multiplication and then an addition take two (the products and sums are the same).
+    w: a 0-d weight, cast to t's dtype as `w * t` would compute it (CUDA autocast runs addcmul in its widest
+    input's dtype, which would turn bf16 op outputs into float32 sums)."""
     pairs = iter(pairs)
     w, t = next(pairs)
     total = w * t
     for w, t in pairs:
-        total = torch.addcmul(total, w, t)
+        total = torch.addcmul(total, w if w.dtype == t.dtype else w.to(t.dtype), t)
     return total
 
 
