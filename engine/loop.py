@@ -403,7 +403,7 @@ class _Loop:
     def _derive(self) -> None:
         if self.genotype is None:
             self.genotype = self._genotype()
-        self.writer.write_genotype({"step": self.step, "epoch": self.epoch, "kind": "derive",
+        self.writer.write_genotype({"step": self.step, "epoch": self._last_step_epoch(), "kind": "derive",
                                     "genotype": self.genotype.to_dict()})
 
     def _non_finite(self, train_loss: float, valid_loss: float) -> None:

@@ -183,3 +183,24 @@ def test_amp_runs_on_the_cpu(tmp_path):
     assert state == "finished"
     assert all(np.isfinite(m["train_loss"]) for m in rundir.read_metrics(run_dir))
     assert json.loads((run_dir / "config.json").read_text())["config"]["amp"] is True
+
+
+def test_rows_written_at_an_epoch_boundary_name_the_epoch_that_ended(tmp_path):
+    """A Derive and a Stop taken as epoch 0 ends: their rows sit at epoch 0's last step and say epoch 0, as its
+    epoch_end row does (the loop's position has already moved on to epoch 1)."""
+
+    class DeriveAndStopAtEpochEnd(Callback):
+        def __init__(self, control):
+            self.control = control
+
+        def on_epoch_end(self, event, genotype_row):
+            self.control.derive_now()
+            self.control.stop()
+
+    cfg = from_preset("smoke", {"epochs": 3})
+    control = Control()
+    run_dir, state = _run(tmp_path, "edge", cfg, control=control, callbacks=[DeriveAndStopAtEpochEnd(control)])
+    assert state == "stopped"
+    rows = rundir.read_genotypes(run_dir)
+    assert [(r["kind"], r["step"], r["epoch"]) for r in rows] == [("epoch_end", 2, 0), ("derive", 2, 0),
+                                                                  ("stopped", 2, 0)]
