@@ -88,7 +88,8 @@ def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
 
 def _weighted_total(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """sum(w * t for w, t in pairs), each term after the first added by `addcmul`: one pass over the tensor
-    per term where a multiplication and then an addition take two (the products and sums are the same).
+    per term where a multiplication and then an addition take two. The same products and sums, up to rounding
+    (a CPU kernel may fuse the multiply-add and round once: at most a few float32 ulps).
     w: a 0-d weight, cast to t's dtype as `w * t` would compute it (CUDA autocast runs addcmul in its widest
     input's dtype, which would turn bf16 op outputs into float32 sums)."""
     pairs = iter(pairs)
