@@ -337,9 +337,8 @@ class _Loop:
         if end_of_epoch:
             # The epoch's row holds the epoch's own cell; an early stop firing now writes its row after it, so
             # the run's latest genotype row is the stop's.
-            epoch = self.epoch
             self._end_epoch(metrics, alphas_row)
-            if early_stop is not None and self._early_stop(early_stop, epoch):
+            if early_stop is not None and self._early_stop(early_stop):
                 self._publish()
             return
         if early_stop is not None:
@@ -357,16 +356,16 @@ class _Loop:
             return self.model.genotype()
         return cap_skips(self.model.variant, self.model.arch_state(), self.cfg.max_skip)
 
-    def _early_stop(self, from_step: int, epoch: int | None = None) -> bool:
+    def _early_stop(self, from_step: int) -> bool:
         """RobustDARTS's rule fired (the metrics row says so either way). With `early_stop`, the search stops on
         the genotype of `from_step`, before the eigenvalue rose; not at the last step, where it ends anyway.
-        `epoch`: the epoch the step belongs to, when that epoch has just ended. True when it stopped."""
+        True when it stopped."""
         genotype = self.collapse.stop_genotype()
         if not self.cfg.early_stop or genotype is None or self.step >= self.total_steps:
             return False
         self.genotype = genotype
-        self.writer.write_genotype({"step": self.step, "epoch": self.epoch if epoch is None else epoch,
-                                    "kind": "early_stop", "from_step": from_step, "genotype": genotype.to_dict()})
+        self.writer.write_genotype({"step": self.step, "epoch": self._last_step_epoch(), "kind": "early_stop",
+                                    "from_step": from_step, "genotype": genotype.to_dict()})
         self.control.stop()
         return True
 
