@@ -18,9 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine import variants
-from engine.export import candidate_edges, edge_style
-from engine.genotype import Genotype, diff_genotypes, node_difference
-from engine.space import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
+from engine.runs.export import candidate_edges, edge_style
+from engine.space.cnn.cell import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
+from engine.space.cnn.genotype import Genotype, diff_genotypes, node_difference
 
 __all__ = [
     "HEATMAP_MODES", "CURVES", "weights_frame", "heatmap", "curve_figure", "overlay_figure",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # How the pages name a cell's states: plain text. The paper writes them c_{k-2}, c_{k-1}, c_{k} in LaTeX, which a
-# chart, a graph or a table would print raw. (The DOT keeps engine.space.source_name as node ids, so an edge's
+# chart, a graph or a table would print raw. (The DOT keeps engine.space.cnn.cell.source_name as node ids, so an edge's
 # SVG title stays "c_{k-2}->0"; what a reader sees is these labels.)
 INPUT_NAMES = ("c(k-2)", "c(k-1)")
 OUTPUT_NAME = "c(k)"
@@ -324,7 +324,7 @@ def _dag_lines(nodes: int, outputs: Sequence[int], lecture: bool) -> list[str]:
     row when its inputs change, and the whole picture jumps between refreshes; with it only the edges change.
     Top to bottom, not left to right: a graph is scaled to its column's width, and a cell is taller than wide
     only this way round, so its labels come out about twice as large (tests/test_lecture.py measures them).
-    Node ids are engine.space.source_name (the export's), labels the plain names of input_name."""
+    Node ids are engine.space.cnn.cell.source_name (the export's), labels the plain names of input_name."""
     size = _sizes(lecture)
     out_id = _q("c_{k}")
     ids = [_q(source_name(j)) for j in range(nodes + 2)]  # c_{k-2}, c_{k-1}, 0, 1, ...
@@ -374,7 +374,7 @@ def cell_dot(genotype: Genotype, cell: str = "normal", weights: np.ndarray | Non
 def weighted_cell_dot(weights: np.ndarray, cell: str = "normal", lecture: bool = False) -> str:
     """DOT source drawing every candidate edge of a cell from its (edges, ops) op weights: labelled with its
     strongest non-`none` op, pen width and opacity by that weight on a fixed 0..1 scale; solid where the
-    derivation rule keeps the edge, dashed where it does not (engine/export.py draws the same edges for the
+    derivation rule keeps the edge, dashed where it does not (engine/runs/export.py draws the same edges for the
     export). The states sit in the rows of cell_dot; each edge has a tooltip."""
     nodes = nodes_of(np.shape(weights)[0])
     lines = _dag_lines(nodes, range(2, 2 + nodes), lecture)
@@ -459,7 +459,7 @@ def progress_text(epoch: int, epochs: int, step: int, total_steps: int) -> str:
 
 
 def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
-    """The runs table of the Runs page from engine.catalog.RunInfo rows."""
+    """The runs table of the Runs page from engine.runs.catalog.RunInfo rows."""
     rows = []
     for r in runs:
         cfg = r.config or {}

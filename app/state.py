@@ -14,11 +14,11 @@ from typing import Any
 
 import streamlit as st
 
-from engine import rundir
-from engine.follow import Follower
-from engine.genotype import Genotype
-from engine.job import Controller, Registry
-from engine.network import count_cifar_parameters
+from engine.jobs.controller import Controller, Registry
+from engine.nn.network import count_cifar_parameters
+from engine.runs import rundir
+from engine.runs.follow import Follower
+from engine.space.cnn.genotype import Genotype
 
 __all__ = ["registry", "selected_job", "select_run", "param_count", "alphas_records", "metrics_records",
            "num_classes_of", "flash", "show_flash"]
@@ -61,7 +61,7 @@ def num_classes_of(config: dict[str, Any]) -> int:
 @st.cache_data(max_entries=256, show_spinner=False)
 def param_count(genotype_json: str, num_classes: int = 10) -> int:
     """Parameters (auxiliary head excluded) of NetworkCIFAR(36, num_classes, 20, genotype), summed from cached
-    per-op counts (engine.network.count_cifar_parameters): fast enough for every genotype change."""
+    per-op counts (engine.nn.network.count_cifar_parameters): fast enough for every genotype change."""
     return count_cifar_parameters(36, num_classes, 20, Genotype.from_dict(json.loads(genotype_json)))
 
 

@@ -3,7 +3,7 @@
     python bench/amp.py [--steps 3]
 
 The `demo` preset's step (C=8, 5 cells, batch 64, 1x16x16, 10 classes, first order, fast path) on random
-batches of that shape (engine/benchmark.py), `amp=false` and `amp=true` in turn, one warm-up step each. On a
+batches of that shape (engine/search/benchmark.py), `amp=false` and `amp=true` in turn, one warm-up step each. On a
 CPU, autocast runs the convolutions in bfloat16: fast only where the CPU has bf16 arithmetic (AVX512-BF16,
 AMX); elsewhere oneDNN converts and is slower. `amp` becomes the `demo` default only if it is faster and the
 search's cell and accuracy stay the same.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.benchmark import SearchStep, machine_info
-from engine.config import from_preset
+from engine.search.benchmark import SearchStep, machine_info
+from engine.search.config import from_preset
 
 
 def cpu_flags() -> str:

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.views.search import DEFAULT_REFRESH_S  # noqa: E402
-from engine import catalog, rundir  # noqa: E402
-from engine.benchmark import machine_info  # noqa: E402
+from engine.runs import catalog, rundir  # noqa: E402
+from engine.search.benchmark import machine_info  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -335,7 +335,7 @@ def panel_script_s(run_dir: Path, runs: int) -> dict[str, Any]:
         import streamlit as st
 
         from app.views import live
-        from engine.follow import snapshot_from_dir
+        from engine.runs.follow import snapshot_from_dir
 
         class Job:  # the panel reads snapshot() only; no request is made here
             def __init__(self, snap):

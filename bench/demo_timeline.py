@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
-from engine import rundir
-from engine.benchmark import machine_info
-from engine.config import from_preset
-from engine.examples import EXAMPLES_ROOT
-from engine.job import Controller
+from engine.jobs.controller import Controller
+from engine.runs import rundir
+from engine.runs.examples import EXAMPLES_ROOT
+from engine.search.benchmark import machine_info
+from engine.search.config import from_preset
 from engine.variants import make_variant
 
 

@@ -24,13 +24,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.architect import Architect
-from engine.config import from_preset
-from engine.control import Control
-from engine.data import load_search_data
-from engine.hooks import Callback
-from engine.loop import run_search
-from engine.supernet import SearchNetwork
+from engine.nn.supernet import SearchNetwork
+from engine.runs.control import Control
+from engine.runs.hooks import Callback
+from engine.search.architect import Architect
+from engine.search.config import from_preset
+from engine.search.data import load_search_data
+from engine.search.loop import run_search
 
 
 class StepClock(Callback):

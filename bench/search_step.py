@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.benchmark import SearchStep, count_aten_calls, machine_info, measure_search_step
-from engine.config import SearchConfig
+from engine.search.benchmark import SearchStep, count_aten_calls, machine_info, measure_search_step
+from engine.search.config import SearchConfig
 
 SIZES = {
     "reference": SearchConfig(dataset="fake", image_size=32, in_channels=3, num_classes=10, init_channels=8,

@@ -3,12 +3,12 @@
     python bench/threads.py [--threads 1,2] [--steps 2] [--rounds 2] [--load N]
 
 The `demo` preset's search step (C=8, 5 cells, batch 64, 1x16x16 images, 10 classes, first order; random
-batches of that shape, engine/benchmark.py) is timed with each thread count in turn, in one process, in two
+batches of that shape, engine/search/benchmark.py) is timed with each thread count in turn, in one process, in two
 phases: the machine as found (`load +0`), then with N extra processes that spin on a core each (`load +N`,
 default: one per core), which is what other work does to a search. Within a phase the thread counts take
 turns round by round, so a change in the machine's other load hits each of them alike. The table gives the
 median seconds a step, steps/s, the 1-minute load average at the start and end of the phase, and what the
-`threads=0` (auto) rule of engine/threads.py would choose at the phase's start.
+`threads=0` (auto) rule of engine/runtime/threads.py would choose at the phase's start.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from engine.benchmark import SearchStep, machine_info
-from engine.config import PRESETS
-from engine.threads import auto_threads, machine_cpus, machine_load
+from engine.runtime.threads import auto_threads, machine_cpus, machine_load
+from engine.search.benchmark import SearchStep, machine_info
+from engine.search.config import PRESETS
 
 
 def _spin() -> None:

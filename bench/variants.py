@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import SearchConfig
+from engine.search.config import SearchConfig
 from engine.variants import variant_names
 
 
@@ -37,12 +37,12 @@ def bench_config(variant: str, device: str) -> SearchConfig:
 def child(variant: str, steps: int, eval_batches: int, device: str) -> dict:
     import torch
 
-    from engine.architect import Architect
-    from engine.benchmark import current_memory_mb, peak_memory_mb, reset_peak_memory
-    from engine.data import load_search_data
-    from engine.device import select_device
-    from engine.step import bilevel_step
-    from engine.supernet import SearchNetwork
+    from engine.nn.supernet import SearchNetwork
+    from engine.runtime.device import select_device
+    from engine.search.architect import Architect
+    from engine.search.benchmark import current_memory_mb, peak_memory_mb, reset_peak_memory
+    from engine.search.data import load_search_data
+    from engine.search.step import bilevel_step
 
     cfg = bench_config(variant, device)
     dev = select_device(cfg.device)

@@ -12,12 +12,13 @@ from typing import Any
 
 # public name -> module of this package that defines it
 _EXPORTS = {
-    "PRIMITIVES": "space",
-    "Genotype": "genotype", "derive_genotype": "genotype", "KNOWN_GENOTYPES": "genotype",
-    "SearchConfig": "config", "PRESETS": "config", "ConfigError": "config",
-    "NetworkCIFAR": "network", "NetworkImageNet": "network", "count_parameters": "network",
-    "Registry": "job", "Controller": "job", "JobError": "job", "Follower": "follow",
-    "Snapshot": "snapshot",
+    "PRIMITIVES": "space.cnn.cell",
+    "Genotype": "space.cnn.genotype", "derive_genotype": "space.cnn.genotype", "KNOWN_GENOTYPES": "space.cnn.genotype",
+    "SearchConfig": "search.config", "PRESETS": "search.config", "ConfigError": "core.config",
+    "NetworkCIFAR": "nn.network", "NetworkImageNet": "nn.network", "count_parameters": "nn.network",
+    "Registry": "jobs.controller", "Controller": "jobs.controller", "JobError": "jobs.controller",
+    "Follower": "runs.follow",
+    "Snapshot": "runs.snapshot",
     "variant_names": "variants", "make_variant": "variants",
 }
 

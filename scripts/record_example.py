@@ -25,9 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine import rundir  # noqa: E402  (the repository root is on the path now)
-from engine.config import from_preset, parse_overrides  # noqa: E402
-from engine.examples import EXAMPLES_ROOT  # noqa: E402
+from engine.core.config import parse_overrides  # noqa: E402  (the repository root is on the path now)
+from engine.runs import rundir  # noqa: E402
+from engine.runs.examples import EXAMPLES_ROOT  # noqa: E402
+from engine.search.config import SearchConfig, from_preset  # noqa: E402
 
 KEEP = (rundir.CONFIG, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES)
 
@@ -70,9 +71,9 @@ def main() -> int:
     if args.source:
         print(trim(Path(args.source), args.name, args.alphas_every))
         return 0
-    from engine.loop import run_search
+    from engine.search.loop import run_search
 
-    config = from_preset(args.preset, parse_overrides(args.set))
+    config = from_preset(args.preset, parse_overrides(args.set, SearchConfig))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = rundir.new_run_dir(tmp, f"{args.preset}-{config.dataset}")
         state = run_search(config, run_dir)

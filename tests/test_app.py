@@ -18,10 +18,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import figures, state
-from engine import catalog, rundir
-from engine.config import PRESETS, from_preset
-from engine.loop import run_search
-from engine.space import PRIMITIVES, source_name
+from engine.runs import catalog, rundir
+from engine.search.config import PRESETS, from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.cell import PRIMITIVES, source_name
 from tests.waiting import wait_for
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -225,8 +225,8 @@ def _panel_script(state_name, error, message):
     import numpy as np
 
     from app.views import live
-    from engine.genotype import KNOWN_GENOTYPES
-    from engine.snapshot import Snapshot
+    from engine.runs.snapshot import Snapshot
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
     rng = np.random.default_rng(0)
     weights = {cell: rng.dirichlet(np.ones(8), size=14) for cell in ("normal", "reduce")}
@@ -357,8 +357,8 @@ def _values_script(mode):
     import streamlit as st
 
     from app.views import live
-    from engine.genotype import KNOWN_GENOTYPES
-    from engine.snapshot import Snapshot
+    from engine.runs.snapshot import Snapshot
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
     rng = np.random.default_rng(7)
     weights = {cell: rng.dirichlet(np.ones(8) * a, size=14) for cell, a in (("normal", 0.5), ("reduce", 2.0))}
@@ -409,7 +409,7 @@ def test_cells_graphs_draw_exactly_the_genotypes_edges(app_runs):
 def test_parameter_count_is_the_network_the_label_names(app_runs):
     import torch
 
-    from engine.network import NetworkCIFAR, count_parameters
+    from engine.nn.network import NetworkCIFAR, count_parameters
 
     at = AppTest.from_function(_values_script, args=("softmax",), default_timeout=TIMEOUT).run()
     snap = at.session_state["snap"]

@@ -12,13 +12,14 @@ from streamlit.testing.v1 import AppTest
 
 from app import figures, state
 from app.views import setup
-from engine import rundir
-from engine.config import PRESETS, ConfigError, config_errors, from_preset, parse_overrides
-from engine.data import load_search_data
-from engine.genotype import KNOWN_GENOTYPES
-from engine.loop import run_search
-from engine.resume import check_resume
-from engine.threads import apply_threads, auto_threads
+from engine.core.config import ConfigError, parse_overrides
+from engine.runs import rundir
+from engine.runtime.threads import apply_threads, auto_threads
+from engine.search.config import PRESETS, SearchConfig, config_errors, from_preset
+from engine.search.data import load_search_data
+from engine.search.loop import run_search
+from engine.search.resume import check_resume
+from engine.space.cnn.genotype import KNOWN_GENOTYPES
 from tests.test_app import _app, _button, _metric
 from tests.waiting import wait_for
 
@@ -32,8 +33,8 @@ def _controls_script(state_name: str, run_dir: str):
     import streamlit as st
 
     from app.views import live
-    from engine.genotype import KNOWN_GENOTYPES
-    from engine.snapshot import Snapshot
+    from engine.runs.snapshot import Snapshot
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
     weights = {cell: np.full((14, 8), 1 / 8) for cell in ("normal", "reduce")}
     snap = Snapshot(run_id="feedback", run_dir=run_dir, state=state_name, epoch=0, epochs=2, step=3, total_steps=8,
@@ -201,7 +202,7 @@ def test_auto_threads_rule(cpus, load, env, want):
 
 
 def test_threads_is_a_config_field_settable_and_changeable_on_resume():
-    assert parse_overrides(["threads=1"]) == {"threads": 1}
+    assert parse_overrides(["threads=1"], SearchConfig) == {"threads": 1}
     assert from_preset("demo").threads == 0
     with pytest.raises(ConfigError, match="threads"):
         from_preset("demo", {"threads": -1})

@@ -19,15 +19,16 @@ from streamlit.testing.v1 import AppTest
 
 from app import figures, state
 from app.views import runs_compare
-from engine import architect, catalog, rundir
-from engine.atomic import write_bytes_atomic
-from engine.config import from_preset
-from engine.genotype import KNOWN_GENOTYPES
-from engine.loop import run_search
-from engine.train_compare import _costs
-from engine.train_loop import run_training
-from engine.train_source import resolve_genotype
-from engine.trainconfig import TrainConfig, from_train_preset
+from engine.core.atomic import write_bytes_atomic
+from engine.runs import catalog, rundir
+from engine.search import architect
+from engine.search.config import from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.genotype import KNOWN_GENOTYPES
+from engine.train.compare import _costs
+from engine.train.config import TrainConfig, from_train_preset
+from engine.train.loop import run_training
+from engine.train.source import resolve_genotype
 from tests.test_app import _button, _chart
 
 TIMEOUT = 60

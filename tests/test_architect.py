@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from engine.architect import Architect
-from engine.supernet import SearchNetwork, buffers_kept
+from engine.nn.supernet import SearchNetwork, buffers_kept
+from engine.search.architect import Architect
 
 ETA, MOMENTUM, WD = 0.1, 0.9, 3e-4
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.benchmark import SearchStep, count_aten_calls
-from engine.config import PRESETS
+from engine.search.benchmark import SearchStep, count_aten_calls
+from engine.search.config import PRESETS
 
 
 def test_aten_calls_of_a_step_are_counted_and_repeatable():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import catalog, rundir
-from engine.device import select_device
+from engine.runs import catalog, rundir
+from engine.runtime.device import select_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_sigkill_loses_only_steps_since_the_checkpoint_then_resumes(runs_dir):
             proc.kill()
     info = catalog.list_runs(runs_dir)[0]
     assert info.state == "interrupted"
-    from engine.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     ckpt_step = load_checkpoint(run / "checkpoint.pt")["step"]
     logged = [m["step"] for m in rundir.read_metrics(run)]
@@ -113,7 +113,7 @@ def test_ctrl_c_term_and_hup_stop_gracefully_with_a_checkpoint(runs_dir, sig):
     run = list(runs_dir.iterdir())[0]
     status = rundir.read_status(run)
     assert status["state"] == "stopped"
-    from engine.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     assert load_checkpoint(run / "checkpoint.pt")["step"] == status["step"]
 

@@ -1,4 +1,4 @@
-"""Collapse indicators (engine/collapse.py): entropy, skip counts, the Hessian's top eigenvalue against the exact
+"""Collapse indicators (engine/search/collapse.py): entropy, skip counts, the Hessian's top eigenvalue against the exact
 Hessian, RobustDARTS's early stop, P-DARTS's skip cap, and all of them in the loop and on the command line."""
 
 import json
@@ -9,14 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import collapse, rundir
 from engine.__main__ import main
-from engine.collapse import EarlyStopRule, cap_skips, count_ops, dominant_eigenvalue, edge_entropy
-from engine.config import ConfigError, from_preset
-from engine.genotype import KNOWN_GENOTYPES
-from engine.loop import run_search
-from engine.space import PRIMITIVES
-from engine.supernet import SearchNetwork
+from engine.core.config import ConfigError
+from engine.nn.supernet import SearchNetwork
+from engine.runs import rundir
+from engine.search import collapse
+from engine.search.collapse import EarlyStopRule, cap_skips, count_ops, dominant_eigenvalue, edge_entropy
+from engine.search.config import from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.cell import PRIMITIVES
+from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
 
 def test_entropy_of_uniform_rows_is_log_k_and_of_one_hot_rows_zero():
@@ -237,7 +239,7 @@ def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path,
 
     early = [g for g in rundir.read_genotypes(run_dir) if g["kind"] == "early_stop"]
     assert capped() == early[-1]["genotype"] == rundir.latest_genotype(run_dir).to_dict()
-    from engine.control import Control
+    from engine.runs.control import Control
     from engine.variants import record_genotype
 
     stopped_at_once = Control()
@@ -276,8 +278,8 @@ def _view_script():
     import numpy as np
 
     from app.views import collapse as view
-    from engine.snapshot import Snapshot
-    from engine.space import PRIMITIVES
+    from engine.runs.snapshot import Snapshot
+    from engine.space.cnn.cell import PRIMITIVES
 
     a = np.zeros((14, 8))
     a[:, PRIMITIVES.index("skip_connect")] = 3.0  # every edge prefers skip: an uncapped cell has 8
@@ -308,8 +310,8 @@ def test_live_view_warns_and_caps():
 def test_a_resumed_search_continues_the_rule_where_it_was(tmp_path, monkeypatch):
     # Stopped after 5 of the 8 measurements the rule needs before it can fire, then resumed: the replayed
     # eigenvalues (metrics.jsonl) and their genotypes (alphas.jsonl) make it fire at the same step as without a stop.
-    from engine.control import Control
-    from engine.hooks import Callback
+    from engine.runs.control import Control
+    from engine.runs.hooks import Callback
 
     series = iter([1.0] * 8 + [3.0] * 100)
     monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
@@ -340,8 +342,8 @@ def test_a_long_runs_early_stop_warning_survives_the_snapshots_window(tmp_path):
     from types import SimpleNamespace
 
     from app.views.collapse import early_stop_note, frames, history
-    from engine import rundir
-    from engine.atomic import append_jsonl
+    from engine.core.atomic import append_jsonl
+    from engine.runs import rundir
 
     rows = [{"step": i, "hessian_eig": 1.0 + i / 100} for i in range(1, 701)]
     rows[9]["early_stop_step"] = 6

@@ -11,10 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from app import figures
 from app.views import learn
-from engine import examples, rundir, variants
-from engine.collapse import count_ops
-from engine.config import PRESETS
-from engine.genotype import Genotype
+from engine import variants
+from engine.runs import examples, rundir
+from engine.search.collapse import count_ops
+from engine.search.config import PRESETS
+from engine.space.cnn.genotype import Genotype
 
 TIMEOUT = 120
 VARIANTS = {"collapse-darts": "darts", "collapse-darts-minus": "darts_minus", "collapse-beta-darts": "beta_darts"}

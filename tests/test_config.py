@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from engine.config import PRESETS, ConfigError, SearchConfig, from_preset, parse_overrides
+from engine.core.config import ConfigError, parse_overrides
+from engine.search.config import PRESETS, SearchConfig, from_preset
 
 
 def test_presets_are_valid_and_demo_is_default_dataset():
@@ -46,16 +47,17 @@ def test_fake_needs_image_size():
 
 
 def test_overrides_are_typed_and_unknown_keys_rejected():
-    o = parse_overrides(["epochs=3", "w_lr=0.1", "a_betas=0.9,0.99", "amp=true", "subset=none", "device=cpu"])
+    o = parse_overrides(["epochs=3", "w_lr=0.1", "a_betas=0.9,0.99", "amp=true", "subset=none", "device=cpu"],
+                        SearchConfig)
     assert o == {"epochs": 3, "w_lr": 0.1, "a_betas": (0.9, 0.99), "amp": True, "subset": None, "device": "cpu"}
     cfg = from_preset("smoke", o)
     assert cfg.epochs == 3 and cfg.a_betas == (0.9, 0.99)
     with pytest.raises(ConfigError, match="unknown field"):
-        parse_overrides(["epoch=3"])
+        parse_overrides(["epoch=3"], SearchConfig)
     with pytest.raises(ConfigError, match="epochs"):
-        parse_overrides(["epochs=three"])
+        parse_overrides(["epochs=three"], SearchConfig)
     with pytest.raises(ConfigError, match="key=value"):
-        parse_overrides(["epochs"])
+        parse_overrides(["epochs"], SearchConfig)
 
 
 def test_round_trip_through_dict():

@@ -1,7 +1,7 @@
 import threading
 import time
 
-from engine.control import Control
+from engine.runs.control import Control
 
 
 def test_gate_runs_pauses_steps_once_and_stops():

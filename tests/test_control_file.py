@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import rundir
-from engine.control_file import ControlPoller, ack_control, read_control, request_control
+from engine.runs import rundir
+from engine.runs.control_file import ControlPoller, ack_control, read_control, request_control
 
 WRITERS, EACH = 4, 50
 
 
 WRITER = """
 import json, pathlib, sys, time
-from engine.control_file import COMMANDS, request_control
+from engine.runs.control_file import COMMANDS, request_control
 run_dir, writer, each = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 pathlib.Path(run_dir, f"ready-{writer}").touch()
 while not pathlib.Path(run_dir, "go").exists():  # every writer starts at once

@@ -1,18 +1,20 @@
-"""Cost-aware search (engine/cost.py): the expected cost of the relaxed cells, the penalty, and the run's rows."""
+"""Cost-aware search (engine/nn/cost.py): the expected cost of the relaxed cells, the penalty, and the run's rows."""
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from engine import cost, rundir
-from engine.architect import Architect
-from engine.config import ConfigError, SearchConfig, from_preset, parse_overrides
-from engine.genotype import KNOWN_GENOTYPES, genotype_from_weights
-from engine.loop import run_search
-from engine.network import NetworkCIFAR
-from engine.space import CELL_KINDS, PRIMITIVES, num_edges
-from engine.supernet import SearchNetwork
+from engine.core.config import ConfigError, parse_overrides
+from engine.nn import cost
+from engine.nn.network import NetworkCIFAR
+from engine.nn.supernet import SearchNetwork
+from engine.runs import rundir
+from engine.search.architect import Architect
+from engine.search.config import SearchConfig, from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, genotype_from_weights
 
 
 def _one_hot(rng: np.random.Generator, nodes: int = 4) -> dict[str, np.ndarray]:
@@ -107,10 +109,11 @@ def test_bad_cost_settings_are_refused_with_a_reason():
                                  ("cost_budget", 0.0, "positive"), ("cost_budget", 5e4, "cost_weight > 0")]:
         with pytest.raises(ConfigError, match=needle):
             SearchConfig(**{field: value})
-    assert parse_overrides(["cost_budget=none", "cost_weight=0.5"]) == {"cost_budget": None, "cost_weight": 0.5}
-    assert parse_overrides(["cost_budget=2e5"])["cost_budget"] == 2e5
+    assert (parse_overrides(["cost_budget=none", "cost_weight=0.5"], SearchConfig)
+            == {"cost_budget": None, "cost_weight": 0.5})
+    assert parse_overrides(["cost_budget=2e5"], SearchConfig)["cost_budget"] == 2e5
     with pytest.raises(ConfigError, match="cost_budget"):
-        parse_overrides(["cost_budget=lots"])
+        parse_overrides(["cost_budget=lots"], SearchConfig)
 
 
 def test_a_cost_aware_smoke_search_logs_its_costs_and_gets_cheaper(tmp_path):
@@ -134,7 +137,7 @@ def test_a_cost_aware_smoke_search_logs_its_costs_and_gets_cheaper(tmp_path):
 
 def _cost_view_script():
     from app.views import collapse as view
-    from engine.snapshot import Snapshot
+    from engine.runs.snapshot import Snapshot
 
     rows = [{"step": s, "expected_params": 5000.0 - 100 * s, "cell_params": 4000 - 50 * s,
              "expected_madds": 9e5 - s, "cell_madds": 8e5} for s in (1, 2, 3)]

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine import rundir
-from engine.benchmark import SearchStep
-from engine.checkpoint import load_checkpoint
-from engine.config import from_preset
-from engine.control import Control
-from engine.device import amp_dtype, autocast, select_device
-from engine.hooks import Callback
-from engine.loop import run_search
+from engine.runs import rundir
+from engine.runs.checkpoint import load_checkpoint
+from engine.runs.control import Control
+from engine.runs.hooks import Callback
+from engine.runtime.device import amp_dtype, autocast, select_device
+from engine.search.benchmark import SearchStep
+from engine.search.config import from_preset
+from engine.search.loop import run_search
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -1,4 +1,4 @@
-"""engine/data.py and engine/datasets/: the search split, batching, every kind of source, and the asset."""
+"""engine/search/data.py and engine/datasets/: the search split, batching, every kind of source, and the asset."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.config import PRESETS, SearchConfig, from_preset
-from engine.data import DataError, SearchData, load_search_data
 from engine.datasets import base as base_mod
 from engine.datasets import folder as folder_mod
 from engine.datasets import idx as idx_mod
+from engine.search.config import PRESETS, SearchConfig, from_preset
+from engine.search.data import DataError, SearchData, load_search_data
 
 REPO = Path(__file__).resolve().parents[1]
 ASSET = REPO / "assets" / "fashion_mnist_subset.npz"

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import rundir
-from engine.architect import Architect
-from engine.config import from_preset
-from engine.data import load_search_data
-from engine.supernet import SearchNetwork, variant_options_of
+from engine.nn.supernet import SearchNetwork, variant_options_of
+from engine.runs import rundir
+from engine.search.architect import Architect
+from engine.search.config import from_preset
+from engine.search.data import load_search_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_a_stop_through_control_json_reaches_both_ranks_and_the_run_resumes_to_i
     the same step (a rank that went on would hang its partner); resumed with two processes, it finishes."""
     import time
 
-    from engine.control_file import request_control
+    from engine.runs.control_file import request_control
     from tests.waiting import wait_for
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
@@ -142,7 +142,7 @@ def test_sigkill_of_one_rank_ends_the_others_and_the_run_resumes_as_interrupted(
     import signal
     import time
 
-    from engine.catalog import run_info
+    from engine.runs.catalog import run_info
     from tests.waiting import wait_for
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
@@ -174,7 +174,7 @@ def test_sigkill_of_one_rank_ends_the_others_and_the_run_resumes_as_interrupted(
 def test_only_a_lost_peer_reads_as_interrupted():
     """A collective that fails because another rank went away is PeerLost (the run ends interrupted); a bug in
     the collective or this rank's out-of-memory error stays what it is (the run fails, with its hint)."""
-    from engine.distributed import PeerLost, World, _collective
+    from engine.runtime.distributed import PeerLost, World, _collective
 
     world = World(rank=0, size=2)
 

@@ -16,16 +16,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from engine import rundir
-from engine.architect import Architect
-from engine.checkpoint import load_checkpoint
-from engine.config import from_preset
-from engine.control import Control
-from engine.control_file import request_control
-from engine.data import load_search_data
-from engine.hooks import Callback
-from engine.loop import run_search
-from engine.supernet import SearchNetwork
+from engine.nn.supernet import SearchNetwork
+from engine.runs import rundir
+from engine.runs.checkpoint import load_checkpoint
+from engine.runs.control import Control
+from engine.runs.control_file import request_control
+from engine.runs.hooks import Callback
+from engine.search.architect import Architect
+from engine.search.config import from_preset
+from engine.search.data import load_search_data
+from engine.search.loop import run_search
 from tests.waiting import wait_for
 
 ARCH_KEYS = ("alphas_normal", "alphas_reduce")

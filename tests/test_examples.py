@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import examples, rundir, variants
-from engine.follow import snapshot_from_dir
-from engine.genotype import Genotype
+from engine import variants
+from engine.runs import examples, rundir
+from engine.runs.follow import snapshot_from_dir
+from engine.space.cnn.genotype import Genotype
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_it_opens_like_a_followed_run_and_moves(demo):
 
 
 def test_it_is_read_only(demo, runs_dir):
-    from engine.catalog import delete_run
+    from engine.runs.catalog import delete_run
 
     assert examples.is_example(demo.path) and not examples.is_example(runs_dir)
     with pytest.raises(rundir.RunDirError, match="shipped with dartboard"):

@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from engine import export, rundir
-from engine.atomic import append_jsonl
-from engine.export import (
+from engine.core.atomic import append_jsonl
+from engine.runs import export, rundir
+from engine.runs.export import (
     CSV_COLUMNS,
     GraphvizMissingError,
     alphas_csv,
@@ -24,8 +24,8 @@ from engine.export import (
     weighted_cell_dot,
     write_export,
 )
-from engine.genotype import KNOWN_GENOTYPES, Genotype
-from engine.space import source_name
+from engine.space.cnn.cell import source_name
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
 
 V2 = KNOWN_GENOTYPES["DARTS_V2"]
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

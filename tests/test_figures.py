@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from app import figures
-from engine.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype
-from engine.space import PRIMITIVES
+from engine.space.cnn.cell import PRIMITIVES
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype
 
 EDGES = figures.edge_names(4)  # the heatmaps' rows, in alpha-row order
 
@@ -234,7 +234,7 @@ def test_formatting_helpers():
 def test_runs_frame_columns():
     from pathlib import Path
 
-    from engine.catalog import RunInfo
+    from engine.runs.catalog import RunInfo
 
     info = RunInfo(run_id="r1", path=Path("/tmp/r1"), state="finished", epoch=2, epochs=2, step=8, total_steps=8,
                    genotype=KNOWN_GENOTYPES["DARTS_V2"], valid_acc=0.5, created="2025", config={"dataset": "fake"})
@@ -357,7 +357,7 @@ def test_curve_vega_draws_what_curve_figure_draws(curve):
 def test_regularised_variants_state_their_schedule_from_a_real_network():
     """DARTS-, beta-DARTS and SDARTS-RS keep a scalar beside the alphas; the live panel says what it is now, read
     from the network's own state at an epoch (not a number typed here)."""
-    from engine.supernet import SearchNetwork
+    from engine.nn.supernet import SearchNetwork
 
     for variant, name, needle in [("darts_minus", "aux_skip_weight", "beta = "),
                                   ("beta_darts", "beta_weight", "lambda = "), ("sdarts_rs", "epsilon", "epsilon = ")]:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.genotype import (
+from engine.space.cnn.cell import PRIMITIVES, edge_endpoints, edge_labels, nodes_of, num_edges
+from engine.space.cnn.genotype import (
     KNOWN_GENOTYPES,
     Genotype,
     GenotypeChange,
@@ -17,7 +18,6 @@ from engine.genotype import (
     diff_genotypes,
     genotype_from_weights,
 )
-from engine.space import PRIMITIVES, edge_endpoints, edge_labels, nodes_of, num_edges
 
 # The reference's genotypes.py lines, verbatim (docs/darts.md).
 DARTS_V1_LINE = "DARTS_V1 = Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"  # noqa: E501

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine import rundir
 from engine.__main__ import main
-from engine.config import from_preset
-from engine.loop import run_search
+from engine.runs import rundir
+from engine.search.config import from_preset
+from engine.search.loop import run_search
 
 NESTED = "[" * 100_000
 V2_TEXT = "Genotype(normal=[('sep_conv_3x3', 0)] * 8)"
@@ -150,8 +150,8 @@ def _files(run_dir):
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory):
     """A smoke run (3 epochs) stopped after step 2, with a checkpoint: what people resume."""
-    from engine.control import Control
-    from engine.hooks import Callback
+    from engine.runs.control import Control
+    from engine.runs.hooks import Callback
 
     class StopAt(Callback):
         def on_step_end(self, event):
@@ -240,7 +240,7 @@ def test_one_damaged_run_is_listed_as_unreadable_and_the_others_list_normally(fi
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "unreadable" in lines[nulled.name] and "damaged" in lines[nulled.name]
     assert "finished" in lines[good.name] and "finished" in lines[absurd.name]
-    from engine.follow import snapshot_from_dir
+    from engine.runs.follow import snapshot_from_dir
 
     snap = snapshot_from_dir(absurd)  # what the dashboard's Search, Replay and Runs pages read
     assert snap.weights["normal"].shape == (14, 8) and snap.metrics[-1]["step"] != "abc"
@@ -252,8 +252,8 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
     with the reason as soon as the writer thread meets the error (a busy machine may let it lag a step or two, or
     reach the last step: then it pauses there, see the next test); lines wait in memory in order; fixed and
     resumed, every step is on disk once. Never fixed, a stop ends the run `failed` with the count of lost writes."""
-    from engine.hooks import Callback
-    from engine.job import Controller
+    from engine.jobs.controller import Controller
+    from engine.runs.hooks import Callback
     from tests.blocking import block, unblock
     from tests.waiting import wait_for
 
@@ -292,8 +292,8 @@ def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path):
     """The failure is met only after the last step (the final genotype line: genotypes.jsonl is a directory by
     then): the run pauses at its end rather than ending failed, so a fixed disk and Resume still finish it with
     every line; before the fix it is `paused`, not `finished` or `failed`."""
-    from engine.hooks import Callback
-    from engine.job import Controller
+    from engine.jobs.controller import Controller
+    from engine.runs.hooks import Callback
     from tests.blocking import block, unblock
     from tests.waiting import wait_for
 

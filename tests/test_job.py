@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from engine import rundir
-from engine.config import from_preset
-from engine.follow import Follower
-from engine.genotype import derive_genotype
-from engine.job import JobError, Registry
+from engine.jobs.controller import JobError, Registry
+from engine.runs import rundir
+from engine.runs.follow import Follower
+from engine.search.config import from_preset
+from engine.space.cnn.genotype import derive_genotype
 from tests.waiting import wait_for
 
 

@@ -20,8 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import figures
 from app.views import cells, learn
-from engine.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
-from engine.space import PRIMITIVES
+from engine.space.cnn.cell import PRIMITIVES
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
 
 TIMEOUT = 60
 DEMO = next((Path(__file__).resolve().parents[1] / "assets" / "runs").glob("*-example-demo"))
@@ -191,8 +191,8 @@ def _panel_script(step):
     import numpy as np
 
     from app.views import cells, live
-    from engine.genotype import KNOWN_GENOTYPES
-    from engine.snapshot import Snapshot
+    from engine.runs.snapshot import Snapshot
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
     rng = np.random.default_rng(7)
     weights = {c: rng.dirichlet(np.ones(8) * a, size=14) for c, a in (("normal", 0.5), ("reduce", 2.0))}

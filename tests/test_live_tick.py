@@ -3,7 +3,7 @@
 import pytest
 
 from app.views.live import LONGEST_TICK_S, TICK_MARGIN_S, next_tick_s
-from engine.snapshot import Snapshot
+from engine.runs.snapshot import Snapshot
 
 
 def _snap(state="running", steps_per_s=0.25, updated_at=100.0) -> Snapshot:

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from engine import rundir
-from engine.atomic import write_json_atomic
-from engine.catalog import list_runs, run_info
-from engine.liveness import STALE_S, displayed_state, is_interrupted, pid_alive
-from engine.snapshot import ACTIVE_STATES
+from engine.core.atomic import write_json_atomic
+from engine.runs import rundir
+from engine.runs.catalog import list_runs, run_info
+from engine.runs.liveness import STALE_S, displayed_state, is_interrupted, pid_alive
+from engine.runs.snapshot import ACTIVE_STATES
 
 NOW = 1_700_000_000.0
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid_max: never a live process

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine import rundir
-from engine.checkpoint import load_checkpoint
-from engine.config import from_preset
-from engine.control import Control
-from engine.genotype import Genotype, derive_genotype
-from engine.hooks import Callback
-from engine.loop import run_search
-from engine.snapshot import SnapshotBox
+from engine.runs import rundir
+from engine.runs.checkpoint import load_checkpoint
+from engine.runs.control import Control
+from engine.runs.hooks import Callback
+from engine.runs.snapshot import SnapshotBox
+from engine.search.config import from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.genotype import Genotype, derive_genotype
 
 
 class Recorder(Callback):
@@ -112,7 +112,7 @@ def test_resume_refuses_to_change_what_is_searched(tmp_path):
 
 
 def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypatch):
-    from engine import data as data_mod
+    from engine.search import data as data_mod
 
     real = data_mod.SearchData.batches
 
@@ -146,7 +146,7 @@ def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypa
 
 
 def test_an_exception_ends_the_run_failed_with_the_traceback(tmp_path, monkeypatch):
-    from engine import architect
+    from engine.search import architect
 
     calls = {"n": 0}
     real = architect.Architect.step

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.genotype import KNOWN_GENOTYPES, Genotype
-from engine.network import (
+from engine.nn.network import (
     AuxiliaryHeadCIFAR,
     AuxiliaryHeadImageNet,
     EvalCell,
@@ -18,6 +17,7 @@ from engine.network import (
     count_parameters,
     drop_path,
 )
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
 
 V1, V2 = KNOWN_GENOTYPES["DARTS_V1"], KNOWN_GENOTYPES["DARTS_V2"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.ops import OPS, PRIMITIVES, DilConv, FactorizedReduce, Identity, ReLUConvBN, SepConv, Zero
+from engine.nn.ops import OPS, PRIMITIVES, DilConv, FactorizedReduce, Identity, ReLUConvBN, SepConv, Zero
 
 C = 4
 
@@ -121,7 +121,7 @@ def test_small_factorized_reduce_in_channels_last_survives_backward():
     the process (heap corruption); FactorizedReduce must not hit it. Run in a child so a crash fails the test."""
     code = (
         "import torch\n"
-        "from engine.ops import FactorizedReduce\n"
+        "from engine.nn.ops import FactorizedReduce\n"
         "op = FactorizedReduce(4, 8, affine=False).to(memory_format=torch.channels_last)\n"
         "x = torch.randn(8, 4, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()\n"
         "for _ in range(5):\n"
@@ -138,7 +138,7 @@ def test_small_factorized_reduce_in_channels_last_survives_backward():
 def test_dilated_depthwise_by_phases_is_the_dilated_conv(kernel: int, stride: int, size: int, channels_last: bool):
     """The fast path's polyphase decomposition of a dilation-2 depthwise conv gives the dilated conv's output and
     gradients (input and weight) to float32 rounding, at both strides, odd sizes included (stride 2)."""
-    from engine.ops import DilatedDepthwise, conv_by_phases
+    from engine.nn.ops import DilatedDepthwise, conv_by_phases
 
     torch.manual_seed(0)
     conv = DilatedDepthwise(6, 6, kernel, stride=stride, padding=kernel - 1, dilation=2, groups=6, bias=False)
@@ -159,7 +159,7 @@ def test_dilated_depthwise_by_phases_is_the_dilated_conv(kernel: int, stride: in
 
 def test_dilated_depthwise_falls_back_where_phases_do_not_apply():
     """An odd size at stride 1 (phases of unequal size) and a conv that is not depthwise dilation-2 run as they are."""
-    from engine.ops import DilatedDepthwise, conv_by_phases
+    from engine.nn.ops import DilatedDepthwise, conv_by_phases
 
     conv = DilatedDepthwise(4, 4, 3, stride=1, padding=2, dilation=2, groups=4, bias=False)
     x = torch.randn(2, 4, 7, 7)
@@ -175,7 +175,7 @@ def test_dil_conv_on_the_split_input_is_the_op_split(kernel: int):
     """DilConv past its ReLU on the polyphase-split input (the fast path at stride 1) gives the op's output split
     the same way, in float64 to 1e-12: the 1x1 conv and the BatchNorm, statistics included, do not mind the
     order of the pixels."""
-    from engine.ops import DilConv, from_phases, to_phases
+    from engine.nn.ops import DilConv, from_phases, to_phases
 
     torch.manual_seed(0)
     op = DilConv(4, 4, kernel, 1, kernel - 1, 2, affine=False).double()

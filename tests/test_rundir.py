@@ -4,10 +4,10 @@ import os
 import pytest
 import torch
 
-from engine import rundir
-from engine.atomic import append_jsonl, read_jsonl, write_json_atomic
-from engine.catalog import delete_run
-from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from engine.core.atomic import append_jsonl, read_jsonl, write_json_atomic
+from engine.runs import rundir
+from engine.runs.catalog import delete_run
+from engine.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_new_run_dirs_are_unique(tmp_path):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import config, variants
-from engine.ops import DilatedDepthwise
-from engine.space import PRIMITIVES, num_edges
-from engine.supernet import SearchNetwork
+from engine import variants
+from engine.nn.ops import DilatedDepthwise
+from engine.nn.supernet import SearchNetwork
+from engine.search import config
+from engine.space.cnn.cell import PRIMITIVES, num_edges
 
 
 def _count(params: list[torch.nn.Parameter]) -> int:
@@ -85,7 +86,7 @@ def test_fast_path_uses_channels_last_and_skips_none():
     assert fast.prepare_input(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
     assert PRIMITIVES.index("none") not in fast.cells[0].edges[0].live
     assert plain.cells[0].edges[0].live == tuple(range(len(PRIMITIVES)))
-    # The dilated depthwise convs run by polyphase decomposition on the fast path only (engine/ops.py).
+    # The dilated depthwise convs run by polyphase decomposition on the fast path only (engine/nn/ops.py).
     dil = PRIMITIVES.index("dil_conv_3x3")
     for net, phases in ((fast, True), (plain, False)):
         convs = [m for m in net.modules() if isinstance(m, DilatedDepthwise)]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from engine import rundir
-from engine.config import from_preset
-from engine.control import Control
-from engine.hooks import Callback
-from engine.loop import run_search
+from engine.runs import rundir
+from engine.runs.control import Control
+from engine.runs.hooks import Callback
+from engine.search.config import from_preset
+from engine.search.loop import run_search
 
 
 def _read(run_dir):
@@ -49,7 +49,7 @@ def test_a_search_opens_in_tensorboard_with_the_run_directorys_numbers(tmp_path)
 def test_a_resume_purges_the_steps_it_redoes(tmp_path):
     """A process dies after logging steps past its last checkpoint; the resume redoes them. TensorBoard must
     show each step once (SummaryWriter's purge_step), as metrics.jsonl does."""
-    from engine.checkpoint import save_checkpoint
+    from engine.runs.checkpoint import save_checkpoint
 
     class KeepEpochCheckpoint(_StopAt):
         def on_step_end(self, event):
@@ -68,9 +68,9 @@ def test_a_resume_purges_the_steps_it_redoes(tmp_path):
 
 
 def test_a_training_opens_in_tensorboard_with_its_test_accuracy(tmp_path):
-    from engine.genotype import KNOWN_GENOTYPES
-    from engine.train_loop import run_training
-    from engine.trainconfig import from_train_preset
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
+    from engine.train.config import from_train_preset
+    from engine.train.loop import run_training
 
     assert run_training(from_train_preset("train-smoke"), KNOWN_GENOTYPES["DARTS_V2"], tmp_path) == "finished"
     acc = _read(tmp_path)

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from engine import catalog, rundir
-from engine.config import ConfigError, parse_overrides
-from engine.follow import Follower
-from engine.genotype import KNOWN_GENOTYPES, Genotype
-from engine.hooks import Callback
-from engine.job import Controller, Registry
-from engine.space import PRIMITIVES
-from engine.train_loop import run_training
-from engine.train_resume import load_train_checkpoint
-from engine.train_source import GenotypeSourceError, random_genotype, resolve_genotype
-from engine.train_step import auxiliary_fits
-from engine.trainconfig import TRAIN_PRESETS, TrainConfig, from_train_preset
+from engine.core.config import ConfigError, parse_overrides
+from engine.jobs.controller import Controller, Registry
+from engine.runs import catalog, rundir
+from engine.runs.follow import Follower
+from engine.runs.hooks import Callback
+from engine.space.cnn.cell import PRIMITIVES
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
+from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
+from engine.train.loop import run_training
+from engine.train.resume import load_train_checkpoint
+from engine.train.source import GenotypeSourceError, random_genotype, resolve_genotype
+from engine.train.step import auxiliary_fits
 
 SMOKE = TRAIN_PRESETS["train-smoke"]
 V2 = KNOWN_GENOTYPES["DARTS_V2"]
@@ -127,7 +127,7 @@ def test_stop_and_resume_matches_an_uninterrupted_run(tmp_path):
     continue exactly: a run stopped mid-epoch and resumed ends with the same weights to 1e-6."""
     cfg = SMOKE.replace(epochs=3)
     a, _ = _run(tmp_path, "a", cfg)
-    from engine.control import Control
+    from engine.runs.control import Control
 
     run = tmp_path / "b"
     run.mkdir()
@@ -147,7 +147,7 @@ def test_stop_and_resume_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_another_recipe_and_leaves_the_run_as_it_was(tmp_path):
-    from engine.snapshot import SnapshotBox
+    from engine.runs.snapshot import SnapshotBox
 
     run, _ = _run(tmp_path, "a", SMOKE.replace(epochs=1))
     box = SnapshotBox()
@@ -158,7 +158,7 @@ def test_resume_refuses_another_recipe_and_leaves_the_run_as_it_was(tmp_path):
 
 def test_non_finite_loss_rolls_back_and_pauses(tmp_path):
     cfg = SMOKE.replace(lr=10.0, grad_clip=1e9, epochs=3, drop_path_prob=0.0)
-    from engine.control import Control
+    from engine.runs.control import Control
 
     control = Control()
     done = []

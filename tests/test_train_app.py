@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import state
 from app.views.train import curves_frame, genotype_choices
-from engine import catalog
+from engine.runs import catalog
 from tests.waiting import wait_for
 
 

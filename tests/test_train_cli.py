@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import catalog, rundir
 from engine.__main__ import main
-from engine.follow import Follower
-from engine.genotype import KNOWN_GENOTYPES
+from engine.runs import catalog, rundir
+from engine.runs.follow import Follower
+from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 V2 = KNOWN_GENOTYPES["DARTS_V2"]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import rundir
-from engine.genotype import KNOWN_GENOTYPES
-from engine.train_export import MODEL_FORMAT, load_model, write_model_export
-from engine.train_loop import run_training
-from engine.trainconfig import TRAIN_PRESETS
+from engine.runs import rundir
+from engine.space.cnn.genotype import KNOWN_GENOTYPES
+from engine.train.config import TRAIN_PRESETS
+from engine.train.export import MODEL_FORMAT, load_model, write_model_export
+from engine.train.loop import run_training
 
 V2 = KNOWN_GENOTYPES["DARTS_V2"]
 # auxiliary head and drop path on in training, so the test shows both are gone from the exported graphs

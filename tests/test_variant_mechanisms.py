@@ -14,15 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import rundir, variants
-from engine.architect import Architect
-from engine.config import PRESETS, ConfigError, SearchConfig, from_preset
-from engine.export import cell_dot, genotype_to, render_svg
-from engine.genotype import Genotype
-from engine.loop import run_search
-from engine.network import NetworkCIFAR, count_cifar_parameters, count_parameters
-from engine.space import CELL_KINDS, PRIMITIVES, num_edges
-from engine.supernet import MixedOp, SearchNetwork, channel_shuffle
+from engine import variants
+from engine.core.config import ConfigError
+from engine.nn.network import NetworkCIFAR, count_cifar_parameters, count_parameters
+from engine.nn.supernet import MixedOp, SearchNetwork, channel_shuffle
+from engine.runs import rundir
+from engine.runs.export import cell_dot, genotype_to, render_svg
+from engine.search.architect import Architect
+from engine.search.config import PRESETS, SearchConfig, from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
+from engine.space.cnn.genotype import Genotype
 from engine.variants.drnas import concentration
 from engine.variants.fair_darts import threshold_cell, zero_one_loss
 from engine.variants.gdas import gumbel_hard, tau_at
@@ -374,8 +376,8 @@ def test_sidebar_shows_the_chosen_variants_options_and_validates_them():
 
 def _state_script(variant: str):
     from app.views import variant_state
-    from engine.snapshot import Snapshot
-    from engine.supernet import SearchNetwork
+    from engine.nn.supernet import SearchNetwork
+    from engine.runs.snapshot import Snapshot
 
     net = SearchNetwork(4, 3, 3, variant=variant, nodes=4)
     snap = Snapshot(run_id="r", run_dir="", state="running", config={"variant": variant},

@@ -17,17 +17,18 @@ import pytest
 import torch
 
 from app import figures
-from engine import rundir, variants
-from engine.config import from_preset
-from engine.control import Control
-from engine.export import alphas_csv, write_export
-from engine.follow import snapshot_from_dir
-from engine.genotype import Genotype, derive_genotype, genotype_from_weights
-from engine.hooks import Callback
-from engine.loop import run_search
-from engine.snapshot import SnapshotBox
-from engine.space import CELL_KINDS, PRIMITIVES, num_edges
-from engine.supernet import SearchNetwork
+from engine import variants
+from engine.nn.supernet import SearchNetwork
+from engine.runs import rundir
+from engine.runs.control import Control
+from engine.runs.export import alphas_csv, write_export
+from engine.runs.follow import snapshot_from_dir
+from engine.runs.hooks import Callback
+from engine.runs.snapshot import SnapshotBox
+from engine.search.config import from_preset
+from engine.search.loop import run_search
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
+from engine.space.cnn.genotype import Genotype, derive_genotype, genotype_from_weights
 
 
 class Reversed(variants.Variant):
@@ -145,8 +146,8 @@ def test_a_second_variant_is_shown_derived_replayed_exported_and_resumed_its_own
 @pytest.mark.parametrize("nodes", [1, 3, 5])
 def test_every_path_follows_the_number_of_nodes(tmp_path, nodes):
     """A search with `nodes` intermediate nodes derives, exports, draws and builds cells of that many nodes."""
-    from engine.export import cell_dot, genotype_to
-    from engine.network import NetworkCIFAR, count_cifar_parameters, count_parameters
+    from engine.nn.network import NetworkCIFAR, count_cifar_parameters, count_parameters
+    from engine.runs.export import cell_dot, genotype_to
 
     cfg = from_preset("smoke", {"nodes": nodes, "epochs": 1})
     run_dir = tmp_path / "run"
@@ -169,9 +170,11 @@ def test_every_path_follows_the_number_of_nodes(tmp_path, nodes):
 
 
 def test_importing_the_engine_and_the_figures_does_not_load_torch():
-    code = ("import sys, engine, engine.config, engine.genotype, engine.export, engine.catalog, app.figures\n"
+    code = ("import sys, engine, engine.search.config, engine.space.cnn.genotype, engine.runs.export\n"
+            "import engine.runs.catalog\n"
+            "import app.figures\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n"
-            "assert engine.SearchConfig is engine.config.SearchConfig and 'torch' not in sys.modules\n"
+            "assert engine.SearchConfig is engine.search.config.SearchConfig and 'torch' not in sys.modules\n"
             "engine.Controller\n"
             "assert 'torch' in sys.modules\n"
             "print('ok')\n")
@@ -185,9 +188,9 @@ def test_every_variant_searches_derives_resumes_exactly_and_follows(tmp_path, na
     """A few smoke steps of each variant: its genotypes are its own derivation of the logged parameters, a search
     stopped mid-epoch and resumed ends with the alphas (and extras) of an uninterrupted one, and follow mode shows
     the variant's weights. Second order where the variant takes it; a one-line refusal where it does not."""
-    from engine.checkpoint import load_checkpoint
-    from engine.config import ConfigError
-    from engine.network import NetworkCIFAR
+    from engine.core.config import ConfigError
+    from engine.nn.network import NetworkCIFAR
+    from engine.runs.checkpoint import load_checkpoint
 
     if order == "second" and variants.second_order_refusal(name):
         with pytest.raises(ConfigError, match=f"first with variant={name}"):

@@ -16,14 +16,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import rundir, variants
-from engine.architect import Architect
-from engine.config import PRESETS, ConfigError, SearchConfig, from_preset
-from engine.loop import run_search
-from engine.ops import FactorizedReduce
-from engine.space import CELL_KINDS, PRIMITIVES, num_edges
-from engine.step import bilevel_step
-from engine.supernet import MixedOp, SearchNetwork
+from engine import variants
+from engine.core.config import ConfigError
+from engine.nn.ops import FactorizedReduce
+from engine.nn.supernet import MixedOp, SearchNetwork
+from engine.runs import rundir
+from engine.search.architect import Architect
+from engine.search.config import PRESETS, SearchConfig, from_preset
+from engine.search.loop import run_search
+from engine.search.step import bilevel_step
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
 from engine.variants.beta_darts import beta_decay_loss, beta_weight_at
 from engine.variants.darts_minus import aux_weight_at
 from engine.variants.sdarts_rs import epsilon_at, perturb, project_rows

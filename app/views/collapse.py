@@ -1,7 +1,7 @@
 """Collapse indicators on the live panel: op-weight entropy, skip and parameter-free counts of the current genotype,
-the Hessian's dominant eigenvalue with RobustDARTS's early-stop warning, and P-DARTS's skip cap (engine/collapse.py,
-docs/collapse.md); and the cells' expected and derived cost of a cost-aware search (engine/cost.py). `frames` and
-`early_stop_note` are plain functions, tested without Streamlit."""
+the Hessian's dominant eigenvalue with RobustDARTS's early-stop warning, and P-DARTS's skip cap
+(engine/search/collapse.py, docs/collapse.md); and the cells' expected and derived cost of a cost-aware
+search (engine/nn/cost.py). `frames` and `early_stop_note` are plain functions, tested without Streamlit."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
                [("skips_normal", "skips, normal"), ("param_free_normal", "param-free, normal"),
                 ("skips_reduce", "skips, reduce"), ("param_free_reduce", "param-free, reduce")]),
     "eigen": ("Dominant eigenvalue of the valid loss's Hessian (architecture)", [("hessian_eig", "eigenvalue")]),
-    # cost-aware search (engine/cost.py): the search network's cells, expected under the op weights vs derived
+    # cost-aware search (engine/nn/cost.py): the search network's cells, expected under the op weights vs derived
     "params": ("Parameters of the cells: expected under the op weights vs the derived genotype",
                [("expected_params", "expected"), ("cell_params", "derived genotype")]),
     "madds": ("Mult-adds of the cells (one sample): expected vs the derived genotype",
@@ -79,7 +79,7 @@ def _chart(data: pd.DataFrame, title: str, key: str) -> None:
 
 def _cap(snap: Any, key: str) -> None:
     """P-DARTS's cap on the current architecture: the genotype with at most K skips per normal cell, to download."""
-    from engine.collapse import count_ops
+    from engine.search.collapse import count_ops
     from engine.variants import derive
 
     if not snap.alphas or "normal" not in snap.alphas:

@@ -18,8 +18,8 @@ from typing import Any
 import streamlit as st
 
 from app import figures
-from engine import rundir
-from engine.genotype import Genotype
+from engine.runs import rundir
+from engine.space.cnn.genotype import Genotype
 
 __all__ = ["LABELS", "PAUSING_KEY", "DERIVED_KEY", "render", "derived", "derived_key", "enabled",
            "previous_derivation"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine import export, rundir
+from engine.runs import export, rundir
 
 __all__ = ["LABELS", "render", "svg_available"]
 

@@ -12,10 +12,10 @@ import streamlit as st
 
 from app import figures, nav, state
 from app.views import cells
-from engine import catalog, examples
-from engine.collapse import count_ops
-from engine.genotype import KNOWN_GENOTYPES, Genotype
-from engine.space import PRIMITIVES
+from engine.runs import catalog, examples
+from engine.search.collapse import count_ops
+from engine.space.cnn.cell import PRIMITIVES
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
 
 __all__ = ["page", "render", "LESSON_LABEL", "LESSON_KEY", "COLLAPSE_LESSON", "LessonRun", "lesson_runs"]
 
@@ -150,7 +150,7 @@ def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str | Map
                f"{len(last.normal)} edges (the paper's DARTS_V2 normal cell has 2).")
 
 
-# The one-click collapse lesson: the `collapse` preset (engine/config.py) searched once per variant, shipped as
+# The one-click collapse lesson: the `collapse` preset (engine/search/config.py) searched once per variant, shipped as
 # recordings (assets/runs/*-example-<name>, scripts/record_example.py), so it works before any search has run.
 COLLAPSE_LESSON = (("DARTS", "collapse-darts"), ("DARTS-", "collapse-darts-minus"),
                    ("beta-DARTS", "collapse-beta-darts"))

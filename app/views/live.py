@@ -28,9 +28,9 @@ import streamlit as st
 
 from app import figures, state
 from app.views import cells, collapse, controls, curves, exports, genotype, status, variant_state
-from engine import rundir
-from engine.rundir import RunDirError
-from engine.snapshot import Snapshot
+from engine.runs import rundir
+from engine.runs.rundir import RunDirError
+from engine.runs.snapshot import Snapshot
 
 __all__ = ["render", "panel", "messages", "PIECES", "piece_keys", "next_tick_s", "SHOW_ALL_QUANTUM"]
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import figures, state
 from app.views import cells, curves, genotype
-from engine import catalog, examples
+from engine.runs import catalog, examples
 
 __all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride"]
 

@@ -10,11 +10,11 @@ import streamlit as st
 
 from app import figures, nav, state
 from app.views import cells, curves, exports, runs_compare
-from engine import catalog
-from engine.catalog import RunInfo
-from engine.job import JobError
-from engine.rundir import RunDirError
-from engine.threads import apply_threads
+from engine.jobs.controller import JobError
+from engine.runs import catalog
+from engine.runs.catalog import RunInfo
+from engine.runs.rundir import RunDirError
+from engine.runtime.threads import apply_threads
 
 __all__ = ["page", "render_table", "render_details", "RESUMABLE"]
 

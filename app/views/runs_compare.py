@@ -3,7 +3,7 @@ led to), failed and unreadable runs with their one-line reason, training runs co
 worth it?") and 2 to 4 searches side by side.
 
 The chart builders here are pure (plain rows in, a plotly figure or a DataFrame out); the render functions
-draw them. A training's config.json carries `source` (engine.train_source): for a search, its `run_dir`
+draw them. A training's config.json carries `source` (engine.train.source): for a search, its `run_dir`
 (absolute) and the `step` whose genotype it trains.
 """
 
@@ -24,8 +24,8 @@ from plotly.subplots import make_subplots
 
 from app import figures, state
 from app.views import cells
-from engine import rundir
-from engine.catalog import RunInfo
+from engine.runs import rundir
+from engine.runs.catalog import RunInfo
 
 __all__ = ["one_line", "runs_table", "read_source", "lineage", "render_lineage", "training_frame",
            "scores_figure", "render_trainings", "skip_count", "extra_metric_keys", "searches_frame",
@@ -34,7 +34,7 @@ __all__ = ["one_line", "runs_table", "read_source", "lineage", "render_lineage",
 MAX_SEARCHES = 4
 # Keys of a search's metrics rows that are not curves to compare (or have their own chart); `early_stop_step`
 # is a step number on the one row where RobustDARTS's rule fires. Any other numeric key the rows carry (the
-# collapse indicators of engine/collapse.py, `hessian_eig`, a future `expected_params`) gets a chart of its own,
+# collapse indicators of engine/search/collapse.py, `hessian_eig`, a future `expected_params`) gets a chart of its own,
 # one line a run.
 BASE_METRICS = frozenset({"step", "epoch", "time", "wall_s", "steps_per_s", "train_loss", "train_acc", "valid_loss",
                           "valid_acc", "w_lr", "a_lr", "lr", "early_stop_step"})
@@ -179,8 +179,8 @@ def render_failed_jobs(runs: Sequence[RunInfo]) -> None:
 def _mult_adds(genotype_json: str, init_channels: int, layers: int, num_classes: int, in_channels: int,
                image_size: int) -> int:
     """Multiply-adds of one image through the trained network, as `python -m engine compare` counts them."""
-    from engine.genotype import Genotype
-    from engine.network import NetworkCIFAR, count_multiply_adds
+    from engine.nn.network import NetworkCIFAR, count_multiply_adds
+    from engine.space.cnn.genotype import Genotype
 
     net = NetworkCIFAR(init_channels, num_classes, layers, False, Genotype.from_dict(json.loads(genotype_json)),
                        in_channels=in_channels)

@@ -7,10 +7,10 @@ import streamlit as st
 
 from app import state
 from app.views import live, setup
-from engine.config import SearchConfig
-from engine.job import JobError
-from engine.rundir import RunDirError
-from engine.threads import apply_threads
+from engine.jobs.controller import JobError
+from engine.runs.rundir import RunDirError
+from engine.runtime.threads import apply_threads
+from engine.search.config import SearchConfig
 
 __all__ = ["page", "REFRESH_CHOICES"]
 

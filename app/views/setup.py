@@ -2,7 +2,7 @@
 
 Each row of widgets has a slot under it. Every problem is reported at once, each in the slot of the field it
 names and in the words of the sidebar (`Channels (C)`, not `init_channels`): the engine's rules
-(`engine.config.config_errors`), then what would only fail after Start (a batch larger than each half of the
+(`engine.search.config.config_errors`), then what would only fail after Start (a batch larger than each half of the
 data, a device this machine does not have). Integer boxes take a fraction without rounding it, so it can be
 refused visibly. Start stays disabled until nothing is wrong.
 
@@ -19,7 +19,16 @@ from typing import Any
 
 import streamlit as st
 
-from engine.config import DATASETS, DEVICES, ORDERS, PRESETS, ConfigError, SearchConfig, config_errors, from_preset
+from engine.search.config import (
+    DATASETS,
+    DEVICES,
+    ORDERS,
+    PRESETS,
+    ConfigError,
+    SearchConfig,
+    config_errors,
+    from_preset,
+)
 from engine.variants import all_variant_options, variant_names, variant_options, variant_summary
 
 __all__ = ["FIELDS", "LABELS", "START_LABEL", "render", "run_settings", "message", "problems", "preflight"]
@@ -185,7 +194,7 @@ def preflight(c: SearchConfig) -> list[ConfigError]:
                                    f"puts about {weights_max} in the weight half and {n - weights_max} in the "
                                    "architecture half; a step takes one batch from each"))
     if c.device != "auto":
-        from engine.device import select_device
+        from engine.runtime.device import select_device
 
         try:
             select_device(c.device)
@@ -283,7 +292,7 @@ def run_settings(run_id: str, config: Mapping[str, Any]) -> None:
 
 def _threads_note(value: Any) -> None:
     if value == 0:
-        from engine.threads import resolve_threads
+        from engine.runtime.threads import resolve_threads
 
         st.caption(f"CPU threads 0 = auto: {resolve_threads(0)} on this machine now (chosen again at Start).")
 

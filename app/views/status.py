@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures
-from engine.snapshot import Snapshot
+from engine.runs.snapshot import Snapshot
 
 __all__ = ["render"]
 

@@ -14,13 +14,13 @@ import streamlit as st
 
 from app import state
 from app.views import controls, status
-from engine.catalog import list_runs
-from engine.genotype import KNOWN_GENOTYPES
-from engine.job import Controller, JobError
-from engine.rundir import RunDirError
-from engine.threads import apply_threads
-from engine.train_source import GenotypeSourceError, resolve_genotype
-from engine.trainconfig import TRAIN_PRESETS, from_train_preset
+from engine.jobs.controller import Controller, JobError
+from engine.runs.catalog import list_runs
+from engine.runs.rundir import RunDirError
+from engine.runtime.threads import apply_threads
+from engine.space.cnn.genotype import KNOWN_GENOTYPES
+from engine.train.config import TRAIN_PRESETS, from_train_preset
+from engine.train.source import GenotypeSourceError, resolve_genotype
 
 __all__ = ["page", "genotype_choices", "curves_frame"]
 

@@ -1,4 +1,4 @@
-"""Dataset loaders: each turns a SearchConfig into a Pool (the training set); engine/data.py does the rest.
+"""Dataset loaders: each turns a SearchConfig into a Pool (the training set); engine/search/data.py does the rest.
 
 One module per kind of source: idx.py (MNIST, Fashion-MNIST, the embedded subset), vision.py (CIFAR,
 SVHN via torchvision), folder.py (ImageFolder trees), fake.py (random images).
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SearchConfig
-from .base import DataError, Pool, sha256_arrays
-from .fake import FAKE_DEFAULT_SIZE, fake_pool
-from .folder import load_image_folder
-from .idx import EMBEDDED_ASSET, load_embedded, load_idx_dataset
-from .vision import load_cifar, load_svhn
+from engine.datasets.base import DataError, Pool, sha256_arrays
+from engine.datasets.fake import FAKE_DEFAULT_SIZE, fake_pool
+from engine.datasets.folder import load_image_folder
+from engine.datasets.idx import EMBEDDED_ASSET, load_embedded, load_idx_dataset
+from engine.datasets.vision import load_cifar, load_svhn
+from engine.search.config import SearchConfig
 
 __all__ = ["DataError", "Pool", "load_pool", "sha256_arrays", "EMBEDDED_ASSET", "FAKE_DEFAULT_SIZE"]
 

@@ -2,7 +2,7 @@
 
 A pool is either held in memory as one uint8 array (then a batch is one indexing operation: fast,
 deterministic, and a resumed run can skip batches for free) or, for trees too big for memory, it
-decodes the requested images on demand. engine/data.py turns a pool into the search split.
+decodes the requested images on demand. engine/search/data.py turns a pool into the search split.
 Pixels stay numpy arrays until a batch is made: numpy's single-threaded gather and conversion cost
 microseconds, where torch's thread pool on a busy 2-core machine was seen to take 10+ ms per tiny op.
 """

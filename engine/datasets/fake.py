@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .base import Pool, sha256_arrays
+from engine.datasets.base import Pool, sha256_arrays
 
 __all__ = ["fake_pool", "FAKE_DEFAULT_SIZE"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError, Pool
+from engine.datasets.base import DataError, Pool
 
 __all__ = ["load_image_folder", "MEMORY_BUDGET_BYTES"]
 

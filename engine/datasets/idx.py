@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import REPO_ROOT, DataError, Pool, memory_pool
+from engine.datasets.base import REPO_ROOT, DataError, Pool, memory_pool
 
 __all__ = ["read_idx", "read_raw", "parse_idx", "find_idx_pair", "load_idx_dataset", "load_embedded",
            "EMBEDDED_ASSET", "IDX_TRAIN_FILES"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Pool, memory_pool
+from engine.datasets.base import DataError, Pool, memory_pool
 
 __all__ = ["load_cifar", "load_svhn"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Variant
+from engine.variants.base import Variant
 
 __all__ = ["Variant", "register", "unregister", "variant_names", "make_variant", "arch_of", "op_weights",
            "derive", "record_weights", "record_genotype", "variant_options", "all_variant_options",
@@ -157,11 +157,11 @@ def op_weights(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, An
 
 def derive(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts",
            max_skip: int | None = None) -> Any:
-    """The genotype the variant derives from raw architecture parameters (engine.genotype.Genotype); with
-    `max_skip`, at most that many skip connections in the normal cell (P-DARTS's cap, engine/collapse.py)."""
+    """The genotype the variant derives from raw architecture parameters (engine.space.cnn.genotype.Genotype); with
+    `max_skip`, at most that many skip connections in the normal cell (P-DARTS's cap, engine/search/collapse.py)."""
     v = _variant(variant)
     if max_skip is not None:
-        from ..collapse import cap_skips
+        from engine.search.collapse import cap_skips
 
         return cap_skips(v, arch, max_skip)
     arch = {k: np.asarray(a, dtype=np.float64) for k, a in arch.items()}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..genotype import Genotype, genotype_from_weights
+from engine.space.cnn.genotype import Genotype, genotype_from_weights
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +85,7 @@ class Variant:
         return self.weights(arch)
 
     def weight_step_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """What the forward pass of the weight step multiplies with (engine/step.py); `forward_weights` unless
+        """What the forward pass of the weight step multiplies with (engine/search/step.py); `forward_weights` unless
         the variant perturbs the weight step only (SDARTS-RS). The architecture step always uses `forward_weights`."""
         return self.forward_weights(arch)
 
@@ -99,6 +99,6 @@ class Variant:
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
         """The discrete cell of these op weights (as `weights` gave them, numpy) and raw parameters.
 
-        The default is the DARTS rule on the op weights (engine.genotype.select_edges): per node, the two
+        The default is the DARTS rule on the op weights (engine.space.cnn.genotype.select_edges): per node, the two
         edges whose strongest non-`none` weight is largest, each with that op."""
         return genotype_from_weights(weights["normal"], weights["reduce"])

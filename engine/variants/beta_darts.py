@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..genotype import Genotype
-from ..space import CELL_KINDS
-from . import _BUILTIN, make_variant, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS
+from engine.space.cnn.genotype import Genotype
+from engine.variants import _BUILTIN, make_variant, register
+from engine.variants.base import Variant
 
 __all__ = ["BetaDarts", "beta_decay_loss", "beta_weight_at", "BASES"]
 

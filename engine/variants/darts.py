@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import torch
 
-from ..space import CELL_KINDS
-from . import _BUILTIN, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS
+from engine.variants import _BUILTIN, register
+from engine.variants.base import Variant
 
 __all__ = ["Darts"]
 

@@ -2,7 +2,7 @@
 
 Each mixed op's output gets `beta * skip(x)` added: the identity on a stride-1 edge, a FactorizedReduce
 (no affine BN; trained with the weights) on a stride-2 edge, as the official `MixedOp` with `--auxiliary_skip`
-(engine/supernet.py). The skip gives every edge the residual path whose absence makes DARTS favour the
+(engine/nn/supernet.py). The skip gives every edge the residual path whose absence makes DARTS favour the
 parameter-free skip op; as it fades, the ops must carry the signal alone. The op weights are DARTS's
 softmax rows and derivation is the DARTS rule (the auxiliary skip is not an op of the space).
 
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 
 import torch
 
-from ..space import CELL_KINDS
-from . import _BUILTIN, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS
+from engine.variants import _BUILTIN, register
+from engine.variants.base import Variant
 
 __all__ = ["DartsMinus", "aux_weight_at"]
 

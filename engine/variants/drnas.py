@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
-from ..genotype import Genotype, genotype_from_weights
-from ..space import CELL_KINDS
-from . import _BUILTIN, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS
+from engine.space.cnn.genotype import Genotype, genotype_from_weights
+from engine.variants import _BUILTIN, register
+from engine.variants.base import Variant
 
 __all__ = ["DrNas", "concentration"]
 

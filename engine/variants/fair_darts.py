@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..genotype import Genotype
-from ..space import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
-from . import _BUILTIN, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
+from engine.space.cnn.genotype import Genotype
+from engine.variants import _BUILTIN, register
+from engine.variants.base import Variant
 
 __all__ = ["FairDarts", "zero_one_loss", "threshold_cell"]
 

@@ -3,7 +3,7 @@
 Each forward pass draws Gumbel noise g (global torch RNG), forms probs = softmax((log_softmax(alpha) + g) / tau),
 takes the one-hot of its argmax and passes gradients straight through: hard = one_hot - probs.detach() + probs
 (value one-hot, gradient that of probs). Only the sampled op of each edge runs, multiplied by its hard weight
-(engine/supernet.py, MixedOp). The temperature tau anneals linearly from `gdas_tau_max` to `gdas_tau_min` over
+(engine/nn/supernet.py, MixedOp). The temperature tau anneals linearly from `gdas_tau_max` to `gdas_tau_min` over
 the epochs, as the official code's `set_tau` does.
 
 State beside the alphas (buffers, so in checkpoints, snapshots and every alphas.jsonl line): `tau`, and
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..genotype import Genotype
-from ..space import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
-from . import _BUILTIN, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
+from engine.space.cnn.genotype import Genotype
+from engine.variants import _BUILTIN, register
+from engine.variants.base import Variant
 
 __all__ = ["Gdas", "gumbel_hard", "tau_at"]
 

@@ -2,7 +2,7 @@
 
 - Partial channels: each mixed op sees the first 1/K of its input's channels; the rest bypass it (2x2
   max-pooled on a stride-2 edge), the two parts are concatenated and channel-shuffled in K groups
-  (engine/supernet.py, MixedOp). The op weights are DARTS's softmax rows.
+  (engine/nn/supernet.py, MixedOp). The op weights are DARTS's softmax rows.
 - Edge normalisation: one weight per edge (`betas_normal`, `betas_reduce`, architecture parameters beside the
   alphas), softmaxed over the incoming edges of each node, multiplies the whole edge's output.
 - Derivation: each row of softmax(alpha) times its edge's weight, then the DARTS rule (as the official code's
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..genotype import Genotype, genotype_from_weights
-from ..space import CELL_KINDS, nodes_of
-from . import _BUILTIN, register
-from .base import Variant
+from engine.space.cnn.cell import CELL_KINDS, nodes_of
+from engine.space.cnn.genotype import Genotype, genotype_from_weights
+from engine.variants import _BUILTIN, register
+from engine.variants.base import Variant
 
 __all__ = ["PCDarts", "edge_weights"]
 

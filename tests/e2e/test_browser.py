@@ -22,9 +22,9 @@ from playwright.sync_api import Locator, Page, expect
 
 from app import figures
 from app.views.search import DEFAULT_REFRESH_S
-from engine import catalog, rundir
-from engine.genotype import Genotype, derive_genotype
-from engine.space import source_name
+from engine.runs import catalog, rundir
+from engine.space.cnn.cell import source_name
+from engine.space.cnn.genotype import Genotype, derive_genotype
 
 pytestmark = pytest.mark.e2e
 
@@ -411,7 +411,7 @@ def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: 
     """The Learn page's button opens the collapse lesson from the shipped recordings: two Plotly charts of the
     three runs' counts and their three normal cells, on a server whose runs root may be empty."""
     from app.views import learn
-    from engine import examples
+    from engine.runs import examples
 
     page.goto(server)
     nav_learn = page.get_by_test_id("stSidebarNavLink").filter(has_text="Learn")

@@ -1,0 +1,93 @@
+"""checkpoint.pt: the full state of a search, enough to continue it exactly.
+
+It holds the supernet's state_dict (alphas included, they are registered parameters), both
+optimisers, the weight-lr scheduler, every RNG state and the position in the data (epoch and batch),
+next to the resolved config, so a checkpoint rebuilds its search on its own. Only tensors and plain
+Python values go in, so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.core.atomic import write_bytes_atomic
+
+__all__ = ["CheckpointError", "capture_rng", "restore_rng", "clone_state", "save_checkpoint", "load_checkpoint",
+           "FORMAT"]
+
+FORMAT = "dartboard-search-checkpoint/1"
+_REQUIRED = ("format", "step", "epoch", "batch", "model", "w_optimizer", "a_optimizer", "scheduler", "rng", "config")
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint is missing, truncated or not one of ours; the message names the file."""
+
+
+def capture_rng() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(_to_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_tuple(x: Any) -> Any:
+    # random.setstate wants nested tuples; a round trip through a checkpoint may give lists.
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def clone_state(obj: Any) -> Any:
+    """Deep copy of a state tree with tensors detached to the CPU, so it can be saved off-thread."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: clone_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(clone_state(v) for v in obj)
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Serialise to memory, then write atomically: a crash mid-save leaves the previous checkpoint."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, fmt: str = FORMAT, required: tuple[str, ...] = _REQUIRED,
+                    what: str = "search") -> dict[str, Any]:
+    """The checkpoint at `path`, checked for its format tag and keys (a training's has its own: engine/train/resume.py);
+    a CheckpointError that names the file otherwise. Loaded with weights_only=True: tensors and plain values only."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: the run stopped before its first checkpoint was written")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a truncated or foreign file
+        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(e).__name__}: {e})"[:500]) from None
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a dartboard {what} checkpoint (expected format {fmt})")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
+    return state

@@ -1,0 +1,229 @@
+"""Exports of a search: genotype text (JSON, DARTS), cell pictures (DOT, SVG) and the alphas history (CSV).
+
+Everything but `write_export` is a pure function of its arguments, so the dashboard offers the same bytes
+as downloads that the command line writes under RUN_DIR/exports/. DOT is written by hand (a handful of
+lines); only SVG needs Graphviz's `dot` program. A training run's model (a self-describing checkpoint,
+TorchScript, ONNX) is exported by engine/train/export.py under the same rule for where an export may go
+(`_target`); it is kept there so that importing this module still does not import torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.runs import rundir
+from engine.core.atomic import write_bytes_atomic
+from engine.space.cnn.genotype import Genotype, select_edges
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
+from engine.variants import Variant, arch_of, op_weights
+
+__all__ = ["FORMATS", "CSV_COLUMNS", "GraphvizMissingError", "genotype_to", "cell_dot", "genotype_dot",
+           "weighted_cell_dot", "candidate_edges", "edge_style", "render_svg", "alphas_csv", "write_export"]
+
+# format -> default file name under RUN_DIR/exports/
+FORMATS = {"json": "genotype.json", "darts": "genotype.txt", "dot": "genotype.dot", "svg": "genotype.svg",
+           "csv": "alphas.csv"}
+CSV_COLUMNS = ("step", "epoch", "cell", "edge", "source", "node", "op", "alpha", "weight")
+# The files a run directory lives on: an export must never replace one of them.
+_RUN_FILES = {rundir.CONFIG, rundir.STATUS, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES, rundir.CHECKPOINT,
+              rundir.CONTROL, rundir.CONTROL_LOCK, rundir.RUN_LOCK}
+_INSTALL_HINT = ("Graphviz's `dot` program is not installed (SVG needs it; DOT export does not). Install it: "
+                 "`sudo apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
+                 "or `conda install graphviz`.")
+
+
+class GraphvizMissingError(RuntimeError):
+    """SVG was asked for and Graphviz's `dot` program is not on PATH; the message says how to install it."""
+
+
+def genotype_to(fmt: str, genotype: Genotype) -> str:
+    """The genotype as text: "json" (ours), "darts" (pastes into the reference's genotypes.py) or "dot"."""
+    if fmt == "json":
+        return genotype.to_json(indent=2)
+    if fmt == "darts":
+        return genotype.to_darts()
+    if fmt == "dot":
+        return genotype_dot(genotype)
+    raise ValueError(f"format {fmt!r} is not a genotype text format: json, darts or dot")
+
+
+def _q(text: str) -> str:
+    """A DOT identifier or label, quoted (node names like c_{k-2} hold braces)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _nodes(prefix: str, nodes: int, outputs: Iterable[int]) -> list[str]:
+    """The states of a cell: inputs c_{k-2}, c_{k-1}, intermediate nodes, output c_{k} fed by `outputs`."""
+    lines = [f"{_q(prefix + source_name(j))} [label={_q(source_name(j))}, fillcolor=darkseagreen2];" for j in (0, 1)]
+    lines += [f"{_q(prefix + str(i))} [label={_q(str(i))}, fillcolor=lightblue];" for i in range(nodes)]
+    lines.append(f"{_q(prefix + 'c_{k}')} [label={_q('c_{k}')}, fillcolor=palegoldenrod];")
+    lines += [f"{_q(prefix + str(s - 2))} -> {_q(prefix + 'c_{k}')} [color=gray];" for s in outputs]
+    return lines
+
+
+def _cell_lines(genotype: Genotype, cell: str, prefix: str, weights: Any, edge_labels: bool) -> list[str]:
+    nodes = genotype.cell_nodes(cell)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)  # (edges, ops)
+    if w is not None and w.shape != (num_edges(len(nodes)), len(PRIMITIVES)):
+        raise ValueError(f"weights for a {len(nodes)}-node cell must be ({num_edges(len(nodes))}, {len(PRIMITIVES)})"
+                         f", got {w.shape}")
+    lines = _nodes(prefix, len(nodes), getattr(genotype, f"{cell}_concat"))
+    for i, pairs in enumerate(nodes):
+        for op, j in pairs:
+            attrs = [f"label={_q(op)}"] if edge_labels else []
+            if w is not None:  # the kept op's weight on this edge: row of (input j -> node i)
+                weight = float(w[num_edges(i) + j, PRIMITIVES.index(op)])
+                attrs = [f"label={_q(f'{op} {weight:.2f}' if edge_labels else f'{weight:.2f}')}",
+                         f"penwidth={0.5 + 4.5 * weight:.2f}"]
+            lines.append(f"{_q(prefix + source_name(j))} -> {_q(prefix + str(i))} [{', '.join(attrs)}];")
+    return lines
+
+
+_HEAD = ['rankdir=LR;', 'node [style=filled, shape=rect, fontname="Helvetica", penwidth=2];',
+         'edge [fontname="Helvetica", fontsize=11];']
+
+
+def cell_dot(genotype: Genotype, cell: str = "normal", weights: Any = None, edge_labels: bool = True) -> str:
+    """DOT source of one cell's DAG: c_{k-2}, c_{k-1} -> nodes 0..n-1 -> c_{k}, op names on the edges.
+
+    `weights`, the (edges, ops) op weights of this cell, adds each kept op's weight to its label and pen width."""
+    body = _HEAD + _cell_lines(genotype, cell, "", weights, edge_labels)
+    return f"digraph {_q(cell)} {{\n  " + "\n  ".join(body) + "\n}\n"
+
+
+def genotype_dot(genotype: Genotype) -> str:
+    """Both cells in one DOT source, side by side as two clusters (the DOT and SVG export)."""
+    parts = []
+    for cell in CELL_KINDS:
+        body = [f"label={_q(cell + ' cell')};", "fontname=Helvetica;"]
+        body += _cell_lines(genotype, cell, f"{cell}:", None, True)
+        parts.append(f"subgraph {_q('cluster_' + cell)} {{\n    " + "\n    ".join(body) + "\n  }")
+    return "digraph genotype {\n  " + "\n  ".join(_HEAD + parts) + "\n}\n"
+
+
+def candidate_edges(weights: Any, primitives: Sequence[str] = PRIMITIVES, keep: int = 2,
+                    ) -> list[tuple[int, int, str, float, bool]]:
+    """Every candidate edge of a search cell from its (edges, ops) op weights, in edge order: (source state j,
+    node i, its strongest non-`none` op, that op's weight clipped to 0..1, whether the derivation rule keeps
+    the edge)."""
+    w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
+    nodes = nodes_of(w.shape[0])
+    kept = {r for node in select_edges(w, keep, primitives) for r, _ in node}
+    real = [k for k, op in enumerate(primitives) if op != "none"]
+    edges = []
+    for r, (j, i) in enumerate(edge_endpoints(nodes)):
+        k = real[int(w[r, real].argmax())]
+        edges.append((j, i, primitives[k], float(np.clip(w[r, k], 0.0, 1.0)), r in kept))
+    return edges
+
+
+def edge_style(strength: float, kept: bool) -> str:
+    """DOT attributes of a candidate edge: thickness and opacity by its weight on the fixed 0..1 scale (never
+    fully transparent: every edge stays visible), solid where the derivation keeps it, dashed where not."""
+    alpha = f"{int(round(40 + 215 * strength)):02x}"
+    return (f'penwidth={0.5 + 5.5 * strength:.2f}, color="#1f3b73{alpha}", fontcolor="#1f3b73{alpha}", '
+            f"style={'solid' if kept else 'dashed'}")
+
+
+def weighted_cell_dot(weights: Any, cell: str = "normal", primitives: Sequence[str] = PRIMITIVES, keep: int = 2) -> str:
+    """Every candidate edge of a search cell from its (edges, ops) op weights: labelled with its strongest
+    non-`none` op, thickness and opacity by that weight on a fixed 0..1 scale (comparable across steps);
+    solid where the derivation rule keeps the edge, dashed where it does not."""
+    nodes = nodes_of(np.shape(weights)[0])
+    lines = _nodes("", nodes, range(2, 2 + nodes))
+    for j, i, op, strength, kept in candidate_edges(weights, primitives, keep):
+        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{op} {strength:.2f}')}, "
+                     f"{edge_style(strength, kept)}];")
+    return f"digraph {_q(cell)} {{\n  " + "\n  ".join(_HEAD + lines) + "\n}\n"
+
+
+def render_svg(dot_source: str) -> bytes:
+    """SVG bytes of DOT source, drawn by Graphviz's `dot` (a GraphvizMissingError says how to install it)."""
+    try:
+        import graphviz
+    except ImportError:
+        raise GraphvizMissingError("the `graphviz` Python package is missing: pip install graphviz. "
+                                   + _INSTALL_HINT) from None
+    try:
+        return graphviz.Source(dot_source).pipe(format="svg")
+    except graphviz.ExecutableNotFound:
+        raise GraphvizMissingError(_INSTALL_HINT) from None
+    except graphviz.CalledProcessError as e:
+        raise ValueError(f"dot could not draw this source: {(e.stderr or b'').decode(errors='replace')}") from None
+
+
+def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant = "darts") -> str:
+    """alphas.jsonl records {"step", "epoch", "normal": (edges, ops), "reduce": ...} as long-format CSV: one row
+    per (record, cell, edge, op) with the raw alpha and the op weight the run's variant gives it (the softmax
+    for DARTS); edge is the alpha row index. A variant's own state beside the alphas (PC-DARTS's
+    betas_normal, GDAS's tau and sampled ops, ...) follows, one row per value: `cell` is its name, `edge` its
+    index (empty for a single number), `alpha` the value, `op` and `weight` empty."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(CSV_COLUMNS)
+    for rec in records:
+        arch = arch_of(rec)
+        weights = op_weights(arch, variant)  # {"normal", "reduce"} -> (edges, ops)
+        for cell in CELL_KINDS:
+            alphas = arch[cell]  # (edges, ops)
+            for r, (j, i) in enumerate(edge_endpoints(nodes_of(alphas.shape[0]))):
+                for k, op in enumerate(PRIMITIVES):
+                    out.writerow([rec["step"], rec.get("epoch", ""), cell, r, source_name(j), i, op,
+                                  float(alphas[r, k]), float(weights[cell][r, k])])
+        for name in sorted(set(arch) - set(CELL_KINDS)):
+            values = np.atleast_1d(arch[name]).reshape(-1)
+            edges = [""] if np.ndim(arch[name]) == 0 else range(len(values))
+            for r, value in zip(edges, values, strict=True):
+                out.writerow([rec["step"], rec.get("epoch", ""), name, r, "", "", "", float(value), ""])
+    return buf.getvalue()
+
+
+def _target(run: Path, fmt: str, out: str | os.PathLike | None) -> Path:
+    """Where an export goes: RUN_DIR/exports/<default name>, or `out` (relative to RUN_DIR) if it stays inside."""
+    path = run / "exports" / FORMATS[fmt] if out is None else Path(out) if Path(out).is_absolute() else run / out
+    resolved = path.resolve()  # follows symlinks, so a link pointing out of the run directory is caught
+    if resolved == run or not resolved.is_relative_to(run):
+        raise ValueError(f"export path {str(out)!r} resolves to {resolved}, outside the run directory {run}; "
+                         f"give a path inside it (relative paths are taken from the run directory)")
+    if resolved.is_dir() or (resolved.parent == run and resolved.name in _RUN_FILES):
+        raise ValueError(f"export path {str(out)!r} is a directory or one of the run's own files")
+    return resolved
+
+
+def _variant_of(run: Path) -> str:
+    """The variant a run searched with (its config.json), so the CSV's weights are the ones it used."""
+    return str(rundir.read_config(run)["config"].get("variant", "darts"))
+
+
+def write_export(run_dir: str | os.PathLike, fmt: str, genotype: Genotype | None = None,
+                 out: str | os.PathLike | None = None, records: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write one export atomically (temp file in the same directory, then os.replace) and return its path.
+
+    fmt: json | darts | dot | svg (the genotype; default: the run's latest in genotypes.jsonl) or csv (the
+    alphas `records`; default: the run's alphas.jsonl). `out` must stay inside the run directory."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    run = Path(run_dir).resolve()
+    if not run.is_dir():
+        raise ValueError(f"run directory {str(run_dir)!r} does not exist")
+    target = _target(run, fmt, out)
+    if fmt == "csv":
+        records = rundir.read_alphas(run) if records is None else records
+        if not records:
+            raise ValueError(f"{run} has no recorded alphas to export")
+        data = alphas_csv(records, _variant_of(run)).encode()
+    else:
+        genotype = rundir.latest_genotype(run) if genotype is None else genotype
+        if genotype is None:
+            raise ValueError(f"{run} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
+        data = render_svg(genotype_dot(genotype)) if fmt == "svg" else (genotype_to(fmt, genotype) + "\n").encode()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(target, data)
+    return target

@@ -1,0 +1,78 @@
+"""Was the search worth it? The found cell, DARTS_V2 and N random cells trained on the same data and budget.
+
+Each entrant is an ordinary training run (its own run directory, listed by `python -m engine runs`), trained
+one after the other in the foreground with the same TrainConfig; the table reports each one's final test
+accuracy, parameters (the paper's count, without the auxiliary head), multiply-adds for one image, and the
+training's wall time (data loading, training and test scoring, end to end).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.runs import rundir
+from engine.train.config import TrainConfig
+from engine.train.source import resolve_genotype
+
+__all__ = ["compare", "format_table", "entrants"]
+
+
+def entrants(search: str | os.PathLike | None, random_cells: int, first_seed: int = 0) -> list[str]:
+    """GENOTYPE arguments to train: the search's final cell (if given), DARTS_V2, then random:SEED..."""
+    specs = [str(search)] if search is not None else []
+    return specs + ["DARTS_V2"] + [f"random:{first_seed + i}" for i in range(random_cells)]
+
+
+def _costs(genotype: Any, config: TrainConfig, record: dict[str, Any]) -> tuple[int, int]:
+    from engine.nn.network import NetworkCIFAR, count_multiply_adds, count_parameters
+
+    d = record.get("dataset", {})
+    net = NetworkCIFAR(config.init_channels, d["num_classes"], config.layers, False, genotype,
+                       in_channels=d["in_channels"])
+    return count_parameters(net), count_multiply_adds(net, (1, d["in_channels"], d["image_size"], d["image_size"]))
+
+
+def compare(search: str | os.PathLike | None, config: TrainConfig, random_cells: int = 2,
+            runs_dir: str | os.PathLike | None = None, first_seed: int = 0,
+            quiet: bool = False) -> list[dict[str, Any]]:
+    """Train every entrant with `config`; one row each: name, run_dir, state, test_acc, parameters, mult_adds,
+    wall_s. Genotype arguments are all resolved first, so a bad one fails before any training starts."""
+    from engine.cli.train import TrainFailed, train_one
+
+    resolved = [(spec, *resolve_genotype(spec)) for spec in entrants(search, random_cells, first_seed)]
+    root = rundir.runs_root(runs_dir)
+    rows = []
+    for spec, genotype, source in resolved:
+        run_dir = rundir.new_run_dir(root, f"compare-{source['label']}-{config.dataset}")
+        t0 = time.monotonic()
+        try:
+            state, error = train_one(config, genotype, source, run_dir, quiet=quiet), None
+        except TrainFailed as e:
+            state, error = "failed", str(e)
+        wall_s = time.monotonic() - t0
+        tested = [m for m in rundir.read_metrics(run_dir) if "test_acc" in m]
+        try:
+            params, madds = _costs(genotype, config, rundir.read_config(run_dir))
+        except (rundir.RunDirError, KeyError):  # it failed before writing config.json
+            params, madds = None, None
+        rows.append({"name": "found" if spec == str(search) else source["label"], "genotype": spec,
+                     "run_dir": str(run_dir), "state": state, "error": error,
+                     "test_acc": tested[-1]["test_acc"] if tested else None, "parameters": params,
+                     "mult_adds": madds, "wall_s": wall_s})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a fixed-width text table."""
+    lines = [f"{'cell':<24} {'test_acc':>8} {'parameters':>11} {'mult-adds':>12} {'wall_s':>8}  run"]
+    for r in rows:
+        acc = "-" if r["test_acc"] is None else f"{r['test_acc']:.4f}"
+        params = "-" if r["parameters"] is None else f"{r['parameters']:,}"
+        madds = "-" if r["mult_adds"] is None else f"{r['mult_adds']:,}"
+        wall = "-" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
+        lines.append(f"{r['name'][:24]:<24} {acc:>8} {params:>11} {madds:>12} {wall:>8}  {Path(r['run_dir']).name}"
+                     + (f"  ({r['state']}: {r['error']})" if r["state"] != "finished" else ""))
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""The data of a training: the training set (or a class-balanced `subset`), augmented, and the test set.
+
+    train: seeded permutation per epoch; batch b of epoch e is augmented by a generator seeded by
+           (seed, epoch, b): random crop after padding, horizontal flip, cutout (the paper's CIFAR recipe)
+    test:  in order, unaugmented; scored at each epoch end
+
+Like the search split (engine/search/data.py, whose helpers this reuses), every batch is a pure function of the
+config, so a resumed training draws exactly what the uninterrupted one would have. Normalisation uses the
+mean/std of the chosen training images; padding and cutout fill with 0 after normalising (the mean).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.datasets import DataError, Pool, load_pool, sha256_arrays
+from engine.datasets.base import memory_pool
+from engine.datasets.fake import fake_pool
+from engine.datasets.idx import _SETS, EMBEDDED_ASSET, _find, read_idx
+from engine.search.data import _choose, _stats
+from engine.train.config import TrainConfig
+
+__all__ = ["TrainData", "load_train_data", "DataError"]
+
+_ORDER, _AUGMENT, _TEST = 10, 11, 12     # numpy streams: [seed, stream, ...]
+_FAKE_TEST = 64
+_IDX_TEST = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _test_pool(config: TrainConfig) -> Pool:
+    """The test set of config.dataset, read beside its training set."""
+    root, name = Path(config.data_root).expanduser().absolute(), config.dataset
+    if name == "embedded":
+        with np.load(EMBEDDED_ASSET, allow_pickle=False) as z:
+            return memory_pool("embedded-test", z["test_images"], z["test_labels"].astype(np.int64),
+                               [str(c) for c in z["classes"]])
+    if name == "fake":
+        return fake_pool(config.seed + 1_000_003, config.test_subset or _FAKE_TEST, config.in_channels,
+                         config.image_size, config.num_classes)
+    if name in ("mnist", "fashion_mnist"):
+        folder = _SETS[name][0]
+        for directory in (root / folder / "raw", root):
+            found = [_find(directory, f) for f in _IDX_TEST]
+            if found[0] is not None and found[1] is not None:
+                return memory_pool(name + "-test", read_idx(found[0]), read_idx(found[1]).astype(np.int64), None)
+        raise DataError(f"{name}: no test files ({' and '.join(_IDX_TEST)}[.gz]) in {root / folder / 'raw'} or {root}")
+    import torchvision.datasets as tvd
+
+    try:
+        if name == "svhn":
+            ds = tvd.SVHN(str(root), split="test", download=config.download)
+            return memory_pool("svhn-test", ds.data, ds.labels, None)
+        ds = getattr(tvd, {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}[name])(str(root), train=False,
+                                                                              download=config.download)
+    except (RuntimeError, OSError, ImportError) as e:
+        raise DataError(f"the {name} test set is not readable under {root}: {e}; pass --set download=true "
+                        "or put it there") from e
+    return memory_pool(name + "-test", ds.data, np.asarray(ds.targets), None, channels_last=True)
+
+
+class TrainData:
+    """Training and test batches as float32 CPU tensors (B, C, H, W) and int64 labels (B,)."""
+
+    def __init__(self, train: Pool, test: Pool, num_classes: int, config: TrainConfig):
+        if test.in_channels != train.in_channels:
+            raise DataError(f"test images have {test.in_channels} channels, training images {train.in_channels}")
+        self._train, self._test, self._cfg = train, test, config
+        self.name, self.in_channels, self.num_classes = train.name, train.in_channels, num_classes
+        self.image_size = config.image_size or train.image_size
+        self.num_train, self.num_test = len(train), len(test)
+        self.mean, self.std = _stats(train, config.seed)
+        self._shift = (np.array(self.mean, dtype=np.float32) * 255).reshape(1, -1, 1, 1)
+        self._scale = (np.array(self.std, dtype=np.float32) * 255).reshape(1, -1, 1, 1)
+        record = {"format": "train/1", "train": train.identity, "test": test.identity, "image_size": self.image_size,
+                  "mean": self.mean, "std": self.std}
+        self.fingerprint = sha256_arrays(json.dumps(record, sort_keys=True))
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.num_train / batch_size)  # the last batch may be smaller (as the reference)
+
+    def batches(self, epoch: int, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The augmented training batches of `epoch`, from batch `start` on."""
+        order = np.random.default_rng([self._cfg.seed, _ORDER, epoch]).permutation(self.num_train)
+        for b in range(start, self.steps_per_epoch(batch_size)):
+            chosen = order[b * batch_size:(b + 1) * batch_size]
+            x = self._images(self._train, chosen)
+            rng = np.random.default_rng([self._cfg.seed, _AUGMENT, epoch, b])
+            yield self._augment(x, rng), torch.from_numpy(self._train.labels[chosen].astype(np.int64))
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, self.num_test, batch_size):
+            chosen = np.arange(i, min(i + batch_size, self.num_test))
+            yield self._images(self._test, chosen), torch.from_numpy(self._test.labels[chosen].astype(np.int64))
+
+    def _images(self, pool: Pool, indices: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy((pool.take(indices).astype(np.float32) - self._shift) / self._scale)  # (B, C, S, S)
+        if self.image_size != pool.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return x
+
+    def _augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Crop after zero padding, flip, cutout; every choice drawn from `rng` in a fixed order."""
+        cfg, (n, _, h, w) = self._cfg, x.shape
+        p = cfg.crop_padding
+        dy, dx = rng.integers(0, 2 * p + 1, size=(2, n))
+        flips = rng.random(n) < 0.5
+        cy, cx = rng.integers(0, h, size=n), rng.integers(0, w, size=n)
+        if p:
+            padded = F.pad(x, (p, p, p, p))
+            x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        if cfg.flip and flips.any():
+            x[torch.from_numpy(flips)] = x[torch.from_numpy(flips)].flip(-1)
+        if cfg.cutout:
+            half = cfg.cutout // 2
+            for i in range(n):
+                x[i, :, max(cy[i] - half, 0):cy[i] + half, max(cx[i] - half, 0):cx[i] + half] = 0.0
+        return x
+
+
+def load_train_data(config: TrainConfig) -> TrainData:
+    """Training pool (a class-balanced `subset` when set) and test pool (the first `test_subset`, balanced)."""
+    choose = partial(_choose, subset=config.subset, seed=config.seed)
+    train = load_pool(config, choose)  # the loaders read only the fields a SearchConfig and a TrainConfig share
+    train = train.select(choose(train.labels))
+    test = _test_pool(config)
+    if config.test_subset is not None and config.dataset != "fake":
+        test = test.select(_choose(test.labels, config.test_subset, config.seed))
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(f"dataset {config.dataset!r} under {config.data_root} holds no training or no test images")
+    num_classes = len(train.classes) if train.classes is not None else config.num_classes
+    for pool in (train, test):
+        if pool.labels.min() < 0 or pool.labels.max() >= num_classes:
+            raise DataError(f"dataset {config.dataset!r}: labels outside 0..{num_classes - 1}")
+    return TrainData(train, test, num_classes, config)

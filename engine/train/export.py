@@ -1,0 +1,120 @@
+"""Exports of a training run's model: a self-describing checkpoint, TorchScript and ONNX.
+
+    checkpoint   model.pt: {"format", "genotype", "config", "num_classes", "in_channels", "image_size",
+                 "mean", "std", "step", "epoch", "state_dict"}; `torch.load(weights_only=True)` reads it and
+                 `load_model` rebuilds the network from it alone
+    torchscript  model.torchscript.pt: torch.jit.load(path)(x) -> logits, no dartboard code needed
+    onnx         model.onnx: input "input" (batch, C, H, W), output "logits" (batch, classes)
+
+Every graph is the network in eval mode: no drop path, no auxiliary head, BatchNorm on its running
+statistics. Inputs are normalised images ((pixel / 255 - mean) / std per channel, the recorded mean/std).
+Written only inside the run directory, atomically, like the genotype exports (engine/runs/export.py). ONNX uses
+torch's TorchScript-based exporter (`dynamo=False`): it needs only the `onnx` package and works offline,
+where the dynamo exporter would also need `onnxscript`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.core.atomic import write_bytes_atomic
+from engine.nn.network import NetworkCIFAR
+from engine.runs import rundir
+from engine.runs.export import _target
+from engine.space.cnn.genotype import Genotype
+from engine.train.resume import load_train_checkpoint
+
+__all__ = ["MODEL_FORMAT", "MODEL_FILES", "model_record", "load_model", "write_model_export"]
+
+MODEL_FORMAT = "dartboard-model/1"
+MODEL_FILES = {"checkpoint": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+
+
+class _Logits(torch.nn.Module):
+    """The network's first output only (the auxiliary output is None in eval mode), for tracing."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]
+
+
+def model_record(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The self-describing model of a training run, from its latest checkpoint (auxiliary head left out)."""
+    run_dir = Path(run_dir)
+    if rundir.read_config(run_dir).get("kind") != "train":
+        raise ValueError(f"{run_dir} is a search run; model exports (checkpoint, torchscript, onnx) are for a "
+                         "training run: `python -m engine train RUN_DIR` first")
+    ckpt = load_train_checkpoint(run_dir / rundir.CHECKPOINT)
+    weights = {k: v for k, v in ckpt["model"].items() if not k.startswith("auxiliary_head.")}
+    keys = ("config", "genotype", "source", "num_classes", "in_channels", "image_size", "mean", "std", "step", "epoch")
+    return {"format": MODEL_FORMAT, **{k: ckpt.get(k) for k in keys}, "state_dict": weights}
+
+
+def load_model(record: dict[str, Any] | str | os.PathLike) -> NetworkCIFAR:
+    """The network of a model record (or a model.pt path), in eval mode."""
+    if not isinstance(record, dict):
+        record = torch.load(record, map_location="cpu", weights_only=True)
+    if record.get("format") != MODEL_FORMAT:
+        raise ValueError(f"not a dartboard model (expected format {MODEL_FORMAT})")
+    cfg = record["config"]
+    net = NetworkCIFAR(cfg["init_channels"], record["num_classes"], cfg["layers"], False,
+                       Genotype.from_dict(record["genotype"]), in_channels=record["in_channels"])
+    net.load_state_dict(record["state_dict"])
+    return net.eval()
+
+
+def _example(record: dict[str, Any], batch: int = 2) -> torch.Tensor:
+    return torch.zeros(batch, record["in_channels"], record["image_size"], record["image_size"])
+
+
+def _torchscript(record: dict[str, Any]) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace is deprecated in favour of torch.export; it still works
+        traced = torch.jit.trace(_Logits(load_model(record)).eval(), _example(record))
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+    return buf.getvalue()
+
+
+def _onnx(record: dict[str, Any]) -> bytes:
+    try:
+        import onnx  # noqa: F401  (the exporter needs it; say so plainly when it is missing)
+    except ImportError:
+        raise ValueError("ONNX export needs the `onnx` package: pip install onnx") from None
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(_Logits(load_model(record)).eval(), (_example(record),), str(path), dynamo=False,
+                          input_names=["input"], output_names=["logits"], opset_version=17,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        return path.read_bytes()
+
+
+def write_model_export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> Path:
+    """Write the training run's model as `fmt` under RUN_DIR/exports/ (or `out`, inside the run); its path."""
+    if fmt not in MODEL_FILES:
+        raise ValueError(f"model format {fmt!r} is not one of {', '.join(MODEL_FILES)}")
+    run = Path(run_dir).resolve()
+    if not run.is_dir():
+        raise ValueError(f"run directory {str(run_dir)!r} does not exist")
+    target = _target(run, "json", out if out is not None else Path("exports") / MODEL_FILES[fmt])
+    record = model_record(run)
+    if fmt == "checkpoint":
+        buf = io.BytesIO()
+        torch.save(record, buf)
+        data = buf.getvalue()
+    else:
+        data = _torchscript(record) if fmt == "torchscript" else _onnx(record)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(target, data)
+    return target
