@@ -241,3 +241,13 @@ def test_genotype_from_weights_serves_other_keep_counts_and_scaled_rows():
     beta[4] = 0.1  # a PC-DARTS edge weight scales the whole row: row 4 (0.5 -> 0.05) drops out of node 1
     assert genotype_from_weights(w, w).normal[2] == ("sep_conv_5x5", 2)
     assert genotype_from_weights(w * beta, w).normal[2:4] == (("max_pool_3x3", 0), ("max_pool_3x3", 1))
+
+
+def test_derive_genotype_without_torch_is_the_darts_variants_cell():
+    """The torch-free derivation (numpy softmax in engine/space) and the darts variant (torch softmax) agree."""
+    from engine import variants
+
+    rng = np.random.default_rng(3)
+    for scale in (1e-3, 1.0, 30.0):  # near-uniform, typical, and alphas large enough to overflow a plain exp
+        a, b = scale * rng.normal(size=(14, 8)), scale * rng.normal(size=(14, 8))
+        assert derive_genotype(a, b) == variants.derive({"normal": a, "reduce": b}, "darts")

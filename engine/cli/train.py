@@ -9,8 +9,6 @@ Bad input (a genotype that names nothing usable, a config value out of range) ex
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,89 +17,9 @@ from engine.core.config import parse_overrides
 from engine.runs import rundir
 from engine.runs.liveness import is_interrupted
 from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
+from engine.train.run import TrainFailed, resume_train_config, train_one
 
-__all__ = ["add_train_commands", "cmd_train", "cmd_compare", "train_one", "resume_train_config"]
-
-_BAD_INPUT = ("ConfigError", "DataError", "CheckpointError", "RunDirError", "GenotypeSourceError")
-
-
-class TrainFailed(Exception):
-    """A training that could not start or ended failed; `bad_input` says whether the user can fix the input."""
-
-    def __init__(self, message: str, bad_input: bool):
-        super().__init__(message)
-        self.bad_input = bad_input
-
-
-def resume_train_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
-    """(config, genotype, source) of a training run directory, with the (resumable) overrides applied."""
-    from engine.space.cnn.genotype import Genotype
-
-    record = rundir.read_config(run_dir)
-    if record.get("kind") != "train":
-        raise rundir.RunDirError(f"{run_dir} is a search, not a training; resume it with `python -m engine search "
-                                 "--resume`")
-    config = TrainConfig.from_dict({**record["config"], **(overrides or {})})
-    return config, Genotype.from_dict(record["genotype"]), record.get("source") or {}
-
-
-def _progress():
-    from engine.runs.hooks import Callback
-
-    class Progress(Callback):
-        def on_run_start(self, info) -> None:
-            print(f"run directory: {info['run_dir']}", file=sys.stderr)
-
-        def on_step_end(self, event) -> None:
-            m = event.metrics or {}
-            if "test_acc" in m:
-                print(f"epoch {m['epoch'] + 1} done at step {event.step}: " + json.dumps(
-                    {k: round(m[k], 4) for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr")}),
-                    file=sys.stderr, flush=True)
-
-        def on_state(self, status) -> None:
-            if status.get("message"):
-                print(f"{status['state']}: {status['message']}", file=sys.stderr)
-
-    return Progress()
-
-
-def train_one(config: TrainConfig, genotype, source: dict[str, Any], run_dir: Path, resume: bool = False,
-              quiet: bool = False) -> str:
-    """Run one training in the foreground, stopping cleanly on SIGINT/SIGTERM/SIGHUP; TrainFailed if it failed."""
-    from engine.runs.control import Control
-    from engine.runs.hooks import Callback
-    from engine.runs.snapshot import SnapshotBox
-    from engine.train.loop import run_training
-
-    control, box, errors, started = Control(), SnapshotBox(), [], []
-
-    def on_signal(signum, frame):
-        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint...", file=sys.stderr)
-        control.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
-    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
-
-    class _Errors(Callback):
-        def on_run_start(self, info):
-            started.append(True)
-
-        def on_exception(self, exc, traceback_text):
-            errors.append(type(exc).__name__)
-
-    callbacks = [_Errors()] + ([] if quiet else [_progress()])
-    try:
-        state = run_training(config, genotype, run_dir, source=source, control=control, callbacks=callbacks, box=box,
-                             resume=resume)
-    finally:  # the next entrant of a comparison (or the caller) gets its own handling back
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if state == "failed":
-        raise TrainFailed(str(box.get().error), bad_input=bool(errors) and errors[0] in _BAD_INPUT and not started)
-    return state
-
+__all__ = ["add_train_commands", "cmd_train", "cmd_compare"]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.runtime.device import select_device

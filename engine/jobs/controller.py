@@ -132,7 +132,7 @@ class Registry:
                     raise JobError(f"{run_dir.name} is still {status['state']} in another process; "
                                    "stop it there (or wait) before resuming it here")
                 if rundir.read_config(run_dir).get("kind") == "train":
-                    from engine.cli.train import resume_train_config
+                    from engine.train.run import resume_train_config
 
                     cfg, geno, src = resume_train_config(run_dir, overrides)
                     job = Controller(cfg, run_dir, resume=True, genotype=geno, source=src)

@@ -20,7 +20,6 @@ and augmentation matters most when training the derived network, which is anothe
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from functools import partial
 
@@ -29,35 +28,16 @@ import torch
 import torch.nn.functional as F
 
 from engine.datasets import DataError, Pool, load_pool, sha256_arrays
+from engine.datasets.sampling import choose_subset, pool_stats, rng
 from engine.search.config import SearchConfig
 
 __all__ = ["SearchData", "DataError", "load_search_data", "PARTS"]
 
 PARTS = ("train", "valid")
-# Independent random streams: numpy generators seeded by [seed, stream(, epoch)].
-_SUBSET, _SPLIT, _STATS = 0, 1, 4
+# Independent random streams: numpy generators seeded by [seed, stream(, epoch)]; engine/datasets/sampling.py
+# holds streams 0 (the subset) and 4 (the statistics' sample).
+_SPLIT = 1
 _ORDER = {"train": 2, "valid": 3}
-_STATS_SAMPLE = 1024        # images decoded to estimate mean/std when a pool is not held in memory
-
-
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.default_rng(list(key))
-
-
-def _balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices in a random order that deals the classes out in turn: any prefix is class-balanced."""
-    perm = rng.permutation(len(labels))
-    by_class = perm[np.argsort(labels[perm], kind="stable")]        # classes in blocks, random within
-    sorted_labels = labels[by_class]
-    rank = np.arange(len(labels)) - np.searchsorted(sorted_labels, sorted_labels)  # position within class
-    return by_class[np.lexsort((sorted_labels, rank))]              # rank 0 of every class, then rank 1...
-
-
-def _choose(labels: np.ndarray, subset: int | None, seed: int) -> np.ndarray:
-    """Sorted indices of the images a search uses: all, or `subset` of them, class-balanced."""
-    if subset is None or subset >= len(labels):
-        return np.arange(len(labels))
-    return np.sort(_balanced_order(labels, _rng(seed, _SUBSET))[:subset])
 
 
 def _split(labels: np.ndarray, portion: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,35 +46,11 @@ def _split(labels: np.ndarray, portion: float, seed: int) -> tuple[np.ndarray, n
     Walking the images class by class (random order within a class), image j goes to train when
     floor((j+1)p) > floor(jp): every class is cut in the same proportion, to within one image.
     """
-    rng = _rng(seed, _SPLIT)
-    perm = rng.permutation(len(labels))
+    perm = rng(seed, _SPLIT).permutation(len(labels))
     by_class = perm[np.argsort(labels[perm], kind="stable")]
     j = np.arange(len(labels), dtype=np.float64)
     to_train = np.floor((j + 1) * portion) > np.floor(j * portion)
     return np.sort(by_class[to_train]), np.sort(by_class[~to_train])
-
-
-def _histogram_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std in [0, 1] units of uint8 images (n, C, S, S), exact via 256-bin counts."""
-    values = np.arange(256, dtype=np.float64) / 255
-    means, stds = [], []
-    for c in range(images.shape[1]):
-        pixels = torch.from_numpy(np.ascontiguousarray(images[:, c])).reshape(-1)   # torch's bincount: 20x numpy's
-        counts = torch.bincount(pixels, minlength=256).numpy().astype(np.float64)
-        mean = float(counts @ values / counts.sum())
-        std = math.sqrt(float(counts @ (values - mean) ** 2 / counts.sum()))
-        means.append(mean)
-        stds.append(std if std > 0 else 1.0)    # a constant channel: centre it, don't divide by zero
-    return tuple(means), tuple(stds)
-
-
-def _stats(pool: Pool, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    if pool.mean_std is not None:
-        return pool.mean_std
-    if pool.images is not None:
-        return _histogram_stats(pool.images)
-    sample = np.sort(_rng(seed, _STATS).permutation(len(pool))[:_STATS_SAMPLE])
-    return _histogram_stats(pool.take(sample))
 
 
 class SearchData:
@@ -118,7 +74,7 @@ class SearchData:
         self.num_classes = num_classes
         self.image_size = image_size or pool.image_size
         self.num_train, self.num_valid = len(self._parts["train"]), len(self._parts["valid"])
-        self.mean, self.std = _stats(pool, seed)
+        self.mean, self.std = pool_stats(pool, seed)
         self._shift = (np.array(self.mean, dtype=np.float32) * 255).reshape(1, -1, 1, 1)     # (1, C, 1, 1)
         self._scale = (np.array(self.std, dtype=np.float32) * 255).reshape(1, -1, 1, 1)
         resize = "bilinear-antialias" if self.image_size != pool.image_size else None
@@ -148,7 +104,7 @@ class SearchData:
         if not 0 <= start <= steps:
             raise ValueError(f"start must be in [0, {steps}] (the batches in an epoch), not {start}")
         index = self._parts[part]
-        order = index[_rng(self._seed, _ORDER[part], epoch).permutation(len(index))]
+        order = index[rng(self._seed, _ORDER[part], epoch).permutation(len(index))]
         return self._iterate(order[start * batch_size:steps * batch_size], batch_size, shard)
 
     def _iterate(self, order: np.ndarray, batch_size: int,
@@ -170,7 +126,7 @@ class SearchData:
 
 def load_search_data(config: SearchConfig) -> SearchData:
     """The search split that config describes. Raises DataError when the data is missing or unreadable."""
-    choose = partial(_choose, subset=config.subset, seed=config.seed)
+    choose = partial(choose_subset, subset=config.subset, seed=config.seed)
     pool = load_pool(config, choose)
     pool = pool.select(choose(pool.labels))      # a no-op for pools their loader already chose (image folders)
     if len(pool) == 0:

@@ -40,7 +40,7 @@ def compare(search: str | os.PathLike | None, config: TrainConfig, random_cells:
             quiet: bool = False) -> list[dict[str, Any]]:
     """Train every entrant with `config`; one row each: name, run_dir, state, test_acc, parameters, mult_adds,
     wall_s. Genotype arguments are all resolved first, so a bad one fails before any training starts."""
-    from engine.cli.train import TrainFailed, train_one
+    from engine.train.run import TrainFailed, train_one
 
     resolved = [(spec, *resolve_genotype(spec)) for spec in entrants(search, random_cells, first_seed)]
     root = rundir.runs_root(runs_dir)

@@ -15,55 +15,18 @@ import json
 import math
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.datasets import DataError, Pool, load_pool, sha256_arrays
-from engine.datasets.base import memory_pool
-from engine.datasets.fake import fake_pool
-from engine.datasets.idx import _SETS, EMBEDDED_ASSET, _find, read_idx
-from engine.search.data import _choose, _stats
+from engine.datasets import DataError, Pool, load_pool, load_test_pool, sha256_arrays
+from engine.datasets.sampling import choose_subset, pool_stats
 from engine.train.config import TrainConfig
 
 __all__ = ["TrainData", "load_train_data", "DataError"]
 
 _ORDER, _AUGMENT, _TEST = 10, 11, 12     # numpy streams: [seed, stream, ...]
-_FAKE_TEST = 64
-_IDX_TEST = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _test_pool(config: TrainConfig) -> Pool:
-    """The test set of config.dataset, read beside its training set."""
-    root, name = Path(config.data_root).expanduser().absolute(), config.dataset
-    if name == "embedded":
-        with np.load(EMBEDDED_ASSET, allow_pickle=False) as z:
-            return memory_pool("embedded-test", z["test_images"], z["test_labels"].astype(np.int64),
-                               [str(c) for c in z["classes"]])
-    if name == "fake":
-        return fake_pool(config.seed + 1_000_003, config.test_subset or _FAKE_TEST, config.in_channels,
-                         config.image_size, config.num_classes)
-    if name in ("mnist", "fashion_mnist"):
-        folder = _SETS[name][0]
-        for directory in (root / folder / "raw", root):
-            found = [_find(directory, f) for f in _IDX_TEST]
-            if found[0] is not None and found[1] is not None:
-                return memory_pool(name + "-test", read_idx(found[0]), read_idx(found[1]).astype(np.int64), None)
-        raise DataError(f"{name}: no test files ({' and '.join(_IDX_TEST)}[.gz]) in {root / folder / 'raw'} or {root}")
-    import torchvision.datasets as tvd
-
-    try:
-        if name == "svhn":
-            ds = tvd.SVHN(str(root), split="test", download=config.download)
-            return memory_pool("svhn-test", ds.data, ds.labels, None)
-        ds = getattr(tvd, {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}[name])(str(root), train=False,
-                                                                              download=config.download)
-    except (RuntimeError, OSError, ImportError) as e:
-        raise DataError(f"the {name} test set is not readable under {root}: {e}; pass --set download=true "
-                        "or put it there") from e
-    return memory_pool(name + "-test", ds.data, np.asarray(ds.targets), None, channels_last=True)
 
 
 class TrainData:
@@ -76,7 +39,7 @@ class TrainData:
         self.name, self.in_channels, self.num_classes = train.name, train.in_channels, num_classes
         self.image_size = config.image_size or train.image_size
         self.num_train, self.num_test = len(train), len(test)
-        self.mean, self.std = _stats(train, config.seed)
+        self.mean, self.std = pool_stats(train, config.seed)
         self._shift = (np.array(self.mean, dtype=np.float32) * 255).reshape(1, -1, 1, 1)
         self._scale = (np.array(self.std, dtype=np.float32) * 255).reshape(1, -1, 1, 1)
         record = {"format": "train/1", "train": train.identity, "test": test.identity, "image_size": self.image_size,
@@ -128,12 +91,12 @@ class TrainData:
 
 def load_train_data(config: TrainConfig) -> TrainData:
     """Training pool (a class-balanced `subset` when set) and test pool (the first `test_subset`, balanced)."""
-    choose = partial(_choose, subset=config.subset, seed=config.seed)
+    choose = partial(choose_subset, subset=config.subset, seed=config.seed)
     train = load_pool(config, choose)  # the loaders read only the fields a SearchConfig and a TrainConfig share
     train = train.select(choose(train.labels))
-    test = _test_pool(config)
+    test = load_test_pool(config)
     if config.test_subset is not None and config.dataset != "fake":
-        test = test.select(_choose(test.labels, config.test_subset, config.seed))
+        test = test.select(choose_subset(test.labels, config.test_subset, config.seed))
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"dataset {config.dataset!r} under {config.data_root} holds no training or no test images")
     num_classes = len(train.classes) if train.classes is not None else config.num_classes

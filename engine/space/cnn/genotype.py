@@ -22,6 +22,7 @@ import numpy as np
 from engine.core.inputs import parse_json
 from engine.core.literal import read_call
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
+from engine.space.weights import softmax
 
 __all__ = ["Genotype", "GenotypeChange", "derive_genotype", "genotype_from_weights", "select_edges", "diff_genotypes",
            "node_difference",
@@ -205,11 +206,9 @@ def genotype_from_weights(weights_normal: Any, weights_reduce: Any, keep: int = 
 def derive_genotype(alphas_normal: Any, alphas_reduce: Any) -> Genotype:
     """The DARTS genotype of raw (pre-softmax) alphas, each (edges, ops), numpy or torch. Ranking uses the softmax
     weights, not raw alphas: an edge whose `none` is large has small real-op weights even when its raw alphas
-    are large. The same as `engine.variants.derive(arch, "darts")`, which this calls."""
-    from engine import variants
-
-    arch = {kind: _numpy(a) for kind, a in zip(CELL_KINDS, (alphas_normal, alphas_reduce), strict=True)}
-    return variants.derive(arch, "darts")
+    are large. The same cell as `engine.variants.derive(arch, "darts")` (tests/test_genotype.py checks it),
+    computed without torch."""
+    return genotype_from_weights(softmax(_numpy(alphas_normal)), softmax(_numpy(alphas_reduce)))
 
 
 def _numpy(a: Any) -> np.ndarray:
