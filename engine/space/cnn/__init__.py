@@ -1,0 +1,29 @@
+"""The convolutional DARTS cell (Liu et al. 2019, section 2.1; docs/darts.md): 8 ops on each of 14 edges of a
+4-node cell, a normal and a reduction kind, two inputs kept per node; learnt on images (CIFAR-10 in the paper,
+the embedded Fashion-MNIST subset here).
+
+cell.py holds the cell's shape, genotype.py the derived cell and its text forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.space.base import SearchSpace
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, num_edges, source_name
+from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
+
+__all__ = ["SPACE"]
+
+
+def _derive(weights: Mapping[str, Any]) -> Genotype:
+    return genotype_from_weights(weights["normal"], weights["reduce"])
+
+
+SPACE = SearchSpace(
+    name="cnn", title="convolutional cell (DARTS, CIFAR-10)", primitives=PRIMITIVES, cell_kinds=CELL_KINDS,
+    inputs_per_node=2, num_edges=num_edges, edge_endpoints=edge_endpoints, source_name=source_name,
+    derive=_derive, parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict,
+    known_genotypes=KNOWN_GENOTYPES, data_kind="image", network="engine.nn.network:NetworkCIFAR",
+)

@@ -1,0 +1,176 @@
+"""`derive`, `inspect`, `export` and `runs`: commands that read genotypes, alphas and run directories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.cli.common import BadInput
+from engine.core.inputs import parse_json, read_input_text
+from engine.runs import rundir
+from engine.runs.catalog import UNREADABLE, list_runs
+
+__all__ = ["MODEL_FORMATS", "cmd_derive", "cmd_inspect", "cmd_export", "cmd_runs"]
+
+MODEL_FORMATS = ("checkpoint", "torchscript", "onnx")  # a training run's model (engine/train/export.py)
+
+
+def _load_alphas(source: Path) -> dict[str, Any]:
+    if source.is_dir():
+        rows = [r for r in rundir.read_alphas(source) if "normal" in r and "reduce" in r]
+        if not rows:
+            raise BadInput(f"{source} has no alphas yet (alphas.jsonl is empty, missing or has no whole record)")
+        return rows[-1]
+    data = parse_json(read_input_text(source, "alphas file"), f"alphas file {source}")
+    if not isinstance(data, dict) or "normal" not in data or "reduce" not in data:
+        raise BadInput(f'{source} must hold {{"normal": [[8 numbers] x 14], "reduce": [...]}}')
+    return data
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from engine.space.cnn.cell import PRIMITIVES
+    from engine.variants import arch_of, derive
+
+    source = Path(args.source)
+    data = _load_alphas(source)
+    # a run's own variant turns its alphas into a cell; an alphas file is read with --variant (darts by default)
+    variant = rundir.read_config(source)["config"].get("variant", "darts") if source.is_dir() else args.variant
+    try:
+        arch = arch_of(data)
+    except ValueError as e:
+        raise BadInput(f"alphas must be numeric matrices: {e}") from None
+    for name in ("normal", "reduce"):
+        a = arch[name]
+        if a.ndim != 2 or a.shape[1] != len(PRIMITIVES) or not np.isfinite(a).all():
+            raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
+    geno = derive(arch, variant, max_skip=_max_skip(args))
+    if args.format == "json" and args.max_skip is not None:  # the cap is recorded with the genotype
+        print(json.dumps({"genotype": geno.to_dict(), "max_skip": args.max_skip}))
+    else:
+        print(geno.to_json() if args.format == "json" else geno.to_darts())
+    return 0
+
+
+def _max_skip(args: argparse.Namespace) -> int | None:
+    from engine.search.collapse import check_max_skip
+
+    try:
+        return check_max_skip(args.max_skip)
+    except ValueError as e:
+        raise BadInput(f"--max-skip: {e}") from None
+
+
+def _capped_genotype(run_dir: Path, max_skip: int):
+    """The run's genotype derived again with at most `max_skip` skip connections per normal cell: from the alphas
+    of the step its latest genotype row was derived at. That is the early stop's `from_step` while the latest
+    row is the early stop's cell (its own row, or the `stopped` row after it); once a search resumed after an
+    early stop writes a row, that row's own step."""
+    from engine.variants import arch_of, derive
+
+    rows = rundir.read_genotypes(run_dir)
+    if not rows:
+        raise BadInput(f"{run_dir} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
+    last = rows[-1]
+    early = [r for r in rows if r.get("kind") == "early_stop" and isinstance(r.get("from_step"), int)]
+    stop = early[-1] if early else {}
+    on_stop = (stop.get("step"), stop.get("genotype")) == (last.get("step"), last.get("genotype"))
+    step = stop["from_step"] if early and on_stop else last.get("step")
+    if not isinstance(step, int):
+        raise BadInput(f"{run_dir}: the latest row of genotypes.jsonl has no step to derive a capped genotype at")
+    alphas = [r for r in rundir.read_alphas(run_dir) if r["step"] <= step]
+    if not alphas:
+        raise BadInput(f"{run_dir} has no alphas at or before step {step} to derive a capped genotype from")
+    return derive(arch_of(alphas[-1]), rundir.read_config(run_dir)["config"], max_skip=max_skip)
+
+
+def _load_genotype(text: str):
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
+
+    if text in KNOWN_GENOTYPES:
+        return KNOWN_GENOTYPES[text]
+    path = Path(text)
+    if path.is_dir():
+        genotype = rundir.latest_genotype(path)
+        if genotype is None:
+            raise BadInput(f"{path} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
+        return genotype
+    if path.exists():  # a file, or a device or pipe someone points us at: read_input_text caps what is read
+        return Genotype.parse(read_input_text(path, "genotype file"))
+    raise BadInput(f"{text!r} is neither a known genotype ({', '.join(KNOWN_GENOTYPES)}), a file, nor a run directory")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.nn.network import NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters
+
+    geno = _load_genotype(args.genotype)
+    imagenet = args.dataset == "imagenet"
+    c = args.init_channels if args.init_channels is not None else (48 if imagenet else 36)
+    layers = args.layers if args.layers is not None else (14 if imagenet else 20)
+    if not (2 <= c <= 512 and c % 2 == 0):  # the same range a search accepts (FactorizedReduce halves C)
+        raise BadInput(f"--init-channels must be an even integer from 2 to 512, got {c}")
+    if not 3 <= layers <= 64:
+        raise BadInput(f"--layers must be an integer from 3 to 64, got {layers}")
+    if imagenet:
+        classes, size = 1000, 224
+        model = NetworkImageNet(c, classes, layers, True, geno)
+    else:
+        classes, size = 10, 32
+        model = NetworkCIFAR(c, classes, layers, True, geno)
+    model.eval()
+    with torch.no_grad():
+        madds = count_multiply_adds(model, (1, 3, size, size))
+    print(json.dumps({"dataset": args.dataset, "init_channels": c, "layers": layers, "num_classes": classes,
+                      "parameters": count_parameters(model), "multiply_adds": madds,
+                      "genotype": geno.to_dict()}, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.runs.export import write_export
+
+    run_dir = Path(args.run_dir)
+    rundir.read_config(run_dir)
+    if args.format in MODEL_FORMATS:
+        if args.max_skip is not None:
+            raise BadInput(f"--max-skip applies to a genotype export (json, darts, dot, svg), not {args.format}")
+        from engine.train.export import write_model_export
+
+        print(write_model_export(run_dir, args.format, out=args.out))
+        return 0
+    max_skip, out = _max_skip(args), args.out
+    if max_skip is None:
+        geno = _load_genotype(str(run_dir))
+    else:  # the cap goes into the default file name: genotype-max-skip-2.json
+        from engine.runs.export import FORMATS
+
+        geno = _capped_genotype(run_dir, max_skip)
+        name = Path(FORMATS[args.format])
+        out = out or str(Path("exports") / f"{name.stem}-max-skip-{max_skip}{name.suffix}")
+    path = write_export(run_dir, args.format, genotype=geno, out=out)
+    print(path)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = list_runs(args.runs_dir)
+    if not runs:
+        print(f"no runs under {rundir.runs_root(args.runs_dir)}")
+        return 0
+    print(f"{'run':<44} {'state':<12} {'step':>11} {'epoch':>7} {'acc':>11}  genotype (normal | reduce)")
+    for r in runs:  # a search's supernet validation accuracy; a training's test accuracy
+        acc = "" if r.valid_acc is None else f"{r.valid_acc:.3f} valid"
+        acc = acc if r.test_acc is None else f"{r.test_acc:.3f} test"
+        geno = "" if r.genotype is None else (" ".join(f"{op}:{i}" for op, i in r.genotype.normal) + " | "
+                                              + " ".join(f"{op}:{i}" for op, i in r.genotype.reduce))
+        if r.state == UNREADABLE:
+            print(f"{r.run_id:<44} {r.state:<12} {r.error}")
+            continue
+        print(f"{r.run_id:<44} {r.state:<12} {f'{r.step}/{r.total_steps}':>11} "
+              f"{f'{r.epoch}/{r.epochs}':>7} {acc:>11}  {geno}")
+    return 0

@@ -1,0 +1,158 @@
+"""`search` and `bench`: a headless search in the foreground (a progress bar on a terminal, a line per epoch
+otherwise; Ctrl-C, SIGTERM and SIGHUP stop after the step in flight with a checkpoint), and what a step costs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from engine.cli.common import BAD_INPUT, BadInput
+from engine.core.config import parse_overrides
+from engine.runs import rundir
+from engine.runs.liveness import is_interrupted
+from engine.search.config import SearchConfig, from_preset
+
+__all__ = ["cmd_search", "cmd_bench"]
+
+
+def _progress_callback():
+    from engine.runs.hooks import Callback
+
+    class Progress(Callback):
+        """A progress bar on a terminal; one line per epoch otherwise (logs, CI)."""
+
+        def __init__(self) -> None:
+            self.tty = sys.stderr.isatty()
+
+        def on_step_end(self, event) -> None:
+            s = event.status
+            total = max(int(s.get("total_steps") or 1), 1)
+            frac = event.step / total
+            m = event.metrics or {}
+            eta = s.get("eta_s")
+            text = (f"step {event.step}/{total} epoch {event.epoch + 1} "
+                    f"{'' if eta is None else f'eta {eta:5.0f}s '}"
+                    + " ".join(f"{k} {m[k]:.3f}" for k in ("train_loss", "valid_acc") if k in m))
+            if self.tty:
+                bar = "#" * int(30 * frac)
+                print(f"\r[{bar:<30}] {text}", end="", file=sys.stderr, flush=True)
+
+        def on_epoch_end(self, event, genotype_row) -> None:
+            if self.tty:
+                print(file=sys.stderr)
+            print(f"epoch {event.epoch + 1} done at step {event.step}: "
+                  + json.dumps({k: round(v, 4) for k, v in (event.metrics or {}).items()
+                                if k in ("train_loss", "train_acc", "valid_loss", "valid_acc")}), file=sys.stderr)
+
+        def on_state(self, status) -> None:
+            if status.get("message"):
+                print(f"\n{status['state']}: {status['message']}", file=sys.stderr)
+
+    return Progress()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from engine.jobs.controller import resume_config
+    from engine.runs.control import Control
+    from engine.runs.hooks import Callback
+    from engine.runs.snapshot import SnapshotBox
+    from engine.runtime import distributed
+    from engine.runtime.device import select_device
+    from engine.runtime.threads import apply_threads
+    from engine.search.loop import run_search
+
+    overrides = parse_overrides(args.set or [], SearchConfig)
+    world = distributed.from_environment(overrides.get("device", "auto"))  # torchrun: one search, N ranks
+    if args.resume:
+        run_dir = Path(args.resume)
+        status = rundir.read_status(run_dir)
+        if status.get("state") in ("running", "paused", "stopping") and not is_interrupted(status):
+            raise BadInput(f"{run_dir} is still {status['state']} in process {status.get('pid')}; stop it first")
+        if rundir.read_config(run_dir).get("kind") == "train":
+            raise BadInput(f"{run_dir} is a training, not a search; resume it with `python -m engine train --resume`")
+        config = resume_config(run_dir, overrides)
+    else:
+        config = from_preset(args.preset, overrides)
+        select_device(config.device)  # a device that is not there is bad input, refused before a run exists
+        run_dir = None
+        if world.main:
+            run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"{args.preset}-{config.dataset}")
+        run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir), world))
+    if world.active and config.device in ("auto", "cuda") and select_device(config.device).type == "cuda":
+        config = config.replace(device=f"cuda:{world.local_rank}")  # one GPU a rank (NCCL)
+    threads = apply_threads(config.threads)  # before the first step (docs/threads.md: 0 = auto)
+    control = Control()
+
+    def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step with a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+        control.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    # Ctrl-C, `kill` (SIGTERM: systemd, docker stop, a cluster's scheduler) and a closed terminal (SIGHUP)
+    # all end the run the same way: the step in flight finishes, a checkpoint is written, state "stopped".
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
+    box = SnapshotBox()
+    errors: list[str] = []
+    started: list[bool] = []
+
+    class _Errors(Callback):
+        def on_run_start(self, info):
+            started.append(True)
+            print(f"run directory: {run_dir}", file=sys.stderr)
+            # said once the run began, so a refusal before it stays one line
+            print(f"torch threads: {threads}{' (auto)' if config.threads == 0 else ''}", file=sys.stderr)
+
+        def on_exception(self, exc, traceback_text):
+            errors.append(type(exc).__name__)
+
+    callbacks = [_Errors(), _progress_callback()] if world.main else []  # rank 0 speaks for the run
+    try:
+        state = run_search(config, run_dir, control=control, callbacks=callbacks, box=box, resume=bool(args.resume),
+                           world=world)
+    finally:
+        distributed.shutdown(world)
+    if not world.main:
+        return 0 if state not in ("failed", "interrupted") else 1
+    if state == "interrupted":  # another rank died (engine/runtime/distributed.py PeerLost)
+        print(f"\ninterrupted: {box.get().message}", file=sys.stderr)
+        return 1
+    if state == "failed":
+        bad_input = bool(errors) and errors[0] in BAD_INPUT
+        if bad_input and not started:  # refused before it began: one line, as for any bad input
+            print(f"error: {box.get().error}", file=sys.stderr)
+            return 2
+        print(f"\nfailed: {box.get().error}", file=sys.stderr)
+        return 2 if bad_input else 1
+    print(f"\n{state}: {run_dir}", file=sys.stderr)
+    genotype = rundir.latest_genotype(run_dir)
+    if genotype is not None:
+        print(genotype.to_darts())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.runtime.threads import apply_threads
+    from engine.search.benchmark import measure_search_step
+
+    config = from_preset(args.preset, parse_overrides(args.set or [], SearchConfig))
+    shape_from = "config"
+    if config.dataset != "fake":  # time the step on the data's own shape (grey 28x28, RGB 32x32, ...)
+        from engine.search.data import DataError, load_search_data
+
+        try:
+            data = load_search_data(config)
+            config = config.replace(in_channels=data.in_channels, num_classes=data.num_classes,
+                                    image_size=data.image_size)
+            shape_from = "data"
+        except DataError:
+            shape_from = "config (data not found here)"
+    apply_threads(config.threads)
+    result = measure_search_step(config, steps=args.steps)
+    print(json.dumps({**result, "input_shape_from": shape_from}, indent=2))
+    return 0
