@@ -1,4 +1,4 @@
-"""dartboard: `streamlit run app/main.py`. The page shell and navigation only; pages live in app/views."""
+"""dartboard: `streamlit run app/main.py`. The page shell and navigation only; pages live in app/screens."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,9 @@ if _ROOT not in sys.path:  # `streamlit run` puts app/ on the path, not the repo
 import streamlit as st  # noqa: E402
 
 from app import nav  # noqa: E402
+from app.screens import learn, replay, runs, search, train  # noqa: E402
 
 st.set_page_config(page_title="dartboard", page_icon=":material/target:", layout="wide")
-st.navigation(list(nav.pages().values())).run()
+pages = nav.register({"search": search.page, "runs": runs.page, "replay": replay.page, "learn": learn.page,
+                      "train": train.page})
+st.navigation(pages).run()

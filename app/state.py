@@ -15,7 +15,6 @@ from typing import Any
 import streamlit as st
 
 from engine.jobs.controller import Controller, Registry
-from engine.nn.network import count_cifar_parameters
 from engine.runs import rundir
 from engine.runs.follow import Follower
 from engine.space.cnn.genotype import Genotype
@@ -61,8 +60,11 @@ def num_classes_of(config: dict[str, Any]) -> int:
 @st.cache_data(max_entries=256, show_spinner=False)
 def param_count(genotype_json: str, num_classes: int = 10) -> int:
     """Parameters (auxiliary head excluded) of NetworkCIFAR(36, num_classes, 20, genotype), summed from cached
-    per-op counts (engine.nn.network.count_cifar_parameters): fast enough for every genotype change."""
-    return count_cifar_parameters(36, num_classes, 20, Genotype.from_dict(json.loads(genotype_json)))
+    per-op counts (engine.train.compare.network_costs): fast enough for every genotype change. Imported here, so
+    only the pages that show a count load torch."""
+    from engine.train.compare import network_costs
+
+    return network_costs(Genotype.from_dict(json.loads(genotype_json)), 36, 20, num_classes)[0]
 
 
 def _file_key(path: Path) -> tuple[int, int]:

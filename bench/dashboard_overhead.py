@@ -1,5 +1,5 @@
 """What watching a search in the browser costs: steps/s with the dashboard open (live panel at the app's
-default refresh, app/views/search.py) against the same search with no browser attached, plus what the live
+default refresh, app/screens/search.py) against the same search with no browser attached, plus what the live
 ticks and one step's redraw cost and how fast the page answers a click while the search runs.
 
     python bench/dashboard_overhead.py [--epochs 100] [--window-s 30] [--repeats 3] [--threads 1]
@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.views.search import DEFAULT_REFRESH_S  # noqa: E402
+from app.screens.search import DEFAULT_REFRESH_S  # noqa: E402
 from engine.runs import catalog, rundir  # noqa: E402
 from engine.search.benchmark import machine_info  # noqa: E402
 
@@ -334,7 +334,7 @@ def panel_script_s(run_dir: Path, runs: int) -> dict[str, Any]:
 
         import streamlit as st
 
-        from app.views import live
+        from app.panels import live
         from engine.runs.follow import snapshot_from_dir
 
         class Job:  # the panel reads snapshot() only; no request is made here

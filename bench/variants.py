@@ -37,10 +37,10 @@ def bench_config(variant: str, device: str) -> SearchConfig:
 def child(variant: str, steps: int, eval_batches: int, device: str) -> dict:
     import torch
 
-    from engine.nn.supernet import SearchNetwork
     from engine.runtime.device import select_device
     from engine.search.architect import Architect
     from engine.search.benchmark import current_memory_mb, peak_memory_mb, reset_peak_memory
+    from engine.search.build import build_network
     from engine.search.data import load_search_data
     from engine.search.step import bilevel_step
 
@@ -48,7 +48,7 @@ def child(variant: str, steps: int, eval_batches: int, device: str) -> dict:
     dev = select_device(cfg.device)
     torch.manual_seed(cfg.seed)
     data = load_search_data(cfg)
-    model = SearchNetwork.from_config(cfg, data.in_channels, data.num_classes).to(dev)
+    model = build_network(cfg, data.in_channels, data.num_classes).to(dev)
     w_opt = torch.optim.SGD(model.weight_parameters(), cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
     architect = Architect(model, cfg.a_lr, cfg.a_betas, cfg.a_weight_decay, order=cfg.order)

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import figures, state
+from app import state
+from app.figures import curves, heatmaps, replay
 from engine.runs import catalog, rundir
-from engine.search.config import PRESETS, from_preset
+from engine.search.config import PRESETS
 from engine.search.loop import run_search
 from engine.space.cnn.cell import PRIMITIVES, source_name
 from tests.waiting import wait_for
@@ -69,7 +70,7 @@ def _heatmap(at: AppTest, key: str) -> tuple[str, np.ndarray]:
     checked to be the edges and ops in order."""
     spec, data = _chart(at, key)
     edges, ops = spec["encoding"]["y"]["sort"], spec["encoding"]["x"]["sort"]
-    assert (edges, ops) == (list(figures.weights_frame(np.zeros((14, 8))).index), list(PRIMITIVES))
+    assert (edges, ops) == (list(heatmaps.weights_frame(np.zeros((14, 8))).index), list(PRIMITIVES))
     assert data["edge"].tolist() == [e for e in edges for _ in ops] and data["op"].tolist() == ops * len(edges)
     assert spec["layer"][0]["encoding"]["color"]["field"] == spec["layer"][1]["encoding"]["text"]["field"] == "value"
     return _title(spec), data["value"].to_numpy().reshape(len(edges), len(ops))
@@ -85,15 +86,6 @@ def _dot_edges(dot: str) -> set[tuple[str, str, str]]:
 
 def _genotype_edges(genotype, cell: str) -> set[tuple[str, str, str]]:
     return {(source_name(j), str(node), op) for node, pairs in enumerate(genotype.cell_nodes(cell)) for op, j in pairs}
-
-
-def _page(name: str):
-    """A page function as its own script (navigation's callables cannot be switched to in AppTest)."""
-    def script(name):
-        import importlib
-
-        importlib.import_module(f"app.views.{name}").page()
-    return AppTest.from_function(script, args=(name,), default_timeout=TIMEOUT)
 
 
 def test_layout_renders_with_no_run(app_runs):
@@ -130,7 +122,7 @@ def test_preset_choice_fills_the_fields(app_runs):
     assert not at.sidebar.error
 
 
-def test_smoke_search_steered_by_the_controls(app_runs):
+def test_smoke_search_steered_by_the_controls(app_runs, page):
     at = _app().run()
     at.selectbox(key="setup.preset").set_value("smoke").run()
     at.number_input(key="setup.smoke.epochs").set_value(200).run()
@@ -163,12 +155,12 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     # what the page shows is this step's: the heatmaps hold the op weights that alphas.jsonl recorded at it
     snap = job.snapshot()
     record = next(r for r in rundir.read_alphas(job.run_dir) if r["step"] == s0 + 1)
-    recorded = figures.record_weights(record, job.config.variant)
+    recorded = replay.record_weights(record, job.config.variant)
     for cell in ("normal", "reduce"):
         _, z = _heatmap(at, f"live.heatmap.{cell}")
         np.testing.assert_allclose(z, snap.weights[cell], rtol=0, atol=1e-12)
         np.testing.assert_allclose(z, recorded[cell], rtol=0, atol=1e-6)
-    derived = figures.record_genotype(record, job.config.variant)
+    derived = replay.record_genotype(record, job.config.variant)
     for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
         assert _dot_edges(graph.proto.spec) == _genotype_edges(derived, cell)
 
@@ -195,7 +187,7 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     assert any(job.run_id in c.value for c in again.caption)
 
     # the run it left behind, on the other pages
-    runs = _page("runs").run()
+    runs = page("runs").run()
     assert not runs.exception
     assert job.run_id in runs.dataframe[0].value["run"].tolist()
     assert not _button(runs, "Resume run").disabled   # stopped runs resume from their checkpoint
@@ -207,10 +199,10 @@ def test_smoke_search_steered_by_the_controls(app_runs):
     resumed.stop()
     wait_for(lambda: not resumed.alive)
     assert rundir.read_config(job.run_dir)["config"]["w_lr"] == 0.0125
-    runs = _page("runs").run()
-    replay = _page("replay").run()
-    assert not replay.exception and replay.slider(key=f"replay.{job.run_id}.step").value >= 1
-    learn = _page("learn").run()
+    runs = page("runs").run()
+    replay_at = page("replay").run()
+    assert not replay_at.exception and replay_at.slider(key=f"replay.{job.run_id}.step").value >= 1
+    learn = page("learn").run()
     assert not learn.exception and len(learn.get("plotly_chart")) + len(learn.get("vega_lite_chart")) >= 4
 
     _button(runs, "Delete run").click().run()
@@ -224,7 +216,7 @@ def _panel_script(state_name, error, message):
     """The live panel on a hand-made snapshot and a stand-in job (views run on fixture data)."""
     import numpy as np
 
-    from app.views import live
+    from app.panels import live
     from engine.runs.snapshot import Snapshot
     from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
@@ -275,13 +267,13 @@ def test_nan_pause_message_is_a_warning_and_paused_controls_are_enabled(app_runs
     assert "normal node 3: skip_connect from 0 -> dil_conv_3x3 from 0" in changes
 
 
-def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
+def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs, smoke, page):
     run_dir = app_runs / "replayed"
     run_dir.mkdir()
-    assert run_search(from_preset("smoke", {"epochs": 3}), run_dir) == "finished"
-    steps = figures.replay_steps(rundir.read_alphas(run_dir))
+    assert run_search(smoke.replace(epochs=3), run_dir) == "finished"
+    steps = replay.replay_steps(rundir.read_alphas(run_dir))
     assert len(steps) >= 4
-    at = _page("replay").run()
+    at = page("replay").run()
     key = f"replay.{catalog.list_runs(app_runs)[0].run_id}"
     assert at.slider(key=f"{key}.step").value == steps[-1]            # opens at the latest record
     _button(at, "Play").click().run()                                   # at the end: plays from the start
@@ -298,10 +290,10 @@ def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
     assert any(c.value.startswith(f"Record 3 of {len(records)} · step {steps[2]} ·") for c in at.caption)
     for cell in ("normal", "reduce"):
         _, z = _heatmap(at, f"{key}.heatmap.{cell}")
-        np.testing.assert_allclose(z, figures.record_weights(records[2], variant)[cell], rtol=0, atol=1e-12)
-        assert not np.allclose(z, figures.record_weights(records[-1], variant)[cell], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(z, replay.record_weights(records[2], variant)[cell], rtol=0, atol=1e-12)
+        assert not np.allclose(z, replay.record_weights(records[-1], variant)[cell], rtol=0, atol=1e-9)
     for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
-        assert _dot_edges(graph.proto.spec) == _genotype_edges(figures.record_genotype(records[2], variant), cell)
+        assert _dot_edges(graph.proto.spec) == _genotype_edges(replay.record_genotype(records[2], variant), cell)
     _button(at, "Play").click().run()                                   # resumes from the frame shown
     assert at.slider[0].value == steps[3]
     for _ in range(len(steps)):
@@ -310,17 +302,17 @@ def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs):
     assert at.slider(key=f"{key}.step").value == steps[-1]              # the end stops the replay there
 
 
-def test_replay_draws_the_curves_up_to_the_step_shown_and_plays_at_the_chosen_speed(app_runs):
-    from app.views.replay import stride
+def test_replay_draws_the_curves_up_to_the_step_shown_and_plays_at_the_chosen_speed(app_runs, smoke, page):
+    from app.screens.replay import stride
 
     run_dir = app_runs / "replayed"
     run_dir.mkdir()
-    assert run_search(from_preset("smoke", {"epochs": 4, "log_every": 1}), run_dir) == "finished"
-    steps = figures.replay_steps(rundir.read_alphas(run_dir))
-    at = _page("replay").run()
+    assert run_search(smoke.replace(epochs=4, log_every=1), run_dir) == "finished"
+    steps = replay.replay_steps(rundir.read_alphas(run_dir))
+    at = page("replay").run()
     key = f"replay.{catalog.list_runs(app_runs)[0].run_id}"
     at.slider(key=f"{key}.step").set_value(steps[3]).run()
-    for curve in figures.CURVES:  # the curves stop at the step the heatmaps show, not at the run's end
+    for curve in curves.CURVES:  # the curves stop at the step the heatmaps show, not at the run's end
         _, data = _chart(at, f"{key}.curve.{curve}")
         assert data["x"].max() == steps[3], curve
     assert stride(250, "1x") == 5 and stride(250, "4x") == 17 and stride(250, "0.25x") == 2 and stride(8, "4x") == 1
@@ -330,21 +322,20 @@ def test_replay_draws_the_curves_up_to_the_step_shown_and_plays_at_the_chosen_sp
     assert not at.exception, at.exception
     big = stride(len(steps), "4x")
     assert at.slider[0].value == steps[min(len(steps) - 1, big)]  # 4x: several records a tick
-    _, data = _chart(at, f"{key}.curve.{next(iter(figures.CURVES))}")
+    _, data = _chart(at, f"{key}.curve.{next(iter(curves.CURVES))}")
     assert data["x"].max() == at.slider[0].value
 
 
-def test_replay_derives_with_the_runs_options_and_skip_cap_as_the_run_did(app_runs):
+def test_replay_derives_with_the_runs_options_and_skip_cap_as_the_run_did(app_runs, smoke, page):
     """beta-DARTS on PC-DARTS ranks edges by op weight x edge weight, and a run with max_skip caps its cells;
     Replay must draw the run's own genotype, not the one the variant's bare name would derive."""
     run_dir = app_runs / "regularised"
     run_dir.mkdir()
-    config = from_preset("smoke", {"epochs": 2, "variant": "beta_darts", "beta_base": "pc_darts", "pc_k": 2,
-                                   "max_skip": 0, "a_lr": 0.5})
+    config = smoke.replace(epochs=2, variant="beta_darts", beta_base="pc_darts", pc_k=2, max_skip=0, a_lr=0.5)
     assert run_search(config, run_dir) == "finished"
     final = rundir.latest_genotype(run_dir)
     assert not any(op == "skip_connect" for op, _ in final.normal)  # the run capped its cell at 0 skips
-    at = _page("replay").run()
+    at = page("replay").run()
     assert not at.exception
     for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
         assert _dot_edges(graph.proto.spec) == _genotype_edges(final, cell)
@@ -356,7 +347,7 @@ def _values_script(mode):
     import numpy as np
     import streamlit as st
 
-    from app.views import live
+    from app.panels import live
     from engine.runs.snapshot import Snapshot
     from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
@@ -428,9 +419,9 @@ def test_parameter_count_is_the_network_the_label_names(app_runs):
 def test_curves_end_at_the_last_metrics_row(app_runs):
     at = AppTest.from_function(_values_script, args=("softmax",), default_timeout=TIMEOUT).run()
     rows = at.session_state["snap"].metrics
-    for curve, (_, _, keys) in figures.CURVES.items():
+    for curve, (_, _, keys) in curves.CURVES.items():
         spec, data = _chart(at, f"live.curve.{curve}")
-        assert _title(spec) == figures.CURVES[curve][0]
+        assert _title(spec) == curves.CURVES[curve][0]
         lines = data[data["kind"] == "line"]
         assert lines["series"].unique().tolist() == [name for _, name in keys]
         for key, name in keys:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app import figures, state
-from app.views import setup
+from app import state
+from app.figures import cells_dot, tables
+from app.panels import setup
 from engine.core.config import ConfigError, parse_overrides
 from engine.runs import rundir
 from engine.runtime.threads import apply_threads, auto_threads
@@ -32,7 +33,7 @@ def _controls_script(state_name: str, run_dir: str):
     import numpy as np
     import streamlit as st
 
-    from app.views import live
+    from app.panels import live
     from engine.runs.snapshot import Snapshot
     from engine.space.cnn.genotype import KNOWN_GENOTYPES
 
@@ -91,9 +92,9 @@ def test_derive_now_shows_the_derived_cell_and_what_changed_since_the_previous_d
     assert any("Derived now, at step 3" in m.value for m in at.markdown)
     assert any(c.value == now.to_darts() for c in at.code)
     graphs = [g.proto.spec for g in at.get("graphviz_chart")]
-    assert graphs[:2] == [figures.cell_dot(now, "normal"), figures.cell_dot(now, "reduce")]  # the derived cell
+    assert graphs[:2] == [cells_dot.cell_dot(now, "normal"), cells_dot.cell_dot(now, "reduce")]  # the derived cell
     assert any("Changes since the previous derivation** (step 2)" in m.value for m in at.markdown)
-    changes = figures.genotype_changes(before, now)
+    changes = tables.genotype_changes(before, now)
     assert changes and any(c.value == "\n".join(changes) for c in at.code)
     _button(at, "Hide").click().run()
     assert len(at.get("graphviz_chart")) == 2
@@ -107,10 +108,10 @@ def test_first_derivation_says_there_is_nothing_to_compare_with(app_runs):
 
 
 # ---------------------------------------------------------------- the sidebar shows the run on screen
-def test_sidebar_shows_the_settings_of_the_run_on_screen(app_runs):
+def test_sidebar_shows_the_settings_of_the_run_on_screen(app_runs, smoke):
     run_dir = app_runs / "second-order"
     run_dir.mkdir()
-    config = from_preset("smoke", {"epochs": 1, "order": "second", "seed": 7})
+    config = smoke.replace(epochs=1, order="second", seed=7)
     assert run_search(config, run_dir) == "finished"
     state.registry().follow(run_dir)             # a run of another process, opened from the Runs page
     at = _app().run()
@@ -152,11 +153,11 @@ def test_integer_boxes_refuse_fractions_and_letters_visibly(app_runs):
     assert errors == [] and config.epochs == 4 and isinstance(config.epochs, int)
 
 
-def test_a_batch_the_data_cannot_fill_is_refused_before_start_exactly_where_the_search_would_fail(app_runs):
+def test_a_batch_the_data_cannot_fill_is_refused_before_start_exactly_where_the_search_would_fail(app_runs, smoke):
     values = {f: getattr(PRESETS["smoke"], f) for f in setup.FIELDS}
     for batch in (16, 17):          # smoke: 32 random images, 4 classes, train share 0.5: 16 in each half
         config, errors = setup.problems("smoke", {**values, "batch_size": batch})
-        fits = load_search_data(from_preset("smoke", {"batch_size": batch})).steps_per_epoch(batch) > 0
+        fits = load_search_data(smoke.replace(batch_size=batch)).steps_per_epoch(batch) > 0
         assert (config is not None) == fits == (batch == 16)
         if not fits:
             assert [e.field for e in errors] == ["batch_size"] and "at most 16" in setup.message(errors[0])
@@ -201,12 +202,12 @@ def test_auto_threads_rule(cpus, load, env, want):
     assert auto_threads(cpus, load, env) == want
 
 
-def test_threads_is_a_config_field_settable_and_changeable_on_resume():
+def test_threads_is_a_config_field_settable_and_changeable_on_resume(smoke):
     assert parse_overrides(["threads=1"], SearchConfig) == {"threads": 1}
     assert from_preset("demo").threads == 0
     with pytest.raises(ConfigError, match="threads"):
         from_preset("demo", {"threads": -1})
-    saved = from_preset("smoke")
+    saved = smoke
     check_resume({"config": saved.to_dict()}, saved.replace(threads=2), "fp", "fp")   # allowed
     with pytest.raises(ConfigError):
         check_resume({"config": saved.to_dict()}, saved.replace(layers=4), "fp", "fp")

@@ -17,31 +17,30 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import figures, state
-from app.views import runs_compare
+from app import state
+from app.figures import replay
+from app.screens import runs_compare, runs_lineage
 from engine.core.atomic import write_bytes_atomic
 from engine.runs import catalog, rundir
 from engine.search import architect
-from engine.search.config import from_preset
 from engine.search.loop import run_search
 from engine.space.cnn.genotype import KNOWN_GENOTYPES
 from engine.train.compare import _costs
-from engine.train.config import TrainConfig, from_train_preset
+from engine.train.config import TrainConfig
 from engine.train.loop import run_training
 from engine.train.source import resolve_genotype
 from tests.test_app import _button, _chart
 
-TIMEOUT = 60
 SEARCH_A, SEARCH_B, FAILED = "20260101T000001Z-search-a", "20260101T000002Z-search-b", "20260101T000003Z-failed"
 UNREADABLE = "20260101T000004Z-damaged"
 TRAIN_2, TRAIN_4, TRAIN_V2 = "20260101T000005Z-train-a2", "20260101T000006Z-train-a4", "20260101T000007Z-train-v2"
 
 
 @pytest.fixture(scope="module")
-def made_runs(tmp_path_factory):
+def made_runs(tmp_path_factory, smoke, train_smoke):
     root = tmp_path_factory.mktemp("runs")
-    assert run_search(from_preset("smoke", {"epochs": 2}), _mk(root, SEARCH_A)) == "finished"
-    assert run_search(from_preset("smoke", {"epochs": 1, "seed": 1}), _mk(root, SEARCH_B)) == "finished"
+    assert run_search(smoke.replace(epochs=2), _mk(root, SEARCH_A)) == "finished"
+    assert run_search(smoke.replace(epochs=1, seed=1), _mk(root, SEARCH_B)) == "finished"
     # the Hessian's top eigenvalue, as the engine writes it with `hessian_every` (about 30 s an eigenvalue on a
     # loaded CPU, so written here), on run B only; and a fired early stop's step number, which is no curve
     rows = rundir.read_metrics(root / SEARCH_B)
@@ -61,11 +60,11 @@ def made_runs(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(architect.Architect, "step", broken)
-        assert run_search(from_preset("smoke", {"epochs": 1}), _mk(root, FAILED)) == "failed"
+        assert run_search(smoke.replace(epochs=1), _mk(root, FAILED)) == "failed"
 
     _mk(root, UNREADABLE).joinpath(rundir.CONFIG).write_text("{ this is not json")
 
-    cfg = from_train_preset("train-smoke")
+    cfg = train_smoke
     for name, spec in ((TRAIN_2, f"{root / SEARCH_A}@2"), (TRAIN_4, f"{root / SEARCH_A}@4"), (TRAIN_V2, "DARTS_V2")):
         genotype, source = resolve_genotype(spec)
         assert run_training(cfg, genotype, _mk(root, name), source=source) == "finished"
@@ -89,16 +88,6 @@ def page_runs(made_runs, monkeypatch):
     st.cache_data.clear()
 
 
-def _script():
-    from app.views import runs
-
-    runs.page()
-
-
-def _page() -> AppTest:
-    return AppTest.from_function(_script, default_timeout=TIMEOUT)
-
-
 def _plotly(at: AppTest, key: str) -> dict:
     """The plotly figure (as JSON) of the chart whose key is `key`."""
     found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}") or f"-{key}-" in c.proto.id]
@@ -118,13 +107,13 @@ def _select(at: AppTest, run_id: str) -> AppTest:
 
 
 def test_one_line_keeps_the_first_line_and_cuts_long_ones():
-    assert runs_compare.one_line("\n  RuntimeError: boom\n  File x, line 3\n") == "RuntimeError: boom"
-    assert runs_compare.one_line("x" * 500, limit=20) == "x" * 19 + "…"
-    assert runs_compare.one_line(None) == ""
+    assert runs_lineage.one_line("\n  RuntimeError: boom\n  File x, line 3\n") == "RuntimeError: boom"
+    assert runs_lineage.one_line("x" * 500, limit=20) == "x" * 19 + "…"
+    assert runs_lineage.one_line(None) == ""
 
 
-def test_a_training_links_to_its_search_and_the_search_lists_its_trainings(page_runs):
-    at = _select(_page().run(), TRAIN_4)
+def test_a_training_links_to_its_search_and_the_search_lists_its_trainings(page_runs, page):
+    at = _select(page("runs").run(), TRAIN_4)
     assert not at.exception
     assert any(f"Trained from search **{SEARCH_A}** @ step 4" in m.value for m in at.markdown)
     _button(at, f"Show search {SEARCH_A}").click().run()
@@ -148,8 +137,8 @@ def test_a_training_links_to_its_search_and_the_search_lists_its_trainings(page_
     assert not [d for d in at.dataframe if d.value.columns[0] == "training"]
 
 
-def test_failed_and_unreadable_runs_are_listed_with_their_one_line_reason(page_runs):
-    at = _page().run()
+def test_failed_and_unreadable_runs_are_listed_with_their_one_line_reason(page_runs, page):
+    at = page("runs").run()
     assert not at.exception
     table = _frame(at, "run", "reason").set_index("run")
     assert {SEARCH_A, SEARCH_B, FAILED, UNREADABLE, TRAIN_2, TRAIN_4, TRAIN_V2} <= set(table.index)
@@ -166,18 +155,18 @@ def test_failed_and_unreadable_runs_are_listed_with_their_one_line_reason(page_r
     assert any("boom in the arch step" in e.value for e in at.error)
 
 
-def test_a_run_that_failed_before_it_began_is_listed_too(page_runs, tmp_path):
-    job = state.registry().start(from_preset("smoke").replace(dataset="imagefolder", data_root=str(tmp_path / "none"),
+def test_a_run_that_failed_before_it_began_is_listed_too(page_runs, tmp_path, smoke, page):
+    job = state.registry().start(smoke.replace(dataset="imagefolder", data_root=str(tmp_path / "none"),
                                                               image_size=8))
     assert job.join(30) and job.snapshot().state == "failed"
     assert not Path(job.run_dir).exists()   # the engine keeps no empty run directory
-    at = _page().run()
+    at = page("runs").run()
     shown = [e.value for e in at.error if e.value.startswith(f"{job.run_id}: ")]
-    assert shown == [f"{job.run_id}: {runs_compare.one_line(job.snapshot().error)}"] and "none" in shown[0]
+    assert shown == [f"{job.run_id}: {runs_lineage.one_line(job.snapshot().error)}"] and "none" in shown[0]
 
 
-def test_trainings_compared_show_the_engines_numbers_and_their_test_curves(page_runs):
-    at = _page().run()
+def test_trainings_compared_show_the_engines_numbers_and_their_test_curves(page_runs, page):
+    at = page("runs").run()
     picker = at.multiselect(key="runs.compare_trainings")
     assert set(picker.options) == {TRAIN_2, TRAIN_4, TRAIN_V2}
     at = picker.set_value([TRAIN_V2, TRAIN_2]).run()
@@ -203,8 +192,8 @@ def test_trainings_compared_show_the_engines_numbers_and_their_test_curves(page_
     assert {t["line"]["dash"] for t in curves} == {"solid", "dash"}   # equal scores do not hide a run
 
 
-def test_searches_side_by_side(page_runs):
-    at = _page().run()
+def test_searches_side_by_side(page_runs, page):
+    at = page("runs").run()
     picker = at.multiselect(key="runs.compare_searches")
     assert set(picker.options) == {SEARCH_A, SEARCH_B, FAILED}   # unreadable runs and trainings are not searches
     assert picker.value == [SEARCH_B, SEARCH_A]                  # the newest two with a genotype
@@ -223,7 +212,7 @@ def test_searches_side_by_side(page_runs):
             last = rundir.read_alphas(page_runs / run_id)[-1]
             spec, data = _chart(at, f"runs.sxs.{i}.heatmap.{cell}")
             assert spec["title"] == f"step {last['step']}"
-            expected = figures.record_weights(last)[cell]
+            expected = replay.record_weights(last)[cell]
             assert np.allclose(data["weight"].to_numpy().reshape(expected.shape), expected)
     valid = _plotly(at, "runs.sxs.valid_acc")["data"]
     for run_id in (SEARCH_A, SEARCH_B):
@@ -252,12 +241,12 @@ def test_extra_metric_keys_are_the_numeric_ones_beyond_the_base():
     assert runs_compare.extra_metric_keys(rows) == ["hessian_eig", "expected_params"]
 
 
-def test_an_unreadable_run_can_be_deleted_after_confirming(runs_dir):
+def test_an_unreadable_run_can_be_deleted_after_confirming(runs_dir, page):
     st.cache_resource.clear()
     st.cache_data.clear()
     damaged = _mk(runs_dir, UNREADABLE)
     damaged.joinpath(rundir.CONFIG).write_text('{"config": 3}')
-    at = _page().run()
+    at = page("runs").run()
     assert any("This run cannot be read" in e.value and "damaged" in e.value for e in at.error)
     _button(at, "Delete run").click().run()
     _button(at, "Cancel").click().run()
@@ -269,19 +258,19 @@ def test_an_unreadable_run_can_be_deleted_after_confirming(runs_dir):
     st.cache_resource.clear()
 
 
-def test_the_link_survives_a_moved_runs_directory(made_runs, tmp_path, monkeypatch):
+def test_the_link_survives_a_moved_runs_directory(made_runs, tmp_path, monkeypatch, page):
     moved = tmp_path / "moved"
     for name in (SEARCH_A, TRAIN_4):
         shutil.copytree(made_runs / name, moved / name)
     monkeypatch.setenv("DARTBOARD_RUNS", str(moved))
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = _select(_page().run(), TRAIN_4)
+    at = _select(page("runs").run(), TRAIN_4)
     assert not at.exception
     _button(at, f"Show search {SEARCH_A}").click().run()
     assert at.selectbox(key="runs.selected").value == SEARCH_A
     shutil.rmtree(moved / SEARCH_A)   # gone: the training says where it came from, with nothing to click
-    at = _select(_page().run(), TRAIN_4)
+    at = _select(page("runs").run(), TRAIN_4)
     assert any(f"Trained from search **{SEARCH_A}** @ step 4" in m.value for m in at.markdown)
     assert any("not in this runs directory" in c.value for c in at.caption)
     assert not [b for b in at.button if b.label.startswith("Show search")]

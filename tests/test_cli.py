@@ -16,14 +16,6 @@ from engine.runtime.device import select_device
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, check=True, **kw):
-    p = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"exit {p.returncode}: {p.stderr}")
-    return p
-
-
 @pytest.mark.parametrize("args,needle", [
     (["search", "--preset", "smoke", "--set", "epochs=0"], "epochs=0 is not valid"),
     (["search", "--preset", "smoke", "--set", "epoch=2"], "unknown field"),
@@ -32,7 +24,7 @@ def cli(*args, check=True, **kw):
     (["inspect", "NOT_A_GENOTYPE"], "neither a known genotype"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_input_exits_2_with_one_line(args, needle, runs_dir):
+def test_bad_input_exits_2_with_one_line(args, needle, runs_dir, cli):
     p = cli(*args, check=False)
     assert p.returncode == 2, p.stderr
     assert needle in p.stderr
@@ -40,13 +32,13 @@ def test_bad_input_exits_2_with_one_line(args, needle, runs_dir):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
-def test_inspect_known_genotype_counts_like_the_paper():
+def test_inspect_known_genotype_counts_like_the_paper(cli):
     out = json.loads(cli("inspect", "DARTS_V2").stdout)
     assert out["parameters"] == 3_349_342
     assert 500e6 < out["multiply_adds"] < 560e6
 
 
-def test_derive_from_an_alphas_file_and_a_broken_genotype_file(tmp_path):
+def test_derive_from_an_alphas_file_and_a_broken_genotype_file(tmp_path, cli):
     import numpy as np
 
     a = np.zeros((14, 8))
@@ -59,7 +51,7 @@ def test_derive_from_an_alphas_file_and_a_broken_genotype_file(tmp_path):
     assert p.returncode == 2 and "sep_conv_9x9" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_sigkill_loses_only_steps_since_the_checkpoint_then_resumes(runs_dir):
+def test_sigkill_loses_only_steps_since_the_checkpoint_then_resumes(runs_dir, cli):
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "search", "--preset", "smoke", "--runs-dir", str(runs_dir),
          "--set", "epochs=15", "--set", "checkpoint_every_s=0.2"],
@@ -118,7 +110,7 @@ def test_ctrl_c_term_and_hup_stop_gracefully_with_a_checkpoint(runs_dir, sig):
     assert load_checkpoint(run / "checkpoint.pt")["step"] == status["step"]
 
 
-def test_export_writes_inside_the_run_directory_only(runs_dir):
+def test_export_writes_inside_the_run_directory_only(runs_dir, cli):
     cli("search", "--preset", "smoke", "--runs-dir", str(runs_dir), "--set", "epochs=1")
     run = next(runs_dir.iterdir())
     out = Path(cli("export", str(run), "--format", "darts").stdout.strip())
@@ -127,11 +119,11 @@ def test_export_writes_inside_the_run_directory_only(runs_dir):
     assert p.returncode == 2 and not (runs_dir.parent / "escape.json").exists()
 
 
-def test_bench_prints_one_json_object():
+def test_bench_prints_one_json_object(cli):
     out = json.loads(cli("bench", "--preset", "smoke", "--steps", "2").stdout)
     assert out["seconds_per_step"] > 0 and out["peak_memory_mb"] > 0
     assert out["device"] == str(select_device("auto")) and out["torch"]   # device=auto: CUDA where there is one
 
 
-def test_runs_env_var_is_the_default_root(runs_dir):
+def test_runs_env_var_is_the_default_root(runs_dir, cli):
     assert "no runs under" in cli("runs", env={**os.environ, "DARTBOARD_RUNS": str(runs_dir)}).stdout

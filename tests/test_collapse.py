@@ -15,7 +15,6 @@ from engine.nn.supernet import SearchNetwork
 from engine.runs import rundir
 from engine.search import collapse
 from engine.search.collapse import EarlyStopRule, cap_skips, count_ops, dominant_eigenvalue, edge_entropy
-from engine.search.config import from_preset
 from engine.search.loop import run_search
 from engine.space.cnn.cell import PRIMITIVES
 from engine.space.cnn.genotype import KNOWN_GENOTYPES
@@ -167,15 +166,15 @@ def test_max_skip_goes_through_every_variant():
         assert count_ops(cap_skips(variant, arch, 1))["skips"] == 1, variant
 
 
-def test_config_refuses_early_stop_without_eigenvalues_and_a_bad_cap():
+def test_config_refuses_early_stop_without_eigenvalues_and_a_bad_cap(smoke):
     with pytest.raises(ConfigError, match="hessian_every"):
-        from_preset("smoke", {"early_stop": True})
+        smoke.replace(early_stop=True)
     with pytest.raises(ConfigError, match="max_skip"):
-        from_preset("smoke", {"max_skip": -1})
+        smoke.replace(max_skip=-1)
 
 
-def test_smoke_run_metrics_carry_the_indicators_and_the_eigenvalue(tmp_path):
-    cfg = from_preset("smoke", {"hessian_every": 3, "log_every": 2, "max_skip": 0, "epochs": 2})
+def test_smoke_run_metrics_carry_the_indicators_and_the_eigenvalue(tmp_path, smoke):
+    cfg = smoke.replace(hessian_every=3, log_every=2, max_skip=0, epochs=2)
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     assert run_search(cfg, run_dir) == "finished"
@@ -189,21 +188,21 @@ def test_smoke_run_metrics_carry_the_indicators_and_the_eigenvalue(tmp_path):
     assert all(count_ops(rundir.latest_genotype(run_dir))[k] == 0 for k in ("skips",))
 
 
-def _early_stopped(tmp_path, monkeypatch, flat: int):
+def _early_stopped(tmp_path, monkeypatch, smoke, flat: int):
     """A smoke search (2 steps an epoch, 8 epochs) whose eigenvalue is measured every step and jumps from 1 to 3
     after `flat` measurements, with `early_stop` on; run until it stops. The series is made up (a real rise
     needs a long search); everything else is the real loop. Returns (config, run directory)."""
     series = iter([1.0] * flat + [3.0] * 100)
     monkeypatch.setattr(collapse, "dominant_eigenvalue", lambda *a, **k: next(series))
-    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
+    cfg = smoke.replace(hessian_every=1, early_stop=True, epochs=8)
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     assert run_search(cfg, run_dir) == "stopped"
     return cfg, run_dir
 
 
-def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, monkeypatch):
-    _, run_dir = _early_stopped(tmp_path, monkeypatch, flat=8)
+def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, monkeypatch, smoke):
+    _, run_dir = _early_stopped(tmp_path, monkeypatch, smoke, flat=8)
     rows = rundir.read_metrics(run_dir)
     assert rows[-1]["step"] == 9 and rows[-1]["early_stop_step"] == 3  # measurement 8 fires, goes back to 2
     genos = rundir.read_genotypes(run_dir)
@@ -216,8 +215,8 @@ def test_early_stop_in_the_loop_stops_on_the_genotype_before_the_rise(tmp_path, 
     assert rundir.latest_genotype(run_dir).to_dict() == early[0]["genotype"]
 
 
-def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_stops(tmp_path, monkeypatch):
-    _, run_dir = _early_stopped(tmp_path, monkeypatch, flat=9)  # the rise at step 10, the end of epoch 4
+def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_stops(tmp_path, monkeypatch, smoke):
+    _, run_dir = _early_stopped(tmp_path, monkeypatch, smoke, flat=9)  # the rise at step 10, the end of epoch 4
     from engine.variants import record_genotype
 
     alphas = {r["step"]: r for r in rundir.read_alphas(run_dir)}
@@ -230,8 +229,8 @@ def test_an_early_stop_at_an_epoch_end_keeps_the_epochs_cell_and_ends_on_the_sto
     assert rundir.latest_genotype(run_dir).to_dict() == early["genotype"]  # the run ends on the stop's cell
 
 
-def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path, monkeypatch, capsys):
-    cfg, run_dir = _early_stopped(tmp_path, monkeypatch, flat=8)
+def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path, monkeypatch, capsys, smoke):
+    cfg, run_dir = _early_stopped(tmp_path, monkeypatch, smoke, flat=8)
 
     def capped() -> dict:  # a cap of 8 never binds (8 edges a cell): the cell of the step the export derives at
         assert main(["export", str(run_dir), "--format", "json", "--max-skip", "8"]) == 0
@@ -255,7 +254,7 @@ def test_a_capped_export_follows_a_search_resumed_after_its_early_stop(tmp_path,
     assert capped() == final["genotype"] != early[-1]["genotype"]
 
 
-def test_cli_derive_and_export_with_max_skip(tmp_path, capsys):
+def test_cli_derive_and_export_with_max_skip(tmp_path, capsys, smoke):
     arch = _four_skips()
     (tmp_path / "a.json").write_text(json.dumps({k: v.tolist() for k, v in arch.items()}))
     assert main(["derive", str(tmp_path / "a.json"), "--max-skip", "2", "--format", "json"]) == 0
@@ -266,7 +265,7 @@ def test_cli_derive_and_export_with_max_skip(tmp_path, capsys):
     assert "max-skip" in err and len(err.strip().splitlines()) == 1
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    assert run_search(from_preset("smoke", {"epochs": 1}), run_dir) == "finished"
+    assert run_search(smoke.replace(epochs=1), run_dir) == "finished"
     assert main(["export", str(run_dir), "--format", "json", "--max-skip", "0"]) == 0
     path = capsys.readouterr().out.strip()
     assert path.endswith("genotype-max-skip-0.json")
@@ -277,7 +276,7 @@ def test_cli_derive_and_export_with_max_skip(tmp_path, capsys):
 def _view_script():
     import numpy as np
 
-    from app.views import collapse as view
+    from app.panels import collapse as view
     from engine.runs.snapshot import Snapshot
     from engine.space.cnn.cell import PRIMITIVES
 
@@ -293,7 +292,7 @@ def _view_script():
 def test_live_view_warns_and_caps():
     from streamlit.testing.v1 import AppTest
 
-    from app.views.collapse import early_stop_note, frames
+    from app.panels.collapse import early_stop_note, frames
 
     at = AppTest.from_function(_view_script, default_timeout=60).run()
     assert not at.exception
@@ -307,7 +306,7 @@ def test_live_view_warns_and_caps():
     assert "stopped" in early_stop_note([{"step": 9, "early_stop_step": 3}], {"early_stop": True})
 
 
-def test_a_resumed_search_continues_the_rule_where_it_was(tmp_path, monkeypatch):
+def test_a_resumed_search_continues_the_rule_where_it_was(tmp_path, monkeypatch, smoke):
     # Stopped after 5 of the 8 measurements the rule needs before it can fire, then resumed: the replayed
     # eigenvalues (metrics.jsonl) and their genotypes (alphas.jsonl) make it fire at the same step as without a stop.
     from engine.runs.control import Control
@@ -322,7 +321,7 @@ def test_a_resumed_search_continues_the_rule_where_it_was(tmp_path, monkeypatch)
             if event.step == 5:
                 control.stop()
 
-    cfg = from_preset("smoke", {"hessian_every": 1, "early_stop": True, "epochs": 8})
+    cfg = smoke.replace(hessian_every=1, early_stop=True, epochs=8)
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     assert run_search(cfg, run_dir, control=control, callbacks=[StopAt5()]) == "stopped"
@@ -341,7 +340,7 @@ def test_a_long_runs_early_stop_warning_survives_the_snapshots_window(tmp_path):
     metrics.jsonl once older rows scrolled out, so an early stop at step 10 of 700 still warns."""
     from types import SimpleNamespace
 
-    from app.views.collapse import early_stop_note, frames, history
+    from app.panels.collapse import early_stop_note, frames, history
     from engine.core.atomic import append_jsonl
     from engine.runs import rundir
 

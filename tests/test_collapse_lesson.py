@@ -3,14 +3,13 @@ darts_minus and beta_darts, shipped in assets/runs/) and what the lesson shows f
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import figures
-from app.views import learn
+from app.figures import cells_dot, collapse, labels
+from app.screens import learn
 from engine import variants
 from engine.runs import examples, rundir
 from engine.search.collapse import count_ops
@@ -32,7 +31,7 @@ def _recording(name):
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_each_collapse_recording_is_a_finished_run_of_the_collapse_preset(name):
     info = _recording(name)
-    expected = dataclasses.asdict(dataclasses.replace(PRESETS["collapse"], variant=VARIANTS[name]))
+    expected = PRESETS["collapse"].replace(variant=VARIANTS[name]).to_dict()
     config = {k: v for k, v in info.config.items() if k not in _RUNTIME}
     assert config == {k: (list(v) if isinstance(v, tuple) else v) for k, v in expected.items() if k not in _RUNTIME}
     assert info.state == "finished" and info.step == info.total_steps == 500 and info.epochs == 20
@@ -54,7 +53,7 @@ def test_plain_darts_collapses_in_the_recordings_and_the_remedies_do_not():
     """What docs/collapse.md's table and the lesson say, from step 100 on (before it the cell flips at random)."""
     later = {}
     for name in VARIANTS:
-        steps, skips, free = figures.normal_cell_counts(rundir.read_metrics(_recording(name).path))
+        steps, skips, free = collapse.normal_cell_counts(rundir.read_metrics(_recording(name).path))
         later[name] = [(k, f) for s, k, f in zip(steps, skips, free, strict=True) if s >= learn.LESSON_SETTLED]
     darts = later["collapse-darts"]
     assert darts[0] == (0, 0) and max(k for k, _ in darts) >= 4 and darts[-1][0] >= 3 and darts[-1][1] >= 5
@@ -72,7 +71,7 @@ def _lesson_charts(at):
 
 
 def _learn():
-    from app.views import learn
+    from app.screens import learn
 
     learn.page()
 
@@ -96,7 +95,7 @@ def test_the_button_shows_the_three_runs_counts_and_cells_from_the_recordings(ap
         column = 1 if title.startswith("Skip") else 2
         assert [t["name"] for t in spec["data"]] == [label for label, _ in learn.COLLAPSE_LESSON]
         for trace, name in zip(spec["data"], VARIANTS, strict=True):
-            steps, *values = figures.normal_cell_counts(rundir.read_metrics(runs[name].path))
+            steps, *values = collapse.normal_cell_counts(rundir.read_metrics(runs[name].path))
             assert list(trace["x"]) == steps and list(trace["y"]) == values[column - 1]
     skips = {t["name"]: t["y"] for title, spec in charts.items() if title.startswith("Skip") for t in spec["data"]}
     assert skips["DARTS"][-1] >= 3 and skips["DARTS-"][-1] < skips["DARTS"][-1]
@@ -108,12 +107,12 @@ def test_the_button_shows_the_three_runs_counts_and_cells_from_the_recordings(ap
     text = " ".join(m.value for m in at.markdown)
     for label, name in learn.COLLAPSE_LESSON:
         genotype = runs[name].genotype
-        assert figures.cell_dot(genotype, cell="normal", lecture=lecture) in graphs
+        assert cells_dot.cell_dot(genotype, cell="normal", lecture=lecture) in graphs
         c = count_ops(genotype, "normal")
         assert f"{c['skips']} skip connection(s), {c['param_free']} parameter-free of 8 · {runs[name].run_id}" \
             in captions
         assert f"**{label}** (`variant={VARIANTS[name]}`): {c['skips']} skip connection(s)" in text
-        steps, skips, _ = figures.normal_cell_counts(rundir.read_metrics(runs[name].path))
+        steps, skips, _ = collapse.normal_cell_counts(rundir.read_metrics(runs[name].path))
         every = ", ".join(str(k) for s, k in zip(steps, skips, strict=True) if s % 50 == 0)
         assert len(every.split(", ")) == 10 and f"skip connections every 50 steps: {every};" in text
     assert "--preset collapse" in text
@@ -129,14 +128,14 @@ def test_collapse_counts_figure_is_on_a_fixed_scale_and_lecture_is_larger():
     rows = [{"step": 1, "skips_normal": 0, "param_free_normal": 1}, {"step": 2, "skips_normal": 2,
                                                                      "param_free_normal": 3},
             {"step": 2, "skips_normal": 3, "param_free_normal": 4, "valid_acc": 0.5}]   # an epoch end's row
-    assert figures.normal_cell_counts(rows) == ([1, 2], [0, 3], [1, 4])
-    small = figures.collapse_counts_figure({"a": rows}, "skips")
-    big = figures.collapse_counts_figure({"a": rows}, "param_free", lecture=True)
+    assert collapse.normal_cell_counts(rows) == ([1, 2], [0, 3], [1, 4])
+    small = collapse.collapse_counts_figure({"a": rows}, "skips")
+    big = collapse.collapse_counts_figure({"a": rows}, "param_free", lecture=True)
     assert list(small.layout.yaxis.range) == list(big.layout.yaxis.range) == [-0.2, 8.2]
     assert big.layout.font.size > small.layout.font.size and big.layout.height > small.layout.height
-    assert big.layout.xaxis.tickfont.size == big.layout.yaxis.title.font.size == figures.LECTURE["axis_label"] >= 16
+    assert big.layout.xaxis.tickfont.size == big.layout.yaxis.title.font.size == labels.LECTURE["axis_label"] >= 16
     assert list(big.data[0].y) == [1, 4] and not big.layout.shapes
-    shaded = figures.collapse_counts_figure({"a": rows}, "skips", settled=100)
+    shaded = collapse.collapse_counts_figure({"a": rows}, "skips", settled=100)
     assert [(shape.x0, shape.x1) for shape in shaded.layout.shapes] == [(0, 100)]
     with pytest.raises(ValueError):
-        figures.collapse_counts_figure({"a": rows}, "pools")
+        collapse.collapse_counts_figure({"a": rows}, "pools")

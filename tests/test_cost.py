@@ -11,7 +11,7 @@ from engine.nn.network import NetworkCIFAR
 from engine.nn.supernet import SearchNetwork
 from engine.runs import rundir
 from engine.search.architect import Architect
-from engine.search.config import SearchConfig, from_preset
+from engine.search.config import SearchConfig
 from engine.search.loop import run_search
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
 from engine.space.cnn.genotype import KNOWN_GENOTYPES, genotype_from_weights
@@ -116,12 +116,12 @@ def test_bad_cost_settings_are_refused_with_a_reason():
         parse_overrides(["cost_budget=lots"], SearchConfig)
 
 
-def test_a_cost_aware_smoke_search_logs_its_costs_and_gets_cheaper(tmp_path):
+def test_a_cost_aware_smoke_search_logs_its_costs_and_gets_cheaper(tmp_path, smoke):
     """Every metrics row carries the expected and derived costs; with a heavy penalty the expected
     parameters fall step by step while the plain search's barely move."""
     rows = {}
     for name, overrides in {"plain": {}, "penalised": {"cost_weight": 1e5}}.items():
-        config = from_preset("smoke", {"epochs": 2, "log_every": 1, "a_lr": 0.1, **overrides})
+        config = smoke.replace(**{"epochs": 2, "log_every": 1, "a_lr": 0.1, **overrides})
         assert run_search(config, tmp_path / name) == "finished"
         rows[name] = rundir.read_metrics(tmp_path / name)
     tables = cost.cost_tables(config.init_channels, config.layers, config.nodes, 8)
@@ -136,7 +136,7 @@ def test_a_cost_aware_smoke_search_logs_its_costs_and_gets_cheaper(tmp_path):
 
 
 def _cost_view_script():
-    from app.views import collapse as view
+    from app.panels import collapse as view
     from engine.runs.snapshot import Snapshot
 
     rows = [{"step": s, "expected_params": 5000.0 - 100 * s, "cell_params": 4000 - 50 * s,
@@ -148,7 +148,7 @@ def _cost_view_script():
 def test_the_live_panel_plots_the_expected_and_derived_costs():
     from streamlit.testing.v1 import AppTest
 
-    from app.views.collapse import frames
+    from app.panels.collapse import frames
 
     at = AppTest.from_function(_cost_view_script, default_timeout=60).run()
     assert not at.exception

@@ -14,7 +14,6 @@ from engine.runs.control import Control
 from engine.runs.hooks import Callback
 from engine.runtime.device import amp_dtype, autocast, select_device
 from engine.search.benchmark import SearchStep
-from engine.search.config import from_preset
 from engine.search.loop import run_search
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -45,8 +44,8 @@ def test_auto_selects_cuda_and_amp_uses_bf16_there():
 
 @pytest.mark.parametrize("order", ["first", "second"])
 @pytest.mark.parametrize("amp", [False, True])
-def test_search_step_on_cuda_keeps_everything_on_the_device(order, amp):
-    step = SearchStep(from_preset("smoke", {"order": order, "amp": amp, "dataset": "fake", "device": "cuda"}))
+def test_search_step_on_cuda_keeps_everything_on_the_device(order, amp, smoke):
+    step = SearchStep(smoke.replace(order=order, amp=amp, dataset="fake", device="cuda"))
     before = [a.detach().clone() for a in step.model.arch_parameters()]
     for _ in range(2):
         assert step() > 0
@@ -58,8 +57,8 @@ def test_search_step_on_cuda_keeps_everything_on_the_device(order, amp):
 
 
 @pytest.mark.parametrize("amp", [False, True])
-def test_cuda_run_finishes_and_resumes_on_the_cpu(tmp_path, amp):
-    cfg = from_preset("smoke", {"epochs": 2, "device": "cuda", "amp": amp})
+def test_cuda_run_finishes_and_resumes_on_the_cpu(tmp_path, amp, smoke):
+    cfg = smoke.replace(epochs=2, device="cuda", amp=amp)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     control = Control()

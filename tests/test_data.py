@@ -89,8 +89,8 @@ def test_same_seed_same_batches_other_epoch_or_seed_differs(demo):
     assert other.fingerprint != demo.fingerprint
 
 
-def test_start_skips_batches_without_loading_them(monkeypatch):
-    data = load_search_data(from_preset("smoke").replace(subset=96))      # 48 + 48, batch 8: 6 steps
+def test_start_skips_batches_without_loading_them(monkeypatch, smoke):
+    data = load_search_data(smoke.replace(subset=96))      # 48 + 48, batch 8: 6 steps
     full = list(data.batches("train", 2, 8))
     assert len(full) == data.steps_per_epoch(8) == 6
     decoded = []
@@ -109,14 +109,14 @@ def test_bad_batch_arguments_raise(embedded):
         embedded.batches("train", 0, 1000, start=6)
 
 
-def test_fake_follows_the_config():
-    d = load_search_data(from_preset("smoke"))
+def test_fake_follows_the_config(smoke):
+    d = load_search_data(smoke)
     assert (d.name, d.num_train, d.num_valid, d.in_channels, d.num_classes, d.classes) == ("fake", 16, 16, 3, 4, None)
     x, y = next(d.batches("train", 0, 8))
     assert x.shape == (8, 3, 8, 8) and int(y.max()) < 4
     big = load_search_data(SearchConfig(dataset="fake", image_size=32, in_channels=1, num_classes=7))
     assert (big.num_train, big.num_valid, big.num_classes) == (256, 256, 7)
-    assert load_search_data(from_preset("smoke")).fingerprint == d.fingerprint
+    assert load_search_data(smoke).fingerprint == d.fingerprint
 
 
 def _write_tree(root: Path, modes: list[str], size: tuple[int, int] = (12, 12), per_class: int = 4) -> Path:

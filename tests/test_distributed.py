@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.nn.supernet import SearchNetwork, variant_options_of
 from engine.runs import rundir
 from engine.search.architect import Architect
-from engine.search.config import from_preset
+from engine.search.build import build_network
 from engine.search.data import load_search_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,13 +50,12 @@ def test_one_run_directory_written_once(two_rank_run):
     assert len(rundir.read_genotypes(run)) == 1
 
 
-def test_the_first_step_is_the_mean_of_the_steps_on_each_ranks_half(two_rank_run):
-    cfg = from_preset("smoke", {"epochs": 1})
+def test_the_first_step_is_the_mean_of_the_steps_on_each_ranks_half(two_rank_run, smoke):
+    cfg = smoke.replace(epochs=1)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     data = load_search_data(cfg)
-    model = SearchNetwork(cfg.init_channels, data.num_classes, cfg.layers, in_channels=data.in_channels,
-                          nodes=cfg.nodes, variant=cfg.variant, fast=cfg.fast, variant_options=variant_options_of(cfg))
+    model = build_network(cfg, data.in_channels, data.num_classes)
     run = next(p for p in two_rank_run.iterdir() if p.is_dir())
     first = rundir.read_alphas(run)[0]
     w_opt = torch.optim.SGD(model.weight_parameters(), cfg.w_lr, momentum=cfg.w_momentum,
@@ -79,11 +77,10 @@ def test_the_first_step_is_the_mean_of_the_steps_on_each_ranks_half(two_rank_run
     assert max(float((m - w).abs().max()) for m, w in zip(mean, whole, strict=True)) > 1e-6
 
 
-def test_a_resume_with_another_number_of_processes_is_refused(two_rank_run):
+def test_a_resume_with_another_number_of_processes_is_refused(two_rank_run, cli):
     run = next(p for p in two_rank_run.iterdir() if p.is_dir())
     before = json.dumps(rundir.read_status(run))
-    done = subprocess.run([sys.executable, "-m", "engine", "search", "--resume", str(run)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = cli("search", "--resume", str(run), check=False)
     assert done.returncode == 2 and "world_size" in done.stderr and "--nproc_per_node 2" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and json.dumps(rundir.read_status(run)) == before
 

@@ -23,7 +23,7 @@ from engine.runs.control import Control
 from engine.runs.control_file import request_control
 from engine.runs.hooks import Callback
 from engine.search.architect import Architect
-from engine.search.config import from_preset
+from engine.search.build import build_network
 from engine.search.data import load_search_data
 from engine.search.loop import run_search
 from tests.waiting import wait_for
@@ -74,7 +74,7 @@ def _replay_arch_step(cfg, data, ckpt: dict, order: str) -> tuple[dict[str, torc
     """The architecture step the loop makes next from checkpoint `ckpt`, redone outside the loop: same state,
     same batches (data.batches exactly as _Loop._one_step asks for them), same weight lr, the given order;
     the gradient is handed to a fresh Adam loaded with the checkpoint's Adam state. Returns (alphas, Adam state)."""
-    net = SearchNetwork.from_config(cfg, data.in_channels, data.num_classes)
+    net = build_network(cfg, data.in_channels, data.num_classes)
     net.load_state_dict(ckpt["model"])
     w_opt = torch.optim.SGD(net.weight_parameters(), cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
@@ -106,8 +106,8 @@ def _max_diff(a: dict, b) -> float:
                for k in ARCH_KEYS)
 
 
-def test_second_order_run_makes_second_order_arch_steps(tmp_path):
-    cfg = from_preset("smoke", {"order": "second"})
+def test_second_order_run_makes_second_order_arch_steps(tmp_path, smoke):
+    cfg = smoke.replace(order="second")
     run_dir, state, cap = _run(tmp_path, "second", cfg, stop_at=3)
     assert state == "stopped" and sorted(cap.checkpoints) == [0, 2, 3]
     data = load_search_data(cfg)
@@ -134,8 +134,8 @@ def test_second_order_run_makes_second_order_arch_steps(tmp_path):
     assert _rel(_adam_moments(adam_first), _adam_moments(ckpt3["a_optimizer"])) > 1e-2
 
 
-def test_first_order_run_makes_first_order_arch_steps(tmp_path):
-    cfg = from_preset("smoke", {"order": "first", "epochs": 1})
+def test_first_order_run_makes_first_order_arch_steps(tmp_path, smoke):
+    cfg = smoke.replace(order="first", epochs=1)
     _, state, cap = _run(tmp_path, "first", cfg, stop_at=1)
     assert state == "stopped" and sorted(cap.checkpoints) == [0, 1]
     data = load_search_data(cfg)
@@ -217,13 +217,13 @@ def _smooth(net: SearchNetwork) -> SearchNetwork:
 
 
 @pytest.fixture(scope="module")
-def smoke_state():
+def smoke_state(smoke):
     """The smoke supernet (seeded, alphas at their 1e-3 init) after one weight step, so that every momentum
     buffer is filled; the weight-optimiser state; the next train batch and a valid batch; eta = w_lr."""
-    cfg = from_preset("smoke")
+    cfg = smoke
     data = load_search_data(cfg)
     torch.manual_seed(cfg.seed)
-    net = SearchNetwork.from_config(cfg.replace(fast=False), data.in_channels, data.num_classes)
+    net = build_network(cfg.replace(fast=False), data.in_channels, data.num_classes)
     w_opt = torch.optim.SGD(net.weight_parameters(), cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
     train = data.batches("train", 0, cfg.batch_size)
@@ -238,7 +238,7 @@ def smoke_state():
 def _copy(s, fast: bool, dtype: torch.dtype, smooth: bool):
     """A copy of the smoke state as a (fast or plain, float32 or float64, kinked or smooth) net + optimiser."""
     cfg, data = s["cfg"], s["data"]
-    net = SearchNetwork.from_config(cfg.replace(fast=fast), data.in_channels, data.num_classes)
+    net = build_network(cfg.replace(fast=fast), data.in_channels, data.num_classes)
     if smooth:
         _smooth(net)
     net.load_state_dict(s["model"])
@@ -332,8 +332,8 @@ def _same(a, b, path: str = "") -> None:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-def test_resume_repeats_every_row_of_an_uninterrupted_run(tmp_path):
-    cfg = from_preset("smoke", {"log_every": 1})   # first order, epochs=2: 4 steps
+def test_resume_repeats_every_row_of_an_uninterrupted_run(tmp_path, smoke):
+    cfg = smoke.replace(log_every=1)   # first order, epochs=2: 4 steps
     full_dir, state, full = _run(tmp_path, "full", cfg)
     assert state == "finished"
     part_dir, state, part = _run(tmp_path, "part", cfg, stop_at=3)     # stopped in the middle of epoch 1
@@ -384,8 +384,8 @@ def _state_is(run_dir, state):
 
 
 @pytest.mark.parametrize("path", ["stop", "pause-then-stop"])
-def test_a_run_stopped_through_control_json_resumes_to_its_end(tmp_path, path):
-    cfg = from_preset("smoke")                                   # 2 epochs of 2 steps
+def test_a_run_stopped_through_control_json_resumes_to_its_end(tmp_path, path, smoke):
+    cfg = smoke                                   # 2 epochs of 2 steps
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     gate = Gate()

@@ -56,7 +56,7 @@ def test_replay_and_learn_open_on_the_recording_before_any_search(runs_dir, page
     def script(name):
         import importlib
 
-        importlib.import_module(f"app.views.{name}").page()
+        importlib.import_module(f"app.screens.{name}").page()
 
     st.cache_resource.clear()
     st.cache_data.clear()

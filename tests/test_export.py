@@ -13,18 +13,9 @@ import pytest
 
 from engine.core.atomic import append_jsonl
 from engine.runs import export, rundir
-from engine.runs.export import (
-    CSV_COLUMNS,
-    GraphvizMissingError,
-    alphas_csv,
-    cell_dot,
-    genotype_dot,
-    genotype_to,
-    render_svg,
-    weighted_cell_dot,
-    write_export,
-)
+from engine.runs.export import CSV_COLUMNS, GraphvizMissingError, alphas_csv, genotype_to, render_svg, write_export
 from engine.space.cnn.cell import source_name
+from engine.space.cnn.dot import cell_dot, genotype_dot, weighted_cell_dot
 from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
 
 V2 = KNOWN_GENOTYPES["DARTS_V2"]

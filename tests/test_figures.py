@@ -1,15 +1,15 @@
-"""app/figures.py: pure data -> figure / DOT / frame functions, tested without Streamlit."""
+"""app/figures/: pure data -> figure / DOT / frame functions, tested without Streamlit."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from app import figures
+from app.figures import cells_dot, collapse, curves, heatmaps, labels, replay, tables, variant_state
 from engine.space.cnn.cell import PRIMITIVES
 from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype
 
-EDGES = figures.edge_names(4)  # the heatmaps' rows, in alpha-row order
+EDGES = labels.edge_names(4)  # the heatmaps' rows, in alpha-row order
 
 
 def _softmax(a):
@@ -38,7 +38,7 @@ def records():
 
 def test_heatmap_axes_and_values_match_the_weights(alphas):
     w = _softmax(alphas["normal"])
-    fig = figures.heatmap(w, title="Normal cell")
+    fig = heatmaps.heatmap(w, title="Normal cell")
     trace = fig.data[0]
     assert list(trace.x) == list(PRIMITIVES)
     assert list(trace.y) == EDGES
@@ -53,14 +53,14 @@ def test_heatmap_scale_is_fixed_even_for_near_uniform_weights():
     w = np.full((14, 8), 1 / 8)
     w[0, 4] += 0.01
     w[0, 0] -= 0.01
-    trace = figures.heatmap(w).data[0]
+    trace = heatmaps.heatmap(w).data[0]
     assert (trace.zmin, trace.zmax) == (0.0, 1.0)
 
 
 def test_uniform_view_shows_the_offset_from_one_eighth_on_a_fixed_symlog_scale():
     w = np.full((14, 8), 1 / 8)
     w[3, 4], w[3, 0] = 1 / 8 + 0.02, 1 / 8 - 0.02
-    trace = figures.heatmap(w, mode="uniform").data[0]
+    trace = heatmaps.heatmap(w, mode="uniform").data[0]
     assert (trace.zmin, trace.zmid, trace.zmax) == (-1.0, 0.0, 1.0)       # fixed, whatever the values
     shown = np.asarray(trace.z)
     assert shown[3, 4] == pytest.approx(-shown[3, 0]) and shown[0, 0] == 0.0
@@ -71,21 +71,21 @@ def test_uniform_view_shows_the_offset_from_one_eighth_on_a_fixed_symlog_scale()
 def test_change_view_shows_weights_minus_the_start_on_the_fixed_domain(alphas):
     w0 = _softmax(alphas["normal"] * 0.01)
     w = _softmax(alphas["normal"])
-    trace = figures.heatmap(w, mode="change", initial=w0).data[0]
-    np.testing.assert_allclose(np.asarray(trace.z), figures._symlog(w - w0, 1.0))
+    trace = heatmaps.heatmap(w, mode="change", initial=w0).data[0]
+    np.testing.assert_allclose(np.asarray(trace.z), heatmaps._symlog(w - w0, 1.0))
     assert trace.text[0][0] == f"{w[0, 0] - w0[0, 0]:+.3f}"
     assert (trace.zmin, trace.zmid, trace.zmax) == (-1.0, 0.0, 1.0)
 
 
 def test_heatmap_rejects_a_matrix_that_is_not_a_cell():
     with pytest.raises(ValueError, match="not a DARTS cell"):
-        figures.heatmap(np.zeros((13, 8)))
+        heatmaps.heatmap(np.zeros((13, 8)))
     with pytest.raises(ValueError, match="mode"):
-        figures.heatmap(np.zeros((14, 8)), mode="bogus")
+        heatmaps.heatmap(np.zeros((14, 8)), mode="bogus")
 
 
 def test_weights_frame_labels_rows_and_columns(alphas):
-    frame = figures.weights_frame(_softmax(alphas["reduce"]))
+    frame = heatmaps.weights_frame(_softmax(alphas["reduce"]))
     assert list(frame.columns) == list(PRIMITIVES)
     assert list(frame.index) == EDGES
     np.testing.assert_allclose(frame.sum(axis=1).to_numpy(), 1.0)
@@ -100,24 +100,24 @@ def test_curve_traces_match_the_metrics():
         {"step": 3, "epoch": 1, "train_loss": 1.9, "train_acc": 0.3, "valid_loss": 2.0, "valid_acc": 0.25,
          "w_lr": 0.04},
     ]
-    loss = figures.curve_figure(metrics, "loss")
+    loss = curves.curve_figure(metrics, "loss")
     train, valid = loss.data
     assert (train.name, valid.name) == ("train", "valid")
     # each epoch is its own segment (the running means start afresh), and a dotted line marks the reset
     assert list(train.x) == [1, 2, None, 3] and list(train.y) == [2.3, 2.1, None, 1.9]
     assert list(valid.x) == [1, None, 3] and list(valid.y) == [2.4, None, 2.0]   # missing values are skipped
     assert [shape.x0 for shape in loss.layout.shapes] == [2.5] and train.line.color != valid.line.color
-    acc = figures.curve_figure(metrics, "accuracy")
+    acc = curves.curve_figure(metrics, "accuracy")
     assert [y for y in acc.data[1].y if y is not None] == [0.09, 0.25]
-    lr = figures.curve_figure(metrics, "lr")
+    lr = curves.curve_figure(metrics, "lr")
     assert list(lr.data[0].y) == [0.05, 0.05, 0.04]
     assert lr.layout.yaxis.rangemode == "tozero" and not lr.layout.shapes  # a constant lr reads as constant
-    assert figures.curve_figure([], "loss").data[0].x == ()
+    assert curves.curve_figure([], "loss").data[0].x == ()
 
 
 def test_overlay_has_one_trace_per_run():
     runs = {"A": [{"step": 1, "valid_acc": 0.5}], "B": [{"step": 1, "valid_acc": 0.6}, {"step": 2, "valid_acc": 0.7}]}
-    fig = figures.overlay_figure(runs, "valid_acc")
+    fig = curves.overlay_figure(runs, "valid_acc")
     assert [t.name for t in fig.data] == ["A", "B"]
     assert list(fig.data[1].y) == [0.6, 0.7]
     (a, b) = fig.data  # told apart by colour and by dash: A is never hidden under B in the same blue
@@ -131,7 +131,7 @@ def _dot_edges(dot: str) -> int:
 @pytest.mark.parametrize("cell", ["normal", "reduce"])
 def test_cell_dot_has_the_genotypes_edges(cell):
     genotype = KNOWN_GENOTYPES["DARTS_V2"]
-    dot = figures.cell_dot(genotype, cell=cell)
+    dot = cells_dot.cell_dot(genotype, cell=cell)
     assert "digraph" in dot
     for op, _ in getattr(genotype, cell):
         assert op in dot
@@ -140,62 +140,62 @@ def test_cell_dot_has_the_genotypes_edges(cell):
 
 
 def test_weighted_dot_draws_every_candidate_edge(alphas):
-    dot = figures.weighted_cell_dot(_softmax(alphas["normal"]), cell="normal")
+    dot = cells_dot.weighted_cell_dot(_softmax(alphas["normal"]), cell="normal")
     assert "digraph" in dot
     assert _dot_edges(dot) >= 14
 
 
 def test_genotype_frame_and_changes():
     v1, v2 = KNOWN_GENOTYPES["DARTS_V1"], KNOWN_GENOTYPES["DARTS_V2"]
-    frame = figures.genotype_frame(v2)
+    frame = tables.genotype_frame(v2)
     assert len(frame) == 16 and list(frame.columns) == ["cell", "node", "input", "op"]
     assert frame.iloc[0].to_dict() == {"cell": "normal", "node": 0, "input": "c(k-2)", "op": "sep_conv_3x3"}
     assert frame.iloc[7].to_dict() == {"cell": "normal", "node": 3, "input": "0", "op": "dil_conv_3x3"}
-    assert figures.genotype_changes(v2, v2) == []
-    assert figures.genotype_changes(None, v2) == []
-    changes = figures.genotype_changes(v1, v2)
+    assert tables.genotype_changes(v2, v2) == []
+    assert tables.genotype_changes(None, v2) == []
+    changes = tables.genotype_changes(v1, v2)
     assert changes and all(line.startswith(("normal node", "reduce node")) for line in changes)
     assert "normal node 3: skip_connect from 0 -> dil_conv_3x3 from 0" in changes
 
 
 def test_compare_frame_marks_equal_and_different_edges():
     v1, v2 = KNOWN_GENOTYPES["DARTS_V1"], KNOWN_GENOTYPES["DARTS_V2"]
-    same = figures.compare_genotypes_frame(v2, v2)
+    same = tables.compare_genotypes_frame(v2, v2)
     assert len(same) == 16 and (same["same"] == "yes").all()
-    diff = figures.compare_genotypes_frame(v1, v2, names=("V1", "V2"))
+    diff = tables.compare_genotypes_frame(v1, v2, names=("V1", "V2"))
     assert {"V1", "V2"} <= set(diff.columns) and (diff["same"] == "no").any()
     # DARTS_V2 against itself with node 0's two inputs swapped: the same cell, 16 of 16 (it said 14 of 16)
     swapped = dataclasses.replace(v2, normal=(v2.normal[1], v2.normal[0], *v2.normal[2:]))
-    frame = figures.compare_genotypes_frame(v2, swapped)
+    frame = tables.compare_genotypes_frame(v2, swapped)
     assert len(frame) == 16 and (frame["same"] == "yes").all()
-    assert figures.genotype_changes(v2, swapped) == []
+    assert tables.genotype_changes(v2, swapped) == []
     # V1 and V2 share node 0 of the normal cell in another order, and node 1's sep_conv_3x3 from c_{k-1}
     node0 = diff[(diff["cell"] == "normal") & (diff["node"] == 0)]
     assert (node0["same"] == "yes").all() and len(node0) == 2
 
 
 def test_replay_frame_selection(records):
-    assert figures.replay_steps(records) == [0, 2, 4, 6, 8]
-    assert figures.replay_index(records, 0) == 0
-    assert figures.replay_index(records, 3) == 1           # the last record at or before the step
-    assert figures.replay_index(records, 4) == 2
-    assert figures.replay_index(records, 100) == 4
-    assert figures.replay_index(records, -5) == 0
+    assert replay.replay_steps(records) == [0, 2, 4, 6, 8]
+    assert replay.replay_index(records, 0) == 0
+    assert replay.replay_index(records, 3) == 1           # the last record at or before the step
+    assert replay.replay_index(records, 4) == 2
+    assert replay.replay_index(records, 100) == 4
+    assert replay.replay_index(records, -5) == 0
     with pytest.raises(ValueError):
-        figures.replay_index([], 0)
+        replay.replay_index([], 0)
 
 
 def test_replayed_record_gives_weights_and_genotype(records):
     last = records[-1]
-    np.testing.assert_allclose(figures.record_weights(last)["normal"], _softmax(np.asarray(last["normal"])))
-    genotype = figures.record_genotype(last)
+    np.testing.assert_allclose(replay.record_weights(last)["normal"], _softmax(np.asarray(last["normal"])))
+    genotype = replay.record_genotype(last)
     assert isinstance(genotype, Genotype)
     assert genotype == derive_genotype(np.asarray(last["normal"]), np.asarray(last["reduce"]))
     assert all(op == "skip_connect" for op, _ in genotype.normal)
 
 
 def test_op_share_shows_skip_connect_rising(records):
-    fig = figures.op_share_figure(records, "normal")
+    fig = collapse.op_share_figure(records, "normal")
     by_name = {t.name: t for t in fig.data}
     assert list(by_name) == [op for op in PRIMITIVES if op != "none"]   # none is never chosen: not drawn
     skip = list(by_name["skip_connect"].y)
@@ -212,8 +212,8 @@ def test_op_share_leaves_a_dominant_none_out():
         a[:, PRIMITIVES.index("none")] = 3.0 * step
         a[:, PRIMITIVES.index("skip_connect")] = 1.0 * step
         rows.append({"step": step, "normal": a.tolist(), "reduce": a.tolist()})
-    shares = figures.op_shares(rows, "normal")
-    w = figures.record_weights(rows[-1])["normal"]
+    shares = collapse.op_shares(rows, "normal")
+    w = replay.record_weights(rows[-1])["normal"]
     assert w[:, 0].min() > 0.7                                   # none dominates every edge ...
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)          # ... and is left out of the shares
     assert shares[:, 0].tolist() == [0.0, 0.0, 0.0]
@@ -223,12 +223,12 @@ def test_op_share_leaves_a_dominant_none_out():
 
 
 def test_formatting_helpers():
-    assert figures.format_duration(None) == "—"
-    assert figures.format_duration(12.4) == "12 s"
-    assert figures.format_duration(245) == "4 min 05 s"
-    assert figures.format_duration(7620) == "2 h 07 min"
-    assert figures.progress_text(1, 8, 120, 400) == "epoch 2/8 · step 120/400"
-    assert figures.progress_text(8, 8, 400, 400) == "epoch 8/8 · step 400/400"   # finished: not 9/8
+    assert labels.format_duration(None) == "—"
+    assert labels.format_duration(12.4) == "12 s"
+    assert labels.format_duration(245) == "4 min 05 s"
+    assert labels.format_duration(7620) == "2 h 07 min"
+    assert labels.progress_text(1, 8, 120, 400) == "epoch 2/8 · step 120/400"
+    assert labels.progress_text(8, 8, 400, 400) == "epoch 8/8 · step 400/400"   # finished: not 9/8
 
 
 def test_runs_frame_columns():
@@ -238,66 +238,71 @@ def test_runs_frame_columns():
 
     info = RunInfo(run_id="r1", path=Path("/tmp/r1"), state="finished", epoch=2, epochs=2, step=8, total_steps=8,
                    genotype=KNOWN_GENOTYPES["DARTS_V2"], valid_acc=0.5, created="2025", config={"dataset": "fake"})
-    frame = figures.runs_frame([info])
+    frame = tables.runs_frame([info])
     assert frame.iloc[0]["run"] == "r1" and frame.iloc[0]["state"] == "finished"
     assert frame.iloc[0]["epoch"] == "2/2" and frame.iloc[0]["genotype"] == "yes"
 
 
 # ---------------------------------------------------------------- each variant's own state
-def test_pc_darts_edge_weights_sum_to_one_per_node_and_match_the_engine():
+def test_pc_darts_state_is_its_edge_weights_summing_to_one_per_node():
     import torch
 
     from engine.variants.pc_darts import edge_weights
 
     betas = np.random.default_rng(0).normal(size=14)
-    w = figures.pc_edge_weights(betas)
+    arch = {"normal": np.zeros((14, 8)), "reduce": np.zeros((14, 8)), "betas_normal": betas, "betas_reduce": -betas}
+    [(caption, fig)] = variant_state.variant_state_figures("pc_darts", arch)
+    w = np.asarray(fig.data[0].z)
+    assert list(fig.data[0].x) == ["normal", "reduce"] and w.shape == (14, 2) and "edge weight" in caption
     for a, b in ((0, 2), (2, 5), (5, 9), (9, 14)):
-        assert w[a:b].sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(w, edge_weights(torch.as_tensor(betas)).numpy())
-    fig = figures.edge_weight_figure({"normal": np.zeros((14, 8)), "betas_normal": betas, "betas_reduce": -betas})
-    assert list(fig.data[0].x) == ["normal", "reduce"] and np.asarray(fig.data[0].z).shape == (14, 2)
-    with pytest.raises(ValueError, match="betas"):
-        figures.edge_weight_figure({"normal": np.zeros((14, 8))})
+        assert w[a:b, 0].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(w[:, 0], edge_weights(torch.as_tensor(betas)).numpy())
+    assert list(fig.data[0].y) == EDGES
+    assert variant_state.variant_state_figures("pc_darts", {"normal": np.zeros((14, 8))}) == []
 
 
-def test_gdas_figure_shows_tempered_probabilities_and_marks_the_sampled_ops():
+def test_gdas_state_shows_tempered_probabilities_and_marks_the_sampled_ops():
     a = np.random.default_rng(1).normal(size=(14, 8))
     arch = {"normal": a, "reduce": a, "tau": np.array(2.0), "normal_sampled": np.arange(14) % 8,
             "reduce_sampled": np.full(14, -1)}
-    fig = figures.gdas_figure(arch, "normal")
+    (_, normal), (_, reduce) = variant_state.variant_state_figures("gdas", arch)
     e = np.exp(a / 2.0 - (a / 2.0).max(1, keepdims=True))
-    np.testing.assert_allclose(np.asarray(fig.data[0].z), e / e.sum(1, keepdims=True))
-    assert "tau = 2" in fig.layout.title.text
-    assert list(fig.data[1].x)[:3] == [PRIMITIVES[0], PRIMITIVES[1], PRIMITIVES[2]]
-    assert len(figures.gdas_figure(arch, "reduce").data) == 1  # nothing sampled yet: no markers
-    assert len(figures.variant_state_figures("gdas", arch)) == 2
+    np.testing.assert_allclose(np.asarray(normal.data[0].z), e / e.sum(1, keepdims=True))
+    assert "tau = 2" in normal.layout.title.text
+    assert list(normal.data[1].x)[:3] == [PRIMITIVES[0], PRIMITIVES[1], PRIMITIVES[2]]
+    assert len(reduce.data) == 1  # nothing sampled yet: no markers
 
 
-def test_fair_figure_marks_the_threshold_and_colours_the_edges_over_it():
+def test_fair_state_marks_the_threshold_and_colours_the_edges_over_it():
     w = np.full((14, 8), 0.3)
     w[0, 4] = 0.9
     w[:, 0] = 0.99  # `none` is not an op of a cell
-    fig = figures.fair_figure(w, 0.85)
-    assert list(fig.data[0].x)[:2] == [0.9, 0.3] and fig.data[0].text[0] == "sep_conv_3x3"
+    arch = {"normal": np.log(w / (1 - w)), "reduce": np.zeros((14, 8)), "threshold": np.array(0.85)}
+    (_, fig), _ = variant_state.variant_state_figures("fair_darts", arch)
+    np.testing.assert_allclose(list(fig.data[0].x)[:2], [0.9, 0.3])
+    assert fig.data[0].text[0] == "sep_conv_3x3"
     assert fig.data[0].marker.color[0] != fig.data[0].marker.color[1]
     assert fig.layout.shapes[0].x0 == 0.85
-    shown = figures.variant_state_figures("fair_darts", {"normal": np.log(w / (1 - w)), "reduce": np.zeros((14, 8)),
-                                                         "threshold": np.array(0.85)})
-    np.testing.assert_allclose(list(shown[0][1].data[0].x)[:2], [0.9, 0.3])
+    # without the recorded threshold, the run's own option
+    (_, fig), _ = variant_state.variant_state_figures({"variant": "fair_darts", "fair_threshold": 0.95},
+                                                      {"normal": arch["normal"], "reduce": arch["reduce"]})
+    assert fig.layout.shapes[0].x0 == 0.95 and fig.data[0].marker.color[0] == fig.data[0].marker.color[1]
 
 
-def test_dirichlet_mean_and_spread_match_the_distribution():
+def test_dirichlet_state_is_the_mean_and_spread_of_the_distribution():
     import torch
 
+    from engine import variants
+
     a = np.random.default_rng(2).normal(size=(14, 8))
-    mean, std = figures.dirichlet_stats(a)
+    [normal, _] = variants.state_figures({"normal": a, "reduce": a}, "drnas")
     d = torch.distributions.Dirichlet(torch.nn.functional.elu(torch.as_tensor(a)) + 1)
-    np.testing.assert_allclose(mean, d.mean.numpy())
-    np.testing.assert_allclose(std, d.variance.sqrt().numpy())
-    fig = figures.dirichlet_figure(a)
-    assert "±" in fig.data[0].text[0][0]
-    assert figures.variant_state_figures("darts", {"normal": a, "reduce": a}) == []
-    assert len(figures.variant_state_figures("drnas", {"normal": a, "reduce": a})) == 2
+    np.testing.assert_allclose(normal.values, d.mean.numpy())
+    std = d.variance.sqrt().numpy()
+    assert normal.text[1] == f"{d.mean[0, 1]:.2f}±{std[0, 1]:.2f}"
+    fig = variant_state.state_figure(normal)
+    assert fig.data[0].text[0][1] == normal.text[1] and list(fig.data[0].x) == list(PRIMITIVES)
+    assert variant_state.variant_state_figures("darts", {"normal": a, "reduce": a}) == []
 
 
 # ---------------------------------------------------------------- Vega-Lite versions (the browser redraws in place)
@@ -305,7 +310,7 @@ def test_dirichlet_mean_and_spread_match_the_distribution():
 def test_heatmap_vega_data_is_the_weights_and_the_spec_only_the_mode(mode):
     rng = np.random.default_rng(3)
     w, w0 = rng.dirichlet(np.ones(8), size=14), rng.dirichlet(np.ones(8) * 50, size=14)
-    spec, data = figures.heatmap_vega(w, title="Normal cell", mode=mode, initial=w0)
+    spec, data = heatmaps.heatmap_vega(w, title="Normal cell", mode=mode, initial=w0)
     assert spec["title"] == "Normal cell"
     assert spec["encoding"]["y"]["sort"] == EDGES and spec["encoding"]["x"]["sort"] == list(PRIMITIVES)
     assert data["edge"].tolist() == [e for e in EDGES for _ in PRIMITIVES]   # row-major: edge, then op
@@ -317,12 +322,12 @@ def test_heatmap_vega_data_is_the_weights_and_the_spec_only_the_mode(mode):
     assert data["label"][9] == f"c(k-1) -> 0, max_pool_3x3: weight {w[1, 1]:.6f}, change since start " \
                                f"{w[1, 1] - w0[1, 1]:+.6f}"
     # another step's weights change the data only: the browser keeps the chart and swaps its data
-    assert figures.heatmap_vega(_softmax(rng.normal(size=(14, 8))), title="Normal cell", mode=mode)[0] == spec
+    assert heatmaps.heatmap_vega(_softmax(rng.normal(size=(14, 8))), title="Normal cell", mode=mode)[0] == spec
     with pytest.raises(ValueError, match="mode="):
-        figures.heatmap_vega(w, mode="bogus")
+        heatmaps.heatmap_vega(w, mode="bogus")
 
 
-@pytest.mark.parametrize("curve", list(figures.CURVES))
+@pytest.mark.parametrize("curve", list(curves.CURVES))
 def test_curve_vega_draws_what_curve_figure_draws(curve):
     metrics = [
         {"step": 1, "epoch": 0, "train_loss": 2.3, "train_acc": 0.1, "valid_loss": 2.4, "valid_acc": 0.09,
@@ -334,8 +339,8 @@ def test_curve_vega_draws_what_curve_figure_draws(curve):
         {"step": 4, "epoch": 1, "train_loss": 1.8, "train_acc": 0.35, "valid_loss": 1.9, "valid_acc": 0.3,
          "w_lr": 0.04},
     ]
-    spec, data = figures.curve_vega(metrics, curve)
-    fig = figures.curve_figure(metrics, curve)
+    spec, data = curves.curve_vega(metrics, curve)
+    fig = curves.curve_figure(metrics, curve)
     lines = data[data["kind"] == "line"]
     assert spec["title"]["text"] == fig.layout.title.text
     assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [t.name for t in fig.data]
@@ -351,12 +356,13 @@ def test_curve_vega_draws_what_curve_figure_draws(curve):
         assert list(zip(mine["segment"], mine["x"], mine["y"], strict=True)) == segments
     assert data.loc[data["kind"] == "rule", "x"].tolist() == [shape.x0 for shape in fig.layout.shapes]
     assert spec["layer"][0]["encoding"]["y"]["scale"]["zero"] == (fig.layout.yaxis.rangemode == "tozero")
-    assert figures.curve_vega(metrics[:2], curve)[0] == spec   # new rows change the data only
+    assert curves.curve_vega(metrics[:2], curve)[0] == spec   # new rows change the data only
 
 
 def test_regularised_variants_state_their_schedule_from_a_real_network():
     """DARTS-, beta-DARTS and SDARTS-RS keep a scalar beside the alphas; the live panel says what it is now, read
     from the network's own state at an epoch (not a number typed here)."""
+    from engine import variants
     from engine.nn.supernet import SearchNetwork
 
     for variant, name, needle in [("darts_minus", "aux_skip_weight", "beta = "),
@@ -364,11 +370,11 @@ def test_regularised_variants_state_their_schedule_from_a_real_network():
         model = SearchNetwork(4, 10, 3, nodes=4, variant=variant)
         model.start_epoch(1, 3)
         arch = {k: np.asarray(v) for k, v in model.arch_state().items()}
-        text = figures.variant_state_text(variant, arch)
+        text = variants.state_text(arch, variant)
         value = float(arch[name].reshape(-1)[0])
         assert text is not None and needle in text and f"{value:.3g}"[:4] in text, (variant, text, value)
     a = np.zeros((14, 8))
-    assert figures.variant_state_text("darts", {"normal": a, "reduce": a}) is None
+    assert variants.state_text({"normal": a, "reduce": a}, "darts") is None
     pc = SearchNetwork(4, 10, 3, nodes=4, variant="beta_darts", variant_options={"beta_base": "pc_darts", "pc_k": 2})
     arch = {k: np.asarray(v) for k, v in pc.arch_state().items()}
-    assert len(figures.variant_state_figures("beta_darts", arch)) == 1  # on PC-DARTS: its edge weights too
+    assert len(variant_state.variant_state_figures("beta_darts", arch)) == 1  # on PC-DARTS: its edge weights too

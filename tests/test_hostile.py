@@ -18,7 +18,6 @@ import torch
 
 from engine.__main__ import main
 from engine.runs import rundir
-from engine.search.config import from_preset
 from engine.search.loop import run_search
 
 NESTED = "[" * 100_000
@@ -26,11 +25,11 @@ V2_TEXT = "Genotype(normal=[('sep_conv_3x3', 0)] * 8)"
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, smoke):
     """One finished smoke run, copied by each test that spoils it."""
     run_dir = tmp_path_factory.mktemp("hostile") / "run"
     run_dir.mkdir()
-    assert run_search(from_preset("smoke", {"epochs": 1}), run_dir) == "finished"
+    assert run_search(smoke.replace(epochs=1), run_dir) == "finished"
     return run_dir
 
 
@@ -148,7 +147,7 @@ def _files(run_dir):
 
 
 @pytest.fixture(scope="module")
-def stopped_run(tmp_path_factory):
+def stopped_run(tmp_path_factory, smoke):
     """A smoke run (3 epochs) stopped after step 2, with a checkpoint: what people resume."""
     from engine.runs.control import Control
     from engine.runs.hooks import Callback
@@ -161,7 +160,7 @@ def stopped_run(tmp_path_factory):
     control = Control()
     run_dir = tmp_path_factory.mktemp("stopped") / "run"
     run_dir.mkdir()
-    assert run_search(from_preset("smoke", {"epochs": 3}), run_dir, control=control, callbacks=[StopAt()]) == "stopped"
+    assert run_search(smoke.replace(epochs=3), run_dir, control=control, callbacks=[StopAt()]) == "stopped"
     return run_dir
 
 
@@ -247,7 +246,7 @@ def test_one_damaged_run_is_listed_as_unreadable_and_the_others_list_normally(fi
 
 
 @pytest.mark.parametrize("recover", [True, False], ids=["disk-fixed-then-resumed", "never-fixed-then-stopped"])
-def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
+def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover, smoke):
     """The disk refuses a write (alphas.jsonl becomes a directory: a real OS error, no mock): the search pauses
     with the reason as soon as the writer thread meets the error (a busy machine may let it lag a step or two, or
     reach the last step: then it pauses there, see the next test); lines wait in memory in order; fixed and
@@ -265,7 +264,7 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
                 asides.extend(block(alphas))
 
     (tmp_path / "run").mkdir()
-    job = Controller(from_preset("smoke", {"epochs": 3}), tmp_path / "run", callbacks=[Sabotage()]).start()
+    job = Controller(smoke.replace(epochs=3), tmp_path / "run", callbacks=[Sabotage()]).start()
     try:
         wait_for(lambda: job.snapshot().state == "paused", timeout=120)
         snap = job.snapshot()
@@ -288,7 +287,7 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover):
         job.join(60)
 
 
-def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path):
+def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path, smoke):
     """The failure is met only after the last step (the final genotype line: genotypes.jsonl is a directory by
     then): the run pauses at its end rather than ending failed, so a fixed disk and Resume still finish it with
     every line; before the fix it is `paused`, not `finished` or `failed`."""
@@ -306,7 +305,7 @@ def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path):
                 asides.extend(block(genotypes))
 
     run.mkdir()
-    job = Controller(from_preset("smoke", {"epochs": 2}), run, callbacks=[Sabotage()]).start()
+    job = Controller(smoke.replace(epochs=2), run, callbacks=[Sabotage()]).start()
     try:
         wait_for(lambda: job.snapshot().state in ("paused", "finished", "failed"), timeout=120)
         snap = job.snapshot()

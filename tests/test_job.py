@@ -9,7 +9,6 @@ import pytest
 from engine.jobs.controller import JobError, Registry
 from engine.runs import rundir
 from engine.runs.follow import Follower
-from engine.search.config import from_preset
 from engine.space.cnn.genotype import derive_genotype
 from tests.waiting import wait_for
 
@@ -21,8 +20,8 @@ def registry(runs_dir):
     reg.shutdown()
 
 
-def test_pause_step_resume_stop_from_another_thread(registry):
-    job = registry.start(from_preset("smoke", {"epochs": 200}))
+def test_pause_step_resume_stop_from_another_thread(registry, smoke):
+    job = registry.start(smoke.replace(epochs=200))
     wait_for(lambda: job.snapshot().step >= 2)
     job.pause()
     job.pause()                                            # idempotent
@@ -39,7 +38,7 @@ def test_pause_step_resume_stop_from_another_thread(registry):
     job.resume()
     wait_for(lambda: job.snapshot().step > s0 + 3)
     with pytest.raises(JobError, match="already running"):
-        registry.start(from_preset("smoke"))
+        registry.start(smoke)
     job.stop()
     job.stop()
     assert job.join(30)
@@ -48,16 +47,16 @@ def test_pause_step_resume_stop_from_another_thread(registry):
     assert len([t for t in threading.enumerate() if t.name.startswith("dartboard-search")]) == 0
 
 
-def test_stop_while_paused_ends_stopped(registry):
-    job = registry.start(from_preset("smoke", {"epochs": 200}))
+def test_stop_while_paused_ends_stopped(registry, smoke):
+    job = registry.start(smoke.replace(epochs=200))
     job.pause()
     wait_for(lambda: job.snapshot().state == "paused")
     job.stop()
     assert job.join(30) and job.snapshot().state == "stopped"
 
 
-def test_snapshots_are_consistent_under_concurrent_readers(registry):
-    job = registry.start(from_preset("smoke", {"epochs": 15}))
+def test_snapshots_are_consistent_under_concurrent_readers(registry, smoke):
+    job = registry.start(smoke.replace(epochs=15))
     problems, reads = [], [0]
 
     def reader():
@@ -90,8 +89,8 @@ def test_snapshots_are_consistent_under_concurrent_readers(registry):
     assert reads[0] > 100 and job.snapshot().state == "finished"
 
 
-def test_follower_reads_a_run_and_controls_it_through_control_json(registry, runs_dir):
-    job = registry.start(from_preset("smoke", {"epochs": 200}))
+def test_follower_reads_a_run_and_controls_it_through_control_json(registry, runs_dir, smoke):
+    job = registry.start(smoke.replace(epochs=200))
     wait_for(lambda: (job.run_dir / "config.json").exists())
     follower = Follower(job.run_dir, min_interval_s=0.0)
     wait_for(lambda: follower.snapshot().step >= 2)
@@ -106,17 +105,17 @@ def test_follower_reads_a_run_and_controls_it_through_control_json(registry, run
     assert registry.follow(job.run_dir).snapshot().state == "stopped"
 
 
-def test_a_failed_run_keeps_the_process_up_and_the_registry_usable(registry, tmp_path):
-    job = registry.start(from_preset("smoke").replace(dataset="imagefolder", data_root=str(tmp_path / "none"),
+def test_a_failed_run_keeps_the_process_up_and_the_registry_usable(registry, tmp_path, smoke):
+    job = registry.start(smoke.replace(dataset="imagefolder", data_root=str(tmp_path / "none"),
                                                       image_size=8))
     assert job.join(30)
     assert job.snapshot().state == "failed" and "none" in job.snapshot().error
-    ok = registry.start(from_preset("smoke", {"epochs": 1}))
+    ok = registry.start(smoke.replace(epochs=1))
     assert ok.join(60) and ok.snapshot().state == "finished"
 
 
-def test_resume_a_stopped_run_from_the_registry(registry):
-    job = registry.start(from_preset("smoke", {"epochs": 3}))
+def test_resume_a_stopped_run_from_the_registry(registry, smoke):
+    job = registry.start(smoke.replace(epochs=3))
     wait_for(lambda: job.snapshot().step >= 1)
     job.stop()
     assert job.join(30)

@@ -1,8 +1,8 @@
-"""The live ticker waits for the step's expected end after a tick that found nothing new (app/views/live.py)."""
+"""The live ticker waits for the step's expected end after a tick that found nothing new (app/panels/live.py)."""
 
 import pytest
 
-from app.views.live import LONGEST_TICK_S, TICK_MARGIN_S, next_tick_s
+from app.panels.live import LONGEST_TICK_S, TICK_MARGIN_S, next_tick_s
 from engine.runs.snapshot import Snapshot
 
 

@@ -11,7 +11,6 @@ from engine.runs.checkpoint import load_checkpoint
 from engine.runs.control import Control
 from engine.runs.hooks import Callback
 from engine.runs.snapshot import SnapshotBox
-from engine.search.config import from_preset
 from engine.search.loop import run_search
 from engine.space.cnn.genotype import Genotype, derive_genotype
 
@@ -38,17 +37,11 @@ class Recorder(Callback):
         self.events.append(("end", status["state"]))
 
 
-def _run(tmp_path, name, config, **kw):
-    run_dir = tmp_path / name
-    run_dir.mkdir()
-    return run_dir, run_search(config, run_dir, **kw)
-
-
-def test_finished_run_writes_every_file_and_the_final_genotype(tmp_path):
-    cfg = from_preset("smoke")
+def test_finished_run_writes_every_file_and_the_final_genotype(smoke, search_run):
+    cfg = smoke
     rec = Recorder()
     box = SnapshotBox()
-    run_dir, state = _run(tmp_path, "a", cfg, callbacks=[rec], box=box)
+    run_dir, state = search_run("a", cfg, callbacks=[rec], box=box)
     assert state == "finished"
     spe = 2  # smoke: 32 images -> 16/16 split, batch 8
     steps = [("step", s) for s in range(1, cfg.epochs * spe + 1)]
@@ -77,12 +70,12 @@ def test_finished_run_writes_every_file_and_the_final_genotype(tmp_path):
     assert ckpt["step"] == cfg.epochs * spe and "alphas_normal" in ckpt["model"]
 
 
-def test_stop_and_resume_matches_an_uninterrupted_run(tmp_path):
-    cfg = from_preset("smoke", {"epochs": 3})
-    full_dir, state = _run(tmp_path, "full", cfg)
+def test_stop_and_resume_matches_an_uninterrupted_run(smoke, search_run):
+    cfg = smoke.replace(epochs=3)
+    full_dir, state = search_run("full", cfg)
     assert state == "finished"
     control = Control()
-    part_dir, state = _run(tmp_path, "part", cfg, control=control, callbacks=[Recorder(stop_at=3, control=control)])
+    part_dir, state = search_run("part", cfg, control=control, callbacks=[Recorder(stop_at=3, control=control)])
     assert state == "stopped"
     assert rundir.read_status(part_dir)["state"] == "stopped"
     stopped_row = rundir.read_genotypes(part_dir)[-1]            # the genotype after the last step, on stop
@@ -100,10 +93,10 @@ def test_stop_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert rundir.read_config(part_dir)["resumed"][0]["step"] == 3
 
 
-def test_resume_refuses_to_change_what_is_searched(tmp_path):
-    cfg = from_preset("smoke")
+def test_resume_refuses_to_change_what_is_searched(smoke, search_run):
+    cfg = smoke
     control = Control()
-    run_dir, _ = _run(tmp_path, "r", cfg, control=control, callbacks=[Recorder(stop_at=1, control=control)])
+    run_dir, _ = search_run("r", cfg, control=control, callbacks=[Recorder(stop_at=1, control=control)])
     state = run_search(cfg.replace(init_channels=8), run_dir, resume=True, box=(box := SnapshotBox()))
     assert state == "failed" and "init_channels" in box.get().error and "resumed" in box.get().error
     state = run_search(cfg.replace(w_lr=0.01), run_dir, resume=True)   # a learning rate may change
@@ -111,7 +104,7 @@ def test_resume_refuses_to_change_what_is_searched(tmp_path):
     assert rundir.read_config(run_dir)["config"]["w_lr"] == 0.01
 
 
-def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypatch):
+def test_non_finite_loss_rolls_back_and_pauses_with_a_message(monkeypatch, smoke, search_run):
     from engine.search import data as data_mod
 
     real = data_mod.SearchData.batches
@@ -133,7 +126,7 @@ def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypa
             if status["state"] == "paused":
                 control.stop()
 
-    run_dir, state = _run(tmp_path, "nan", from_preset("smoke"), control=control, callbacks=[Watch()], box=box)
+    run_dir, state = search_run("nan", smoke, control=control, callbacks=[Watch()], box=box)
     paused = [m for s, m in seen if s == "paused"]
     assert paused and "non-finite loss at step 2" in paused[0] and "w_lr" in paused[0]
     assert "rolled back to the checkpoint at step 0" in paused[0]
@@ -145,7 +138,7 @@ def test_non_finite_loss_rolls_back_and_pauses_with_a_message(tmp_path, monkeypa
     assert box.get().genotype == derive_genotype(box.get().alphas["normal"], box.get().alphas["reduce"])
 
 
-def test_an_exception_ends_the_run_failed_with_the_traceback(tmp_path, monkeypatch):
+def test_an_exception_ends_the_run_failed_with_the_traceback(monkeypatch, smoke, search_run):
     from engine.search import architect
 
     calls = {"n": 0}
@@ -160,7 +153,7 @@ def test_an_exception_ends_the_run_failed_with_the_traceback(tmp_path, monkeypat
     monkeypatch.setattr(architect.Architect, "step", broken)
     rec = Recorder()
     box = SnapshotBox()
-    run_dir, state = _run(tmp_path, "boom", from_preset("smoke"), callbacks=[rec], box=box)
+    run_dir, state = search_run("boom", smoke, callbacks=[rec], box=box)
     assert state == "failed"
     status = rundir.read_status(run_dir)
     assert status["state"] == "failed" and "boom in the arch step" in status["error"]
@@ -169,23 +162,23 @@ def test_an_exception_ends_the_run_failed_with_the_traceback(tmp_path, monkeypat
     assert rec.events[-2:] == ["exception", ("end", "failed")]
 
 
-def test_a_missing_dataset_fails_clearly_and_leaves_no_empty_run(tmp_path):
-    cfg = from_preset("smoke").replace(dataset="cifar10", data_root=str(tmp_path / "nowhere"), image_size=None)
+def test_a_missing_dataset_fails_clearly_and_leaves_no_empty_run(tmp_path, smoke, search_run):
+    cfg = smoke.replace(dataset="cifar10", data_root=str(tmp_path / "nowhere"), image_size=None)
     box = SnapshotBox()
-    run_dir, state = _run(tmp_path, "nodata", cfg, box=box)
+    run_dir, state = search_run("nodata", cfg, box=box)
     assert state == "failed"
     assert "nowhere" in box.get().error and "download" in box.get().error
     assert not run_dir.exists()
 
 
-def test_amp_runs_on_the_cpu(tmp_path):
-    run_dir, state = _run(tmp_path, "amp", from_preset("smoke", {"amp": True, "epochs": 1}))
+def test_amp_runs_on_the_cpu(smoke, search_run):
+    run_dir, state = search_run("amp", smoke.replace(amp=True, epochs=1))
     assert state == "finished"
     assert all(np.isfinite(m["train_loss"]) for m in rundir.read_metrics(run_dir))
     assert json.loads((run_dir / "config.json").read_text())["config"]["amp"] is True
 
 
-def test_rows_written_at_an_epoch_boundary_name_the_epoch_that_ended(tmp_path):
+def test_rows_written_at_an_epoch_boundary_name_the_epoch_that_ended(smoke, search_run):
     """A Derive and a Stop taken as epoch 0 ends: their rows sit at epoch 0's last step and say epoch 0, as its
     epoch_end row does (the loop's position has already moved on to epoch 1)."""
 
@@ -197,9 +190,9 @@ def test_rows_written_at_an_epoch_boundary_name_the_epoch_that_ended(tmp_path):
             self.control.derive_now()
             self.control.stop()
 
-    cfg = from_preset("smoke", {"epochs": 3})
+    cfg = smoke.replace(epochs=3)
     control = Control()
-    run_dir, state = _run(tmp_path, "edge", cfg, control=control, callbacks=[DeriveAndStopAtEpochEnd(control)])
+    run_dir, state = search_run("edge", cfg, control=control, callbacks=[DeriveAndStopAtEpochEnd(control)])
     assert state == "stopped"
     rows = rundir.read_genotypes(run_dir)
     assert [(r["kind"], r["step"], r["epoch"]) for r in rows] == [("epoch_end", 2, 0), ("derive", 2, 0),

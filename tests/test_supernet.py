@@ -10,6 +10,7 @@ from engine import variants
 from engine.nn.ops import DilatedDepthwise
 from engine.nn.supernet import SearchNetwork
 from engine.search import config
+from engine.search.build import build_network
 from engine.space.cnn.cell import PRIMITIVES, num_edges
 
 
@@ -71,9 +72,9 @@ def test_odd_image_size():
     assert SearchNetwork(4, 5, 3, in_channels=1)(torch.randn(2, 1, 9, 9)).shape == (2, 5)
 
 
-def test_from_config_and_model_args_rebuild_the_network():
+def test_build_network_and_model_args_rebuild_the_network():
     cfg = config.PRESETS["smoke"]
-    net = SearchNetwork.from_config(cfg, in_channels=1, num_classes=7)
+    net = build_network(cfg, in_channels=1, num_classes=7)
     twin = SearchNetwork(**net.model_args)
     twin.load_state_dict(net.state_dict())
     assert net.model_args["in_channels"] == 1 and net.classifier.out_features == 7

@@ -9,7 +9,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from engine.runs import rundir
 from engine.runs.control import Control
 from engine.runs.hooks import Callback
-from engine.search.config import from_preset
 from engine.search.loop import run_search
 
 
@@ -28,8 +27,8 @@ class _StopAt(Callback):
             self.control.stop()
 
 
-def test_a_search_opens_in_tensorboard_with_the_run_directorys_numbers(tmp_path):
-    cfg = from_preset("smoke", {"epochs": 2})
+def test_a_search_opens_in_tensorboard_with_the_run_directorys_numbers(tmp_path, smoke):
+    cfg = smoke.replace(epochs=2)
     assert run_search(cfg, tmp_path) == "finished"
     acc = _read(tmp_path)
     metrics = rundir.read_metrics(tmp_path)
@@ -46,7 +45,7 @@ def test_a_search_opens_in_tensorboard_with_the_run_directorys_numbers(tmp_path)
     assert len(texts) == cfg.epochs and b"Genotype(normal=" in texts[-1].tensor_proto.string_val[0]
 
 
-def test_a_resume_purges_the_steps_it_redoes(tmp_path):
+def test_a_resume_purges_the_steps_it_redoes(tmp_path, smoke):
     """A process dies after logging steps past its last checkpoint; the resume redoes them. TensorBoard must
     show each step once (SummaryWriter's purge_step), as metrics.jsonl does."""
     from engine.runs.checkpoint import save_checkpoint
@@ -57,7 +56,7 @@ def test_a_resume_purges_the_steps_it_redoes(tmp_path):
                 save_checkpoint(tmp_path / "epoch.pt", event.checkpoint)
             super().on_step_end(event)
 
-    cfg = from_preset("smoke", {"epochs": 3, "checkpoint_every_s": 1e6})
+    cfg = smoke.replace(epochs=3, checkpoint_every_s=1e6)
     control = Control()
     assert run_search(cfg, tmp_path, control=control, callbacks=[KeepEpochCheckpoint(control, 3)]) == "stopped"
     (tmp_path / "epoch.pt").replace(tmp_path / rundir.CHECKPOINT)  # as if killed after logging step 3
@@ -67,12 +66,11 @@ def test_a_resume_purges_the_steps_it_redoes(tmp_path):
     assert steps == [m["step"] for m in rundir.read_metrics(tmp_path)] == list(range(1, 7))
 
 
-def test_a_training_opens_in_tensorboard_with_its_test_accuracy(tmp_path):
+def test_a_training_opens_in_tensorboard_with_its_test_accuracy(tmp_path, train_smoke):
     from engine.space.cnn.genotype import KNOWN_GENOTYPES
-    from engine.train.config import from_train_preset
     from engine.train.loop import run_training
 
-    assert run_training(from_train_preset("train-smoke"), KNOWN_GENOTYPES["DARTS_V2"], tmp_path) == "finished"
+    assert run_training(train_smoke, KNOWN_GENOTYPES["DARTS_V2"], tmp_path) == "finished"
     acc = _read(tmp_path)
     ends = [m for m in rundir.read_metrics(tmp_path) if "test_acc" in m]
     events = acc.Scalars("accuracy/test")

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
 from app import state
-from app.views.train import curves_frame, genotype_choices
+from app.screens.train import curves_frame, genotype_choices
 from engine.runs import catalog
 from tests.waiting import wait_for
-
-
-def _page() -> AppTest:
-    def script():
-        from app.views import train
-
-        train.page()
-    return AppTest.from_function(script, default_timeout=60)
 
 
 def test_choices_and_curves_frame():
@@ -25,8 +15,8 @@ def test_choices_and_curves_frame():
     assert list(frame.index) == [1, 2] and frame.loc[2, "test_acc"] == 0.55
 
 
-def test_start_a_training_watch_it_and_stop_it(app_runs):
-    at = _page().run()
+def test_start_a_training_watch_it_and_stop_it(app_runs, page):
+    at = page("train").run()
     assert not at.exception and any("Start training" in i.value for i in at.info)
     at.selectbox(key="train.genotype").set_value("random cell (seed below)").run()
     at.number_input(key="train.seed").set_value(5).run()

@@ -21,13 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 V2 = KNOWN_GENOTYPES["DARTS_V2"]
 
 
-def cli(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    if check and p.returncode != 0:
-        raise AssertionError(f"exit {p.returncode}: {p.stderr}")
-    return p
-
-
 def _search_dir(root: Path, rows: list[dict] | None) -> Path:
     run = root / "search"
     run.mkdir()
@@ -77,7 +70,7 @@ def test_unknown_preset_exits_2(capsys):
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
-def test_train_export_and_list(runs_dir, capsys):
+def test_train_export_and_list(runs_dir, capsys, cli):
     p = cli("train", "random:3", "--preset", "train-smoke", "--runs-dir", str(runs_dir))
     assert "finished" in p.stderr and "test_acc" in p.stderr
     run = next(runs_dir.iterdir())
@@ -96,7 +89,7 @@ def test_train_export_and_list(runs_dir, capsys):
     assert run.name in listing and "finished" in listing and "test" in listing
 
 
-def test_sigkill_then_resume_redoes_only_the_lost_steps(runs_dir):
+def test_sigkill_then_resume_redoes_only_the_lost_steps(runs_dir, cli):
     proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "DARTS_V2", "--preset", "train-smoke",
                              "--runs-dir", str(runs_dir), "--set", "epochs=15", "--set", "checkpoint_every_s=0.2"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -141,7 +134,7 @@ def test_follow_and_control_a_training_of_another_process(runs_dir):
             proc.kill()
 
 
-def test_compare_trains_found_darts_v2_and_random_cells(tmp_path, runs_dir):
+def test_compare_trains_found_darts_v2_and_random_cells(tmp_path, runs_dir, cli):
     search = _search_dir(tmp_path, [{"step": 4, "epoch": 0, "kind": "final", "genotype": V2.to_dict()}])
     p = cli("compare", str(search), "--preset", "train-smoke", "--random", "1", "--set", "epochs=1",
             "--runs-dir", str(runs_dir))

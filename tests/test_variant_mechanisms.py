@@ -138,11 +138,11 @@ def test_gdas_hard_sample_is_one_hot_and_its_gradient_is_the_soft_one():
     torch.testing.assert_close(g_edge, g_want)
 
 
-def test_gdas_temperature_anneals_and_is_recorded_beside_the_alphas(tmp_path):
+def test_gdas_temperature_anneals_and_is_recorded_beside_the_alphas(tmp_path, smoke):
     assert tau_at(0, 5, 10.0, 0.1) == 10.0 and tau_at(4, 5, 10.0, 0.1) == pytest.approx(0.1)
     taus = [tau_at(e, 5, 10.0, 0.1) for e in range(5)]
     assert taus == sorted(taus, reverse=True)
-    cfg = from_preset("smoke", {"variant": "gdas", "epochs": 3})
+    cfg = smoke.replace(variant="gdas", epochs=3)
     run = tmp_path / "run"
     run.mkdir()
     assert run_search(cfg, run) == "finished"
@@ -245,8 +245,8 @@ def test_a_thresholded_genotype_builds_counts_draws_and_exports():
     text = genotype_to("darts", g)
     assert "normal_fanin=[2, 1, 0, 1]" in text and Genotype.parse(text) == g
 
-    from app import figures
-    frame = figures.genotype_frame(g)
+    from app.figures import tables
+    frame = tables.genotype_frame(g)
     assert len(frame) == 2 * 4  # one row per kept (op, input) pair of both cells
 
 
@@ -313,18 +313,21 @@ def test_every_variant_works_with_the_presets_and_has_a_paper_preset():
     assert PRESETS["pc-darts-cifar10"].arch_warmup_epochs == 15 and PRESETS["pc-darts-cifar10"].batch_size == 256
 
 
-def test_the_torch_free_table_agrees_with_the_variant_classes():
-    defaults = {f: getattr(SearchConfig(), f) for f in variants.all_variant_options()}
+def test_each_variant_declares_its_options_once_and_the_config_reads_them():
+    """One declaration per option: the variant's defaults, SearchConfig's and `--set`'s types are all read from it."""
+    cfg, keys = SearchConfig(), SearchConfig.known_keys()
     for name in variants.variant_names():
-        cls = type(variants.make_variant(name))
-        assert cls.options == variants.variant_options(name)
-        assert cls.no_second_order == variants.second_order_refusal(name)
-        assert cls.summary == variants.variant_summary(name)
-        assert {k: defaults[k] for k in cls.options} == cls.defaults
+        cls = variants.variant_class(name)
+        assert cls.summary and cls.paper and (cls.lesson or name == "darts"), name
+        live = variants.make_variant(name)
+        for option in cls.options:
+            assert live.config[option.name] == option.default == getattr(cfg, option.name), option.name
+            assert keys[option.name][0] == option.default and option.label and option.help and option.allowed
+            assert variants.option_spec(option.name) is option
 
 
-def test_arch_warmup_freezes_the_architecture_for_its_epochs(tmp_path):
-    cfg = from_preset("smoke", {"variant": "pc_darts", "epochs": 2, "arch_warmup_epochs": 1, "a_lr": 0.05})
+def test_arch_warmup_freezes_the_architecture_for_its_epochs(tmp_path, smoke):
+    cfg = smoke.replace(variant="pc_darts", epochs=2, arch_warmup_epochs=1, a_lr=0.05)
     run = tmp_path / "run"
     run.mkdir()
     assert run_search(cfg, run) == "finished"
@@ -344,7 +347,7 @@ def test_arch_warmup_freezes_the_architecture_for_its_epochs(tmp_path):
 def _setup_script():
     import streamlit as st
 
-    from app.views import setup
+    from app.panels import setup
 
     with st.sidebar:
         setup.render(lambda config: None, busy=False)
@@ -375,7 +378,7 @@ def test_sidebar_shows_the_chosen_variants_options_and_validates_them():
 
 
 def _state_script(variant: str):
-    from app.views import variant_state
+    from app.panels import variant_state
     from engine.nn.supernet import SearchNetwork
     from engine.runs.snapshot import Snapshot
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from app import figures
+from app.figures import heatmaps, replay
 from engine import variants
 from engine.nn.supernet import SearchNetwork
 from engine.runs import rundir
@@ -25,7 +25,7 @@ from engine.runs.export import alphas_csv, write_export
 from engine.runs.follow import snapshot_from_dir
 from engine.runs.hooks import Callback
 from engine.runs.snapshot import SnapshotBox
-from engine.search.config import from_preset
+from engine.search.build import build_network
 from engine.search.loop import run_search
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
 from engine.space.cnn.genotype import Genotype, derive_genotype, genotype_from_weights
@@ -92,8 +92,8 @@ def test_registry_refuses_bad_names_and_duplicates(reversed_variant):
     assert reversed_variant in variants.variant_names() and variants.variant_names()[0] == "darts"
 
 
-def test_a_second_variant_is_shown_derived_replayed_exported_and_resumed_its_own_way(tmp_path, reversed_variant):
-    cfg = from_preset("smoke", {"variant": reversed_variant, "a_lr": 0.05, "epochs": 2})
+def test_a_second_variant_is_shown_derived_replayed_exported_and_resumed_its_own_way(tmp_path, reversed_variant, smoke):
+    cfg = smoke.replace(variant=reversed_variant, a_lr=0.05, epochs=2)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     control, box = Control(), SnapshotBox()
@@ -121,8 +121,8 @@ def test_a_second_variant_is_shown_derived_replayed_exported_and_resumed_its_own
     last = rundir.read_alphas(run_dir)[-1]
     for kind in CELL_KINDS:
         np.testing.assert_allclose(followed.weights[kind], _reversed(np.asarray(last[kind])), atol=1e-9)
-        np.testing.assert_allclose(figures.record_weights(last, reversed_variant)[kind], followed.weights[kind])
-    assert figures.record_genotype(last, reversed_variant) == genotype_from_weights(
+        np.testing.assert_allclose(replay.record_weights(last, reversed_variant)[kind], followed.weights[kind])
+    assert replay.record_genotype(last, reversed_variant) == genotype_from_weights(
         followed.weights["normal"], followed.weights["reduce"])
 
     # the alphas CSV: the weight column is the variant's (the command line's export reads the run's config)
@@ -140,16 +140,16 @@ def test_a_second_variant_is_shown_derived_replayed_exported_and_resumed_its_own
     final = rundir.read_genotypes(run_dir)[-1]
     last = rundir.read_alphas(run_dir)[-1]
     assert final["kind"] == "final" and final["step"] == last["step"]
-    assert Genotype.from_dict(final["genotype"]) == figures.record_genotype(last, reversed_variant)
+    assert Genotype.from_dict(final["genotype"]) == replay.record_genotype(last, reversed_variant)
 
 
 @pytest.mark.parametrize("nodes", [1, 3, 5])
-def test_every_path_follows_the_number_of_nodes(tmp_path, nodes):
+def test_every_path_follows_the_number_of_nodes(tmp_path, nodes, smoke):
     """A search with `nodes` intermediate nodes derives, exports, draws and builds cells of that many nodes."""
     from engine.nn.network import NetworkCIFAR, count_cifar_parameters, count_parameters
     from engine.runs.export import cell_dot, genotype_to
 
-    cfg = from_preset("smoke", {"nodes": nodes, "epochs": 1})
+    cfg = smoke.replace(nodes=nodes, epochs=1)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     assert run_search(cfg, run_dir) == "finished"
@@ -165,16 +165,23 @@ def test_every_path_follows_the_number_of_nodes(tmp_path, nodes):
     assert count_parameters(net) == count_cifar_parameters(4, 4, 3, final)
     logits, _ = net(torch.randn(2, 3, 8, 8))
     assert logits.shape == (2, 4)
-    assert len(figures.weights_frame(variants.record_weights(rundir.read_alphas(run_dir)[-1])["normal"])) == (
+    assert len(heatmaps.weights_frame(variants.record_weights(rundir.read_alphas(run_dir)[-1])["normal"])) == (
         num_edges(nodes))
 
 
 def test_importing_the_engine_and_the_figures_does_not_load_torch():
     code = ("import sys, engine, engine.search.config, engine.space.cnn.genotype, engine.runs.export\n"
             "import engine.runs.catalog\n"
-            "import app.figures\n"
+            "import app.figures.cells_dot, app.figures.collapse, app.figures.curves, app.figures.tables\n"
+            "import app.figures.heatmaps, app.figures.labels, app.figures.replay, app.figures.variant_state\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n"
             "assert engine.SearchConfig is engine.search.config.SearchConfig and 'torch' not in sys.modules\n"
+            "from engine import variants\n"  # the declarations, and validation built from them, need no torch
+            "cfg = engine.search.config.from_preset('smoke', {'variant': 'pc_darts', 'pc_k': 2})\n"
+            "labels = [o.label for n in variants.variant_names() for o in variants.variant_class(n).options]\n"
+            "assert cfg.pc_k == 2 and 'K (partial channels)' in labels and variants.variant_class('gdas').lesson\n"
+            "assert engine.search.config.config_errors('smoke', {'variant': 'gdas', 'gdas_tau_min': 20.0})\n"
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n"
             "engine.Controller\n"
             "assert 'torch' in sys.modules\n"
             "print('ok')\n")
@@ -184,7 +191,7 @@ def test_importing_the_engine_and_the_figures_does_not_load_torch():
 
 @pytest.mark.parametrize("order", ["first", "second"])
 @pytest.mark.parametrize("name", variants.variant_names())
-def test_every_variant_searches_derives_resumes_exactly_and_follows(tmp_path, name, order):
+def test_every_variant_searches_derives_resumes_exactly_and_follows(tmp_path, name, order, smoke):
     """A few smoke steps of each variant: its genotypes are its own derivation of the logged parameters, a search
     stopped mid-epoch and resumed ends with the alphas (and extras) of an uninterrupted one, and follow mode shows
     the variant's weights. Second order where the variant takes it; a one-line refusal where it does not."""
@@ -194,9 +201,9 @@ def test_every_variant_searches_derives_resumes_exactly_and_follows(tmp_path, na
 
     if order == "second" and variants.second_order_refusal(name):
         with pytest.raises(ConfigError, match=f"first with variant={name}"):
-            from_preset("smoke", {"variant": name, "order": order})
+            smoke.replace(variant=name, order=order)
         return
-    cfg = from_preset("smoke", {"variant": name, "order": order, "a_lr": 0.05})
+    cfg = smoke.replace(variant=name, order=order, a_lr=0.05)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     whole.mkdir()
     cut.mkdir()
@@ -214,7 +221,7 @@ def test_every_variant_searches_derives_resumes_exactly_and_follows(tmp_path, na
         for key, value in variants.arch_of(a).items():
             np.testing.assert_allclose(variants.arch_of(b)[key], value, atol=1e-6, rtol=0, err_msg=key)
     model, model_cut = (load_checkpoint(d / rundir.CHECKPOINT)["model"] for d in (whole, cut))
-    net = SearchNetwork.from_config(cfg, 3, 4)
+    net = build_network(cfg, 3, 4)
     for key in [*net._arch_attrs.values(), *net._state_attrs.values()]:
         torch.testing.assert_close(model_cut[key], model[key], atol=1e-6, rtol=0)
     for key in model:  # the weights too

@@ -23,7 +23,6 @@ from engine.nn.supernet import MixedOp, SearchNetwork
 from engine.runs import rundir
 from engine.search.architect import Architect
 from engine.search.config import PRESETS, SearchConfig, from_preset
-from engine.search.loop import run_search
 from engine.search.step import bilevel_step
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
 from engine.variants.beta_darts import beta_decay_loss, beta_weight_at
@@ -33,18 +32,21 @@ from engine.variants.sdarts_rs import epsilon_at, perturb, project_rows
 OPS = len(PRIMITIVES)
 
 
-def _run(tmp_path, **changes):
-    cfg = from_preset("smoke", {"a_lr": 0.05, **changes})
-    run = tmp_path / "run"
-    run.mkdir()
-    assert run_search(cfg, run) == "finished"
-    return cfg, rundir.read_alphas(run)
+@pytest.fixture
+def searched(search_run, smoke):
+    """`searched(**changes)`: `smoke` with a_lr 0.05 and `changes`, searched to its end: (config, alphas rows)."""
+    def run(**changes):
+        cfg = smoke.replace(**{"a_lr": 0.05, **changes})
+        run_dir, state = search_run("run", cfg)
+        assert state == "finished"
+        return cfg, rundir.read_alphas(run_dir)
+    return run
 
 
 # ---------------------------------------------------------------- DARTS-
-def test_darts_minus_aux_weight_is_one_at_the_first_step_and_zero_at_the_last(tmp_path):
+def test_darts_minus_aux_weight_is_one_at_the_first_step_and_zero_at_the_last(searched):
     assert [aux_weight_at(e, 5, 1.0) for e in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
-    _, rows = _run(tmp_path, variant="darts_minus", epochs=3)
+    _, rows = searched(variant="darts_minus", epochs=3)
     assert rows[0]["step"] == 1 and rows[0]["aux_skip_weight"] == 1.0  # the weight step 1 ran with
     assert rows[-1]["aux_skip_weight"] == 0.0
     by_epoch = {r["epoch"]: r["aux_skip_weight"] for r in rows}
@@ -102,9 +104,9 @@ def test_beta_decay_loss_is_its_formula_and_its_gradient_pulls_the_strongest_alp
         assert (torch.softmax(after, -1).std(-1) < torch.softmax(a[kind].detach(), -1).std(-1)).all()
 
 
-def test_beta_decay_weight_grows_linearly_and_reaches_the_architecture_gradient(tmp_path):
+def test_beta_decay_weight_grows_linearly_and_reaches_the_architecture_gradient(searched):
     assert [beta_weight_at(e, 4, 50.0) for e in range(4)] == [0.0, 12.5, 25.0, 37.5]
-    _, rows = _run(tmp_path, variant="beta_darts", epochs=3, beta_decay_weight=30.0)
+    _, rows = searched(variant="beta_darts", epochs=3, beta_decay_weight=30.0)
     assert {r["epoch"]: r["beta_weight"] for r in rows} == {0: 0.0, 1: 10.0, 2: 20.0}
     torch.manual_seed(0)
     net = SearchNetwork(4, 3, 3, variant="beta_darts", nodes=2, fast=False)
@@ -118,7 +120,7 @@ def test_beta_decay_weight_grows_linearly_and_reaches_the_architecture_gradient(
         torch.testing.assert_close(g, w)
 
 
-def test_beta_darts_on_pc_darts_has_partial_channels_edge_weights_and_the_regulariser(tmp_path):
+def test_beta_darts_on_pc_darts_has_partial_channels_edge_weights_and_the_regulariser(searched):
     net = SearchNetwork(8, 3, 3, variant="beta_darts", nodes=2,
                         variant_options={"beta_base": "pc_darts", "pc_k": 4})
     assert net.variant.partial_channels == 4
@@ -138,7 +140,7 @@ def test_beta_darts_on_pc_darts_has_partial_channels_edge_weights_and_the_regula
     arch = net.arch_state()
     mine = variants.derive(arch, {"variant": "beta_darts", "beta_base": "pc_darts"})
     assert mine == variants.derive(arch, "pc_darts")
-    cfg, rows = _run(tmp_path, variant="beta_darts", beta_base="pc_darts", pc_k=2)
+    cfg, rows = searched(variant="beta_darts", beta_base="pc_darts", pc_k=2)
     assert {"betas_normal", "beta_weight"} <= set(rows[-1])
 
 

@@ -70,9 +70,9 @@ def collect_errors(build: Any) -> list[ConfigError]:
     return sink
 
 
-def check_known(config_class: type, data: Mapping[str, Any]) -> None:
-    """A ConfigError for the first key of `data` that is no field of `config_class` (a typo is never ignored)."""
-    names = {f.name for f in fields(config_class)}
+def check_known(config_class: type[FrozenConfig], data: Mapping[str, Any]) -> None:
+    """A ConfigError for the first key of `data` that `config_class` does not know (a typo is never ignored)."""
+    names = set(config_class.known_keys())
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(unknown[0], data[unknown[0]], f"unknown field; known fields: {', '.join(sorted(names))}")
@@ -80,6 +80,12 @@ def check_known(config_class: type, data: Mapping[str, Any]) -> None:
 
 class FrozenConfig:
     """Base of the engine's frozen config dataclasses: built once, validated, copied with `replace`."""
+
+    @classmethod
+    def known_keys(cls) -> dict[str, tuple[Any, str]]:
+        """Every key a flat mapping of this config (`from_dict`, `--set`) may hold -> (default, type): its dataclass
+        fields; a subclass that takes more keys (SearchConfig's variant options) adds them."""
+        return {f.name: (f.default, str(f.type)) for f in fields(cls)}  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         # JSON has no tuples: a tuple field (a_betas) is written as a list and read back by __post_init__.
@@ -98,12 +104,12 @@ class FrozenConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _coerce(field: dataclasses.Field, text: str) -> Any:
-    """Turn the text of `--set name=text` into the field's type (no eval). A field whose default is None and
+def _coerce(name: str, default: Any, type_text: str, text: str) -> Any:
+    """Turn the text of `--set name=text` into the key's type (no eval). A key whose default is None and
     whose type admits an int (`int | None`) takes an integer, or none/null."""
-    name, default, t = field.name, field.default, text.strip()
-    optional_int = default is None and "int" in str(field.type)
-    optional_float = default is None and "float" in str(field.type)  # cost_budget
+    t = text.strip()
+    optional_int = default is None and "int" in type_text
+    optional_float = default is None and "float" in type_text  # cost_budget
     if t.lower() in ("none", "null") and (optional_int or optional_float):
         return None
     try:
@@ -126,10 +132,10 @@ def _coerce(field: dataclasses.Field, text: str) -> Any:
     return t
 
 
-def parse_overrides(pairs: list[str], config_class: type) -> dict[str, Any]:
+def parse_overrides(pairs: list[str], config_class: type[FrozenConfig]) -> dict[str, Any]:
     """Parse `key=value` strings from the command line into typed overrides of `config_class` (a frozen config
     dataclass: SearchConfig or TrainConfig)."""
-    by_name = {f.name: f for f in fields(config_class)}
+    by_name = config_class.known_keys()
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -138,5 +144,5 @@ def parse_overrides(pairs: list[str], config_class: type) -> dict[str, Any]:
         key = key.strip()
         if key not in by_name:
             raise ConfigError(key, text, f"unknown field; known fields: {', '.join(sorted(by_name))}")
-        out[key] = _coerce(by_name[key], text)
+        out[key] = _coerce(key, *by_name[key], text)
     return out

@@ -17,7 +17,7 @@ from engine.nn.ops import OPS, FactorizedReduce, Identity, ReLUConvBN
 from engine.space.cnn.genotype import Genotype
 
 __all__ = ["EvalCell", "NetworkCIFAR", "NetworkImageNet", "AuxiliaryHeadCIFAR", "AuxiliaryHeadImageNet",
-           "drop_path", "count_parameters", "count_cifar_parameters", "count_multiply_adds"]
+           "drop_path", "count_parameters", "count_cifar_parameters", "count_multiply_adds", "cifar_costs"]
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -248,3 +248,16 @@ def count_multiply_adds(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 3
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2 // input_size[0]
+
+
+def cifar_costs(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10, in_channels: int = 3,
+                image_size: int | None = None) -> tuple[int, int | None]:
+    """(parameters, multiply-adds of one image) of NetworkCIFAR(C, num_classes, layers, False, genotype,
+    in_channels), for callers that read genotypes and build no networks (the dashboard). The parameters are
+    counted without building it (count_cifar_parameters); the multiply-adds, only with an `image_size`, by building
+    it and counting one image's forward pass (count_multiply_adds), as `python -m engine compare` does."""
+    params = count_cifar_parameters(C, num_classes, layers, genotype, in_channels)
+    if image_size is None:
+        return params, None
+    net = NetworkCIFAR(C, num_classes, layers, False, genotype, in_channels=in_channels)
+    return params, count_multiply_adds(net, (1, in_channels, image_size, image_size))

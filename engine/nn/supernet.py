@@ -28,17 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.nn.ops import OPS, DilatedDepthwise, DilConv, FactorizedReduce, ReLUConvBN, from_phases, to_phases
-from engine.search.config import SearchConfig
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, num_edges
 from engine.space.cnn.genotype import Genotype
-from engine.variants import make_variant, variant_options
+from engine.variants import make_variant
 
-__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "buffers_kept", "channel_shuffle", "variant_options_of"]
-
-
-def variant_options_of(config: SearchConfig) -> dict[str, Any]:
-    """The values of the config fields its variant reads."""
-    return {name: getattr(config, name) for name in variant_options(config.variant)}
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "buffers_kept", "channel_shuffle"]
 
 
 def _leading_module(op: nn.Module) -> nn.Module:
@@ -130,8 +124,8 @@ class MixedOp(nn.Module):
         self.fast = fast
         # Indices of the ops the sum runs; on the fast path `none` is left out, as it only adds w * 0.
         self.live = tuple(k for k, name in enumerate(PRIMITIVES) if not (fast and name == "none"))
-        # oneDNN's dilated depthwise kernels are slow on a CPU (in channels_last about 3x slower than the
-        # default format at stride 2). The fast path runs the dilated convs of dil_conv_* by polyphase
+        # oneDNN's dilated depthwise kernels are slow on a CPU, in channels_last most of all (docs/architecture.md
+        # has the figures). The fast path runs the dilated convs of dil_conv_* by polyphase
         # decomposition instead (engine/nn/ops.py, conv_by_phases): undilated convs, the same arithmetic.
         # Where that does not apply (odd sizes at stride 1) the dilated conv runs in channels_last.
         # The fast path also computes the ReLU that starts the conv ops (and FactorizedReduce), and the pools,
@@ -305,12 +299,6 @@ class SearchNetwork(nn.Module):
             for mixed_op in self.modules():
                 if isinstance(mixed_op, MixedOp):
                     mixed_op.use_channels_last()
-
-    @classmethod
-    def from_config(cls, config: SearchConfig, in_channels: int, num_classes: int) -> SearchNetwork:
-        """Build from a SearchConfig; channels and classes come from the data, not the config."""
-        return cls(config.init_channels, num_classes, config.layers, in_channels=in_channels, nodes=config.nodes,
-                   variant=config.variant, fast=config.fast, variant_options=variant_options_of(config))
 
     def arch(self) -> dict[str, nn.Parameter]:
         """The architecture parameters by arch key: "normal", "reduce", then the variant's extras."""

@@ -1,10 +1,10 @@
 """Exports of a search: genotype text (JSON, DARTS), cell pictures (DOT, SVG) and the alphas history (CSV).
 
 Everything but `write_export` is a pure function of its arguments, so the dashboard offers the same bytes
-as downloads that the command line writes under RUN_DIR/exports/. DOT is written by hand (a handful of
-lines); only SVG needs Graphviz's `dot` program. A training run's model (a self-describing checkpoint,
-TorchScript, ONNX) is exported by engine/train/export.py under the same rule for where an export may go
-(`_target`); it is kept there so that importing this module still does not import torch.
+as downloads that the command line writes under RUN_DIR/exports/. DOT comes from engine/space/cnn/dot.py (its
+cell pictures are re-exported here as export formats); only SVG needs Graphviz's `dot` program. A training run's
+model (a self-describing checkpoint, TorchScript, ONNX) is exported by engine/train/export.py under the same rule
+for where an export may go (`_target`); it is kept there so that importing this module still does not import torch.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from engine.runs import rundir
 from engine.core.atomic import write_bytes_atomic
-from engine.space.cnn.genotype import Genotype, select_edges
-from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
+from engine.runs import rundir
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, source_name
+from engine.space.cnn.dot import cell_dot, genotype_dot, weighted_cell_dot
+from engine.space.cnn.genotype import Genotype
 from engine.variants import Variant, arch_of, op_weights
 
 __all__ = ["FORMATS", "CSV_COLUMNS", "GraphvizMissingError", "genotype_to", "cell_dot", "genotype_dot",
-           "weighted_cell_dot", "candidate_edges", "edge_style", "render_svg", "alphas_csv", "write_export"]
+           "weighted_cell_dot", "render_svg", "alphas_csv", "write_export"]
 
 # format -> default file name under RUN_DIR/exports/
 FORMATS = {"json": "genotype.json", "darts": "genotype.txt", "dot": "genotype.dot", "svg": "genotype.svg",
@@ -52,96 +53,6 @@ def genotype_to(fmt: str, genotype: Genotype) -> str:
     if fmt == "dot":
         return genotype_dot(genotype)
     raise ValueError(f"format {fmt!r} is not a genotype text format: json, darts or dot")
-
-
-def _q(text: str) -> str:
-    """A DOT identifier or label, quoted (node names like c_{k-2} hold braces)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _nodes(prefix: str, nodes: int, outputs: Iterable[int]) -> list[str]:
-    """The states of a cell: inputs c_{k-2}, c_{k-1}, intermediate nodes, output c_{k} fed by `outputs`."""
-    lines = [f"{_q(prefix + source_name(j))} [label={_q(source_name(j))}, fillcolor=darkseagreen2];" for j in (0, 1)]
-    lines += [f"{_q(prefix + str(i))} [label={_q(str(i))}, fillcolor=lightblue];" for i in range(nodes)]
-    lines.append(f"{_q(prefix + 'c_{k}')} [label={_q('c_{k}')}, fillcolor=palegoldenrod];")
-    lines += [f"{_q(prefix + str(s - 2))} -> {_q(prefix + 'c_{k}')} [color=gray];" for s in outputs]
-    return lines
-
-
-def _cell_lines(genotype: Genotype, cell: str, prefix: str, weights: Any, edge_labels: bool) -> list[str]:
-    nodes = genotype.cell_nodes(cell)
-    w = None if weights is None else np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    if w is not None and w.shape != (num_edges(len(nodes)), len(PRIMITIVES)):
-        raise ValueError(f"weights for a {len(nodes)}-node cell must be ({num_edges(len(nodes))}, {len(PRIMITIVES)})"
-                         f", got {w.shape}")
-    lines = _nodes(prefix, len(nodes), getattr(genotype, f"{cell}_concat"))
-    for i, pairs in enumerate(nodes):
-        for op, j in pairs:
-            attrs = [f"label={_q(op)}"] if edge_labels else []
-            if w is not None:  # the kept op's weight on this edge: row of (input j -> node i)
-                weight = float(w[num_edges(i) + j, PRIMITIVES.index(op)])
-                attrs = [f"label={_q(f'{op} {weight:.2f}' if edge_labels else f'{weight:.2f}')}",
-                         f"penwidth={0.5 + 4.5 * weight:.2f}"]
-            lines.append(f"{_q(prefix + source_name(j))} -> {_q(prefix + str(i))} [{', '.join(attrs)}];")
-    return lines
-
-
-_HEAD = ['rankdir=LR;', 'node [style=filled, shape=rect, fontname="Helvetica", penwidth=2];',
-         'edge [fontname="Helvetica", fontsize=11];']
-
-
-def cell_dot(genotype: Genotype, cell: str = "normal", weights: Any = None, edge_labels: bool = True) -> str:
-    """DOT source of one cell's DAG: c_{k-2}, c_{k-1} -> nodes 0..n-1 -> c_{k}, op names on the edges.
-
-    `weights`, the (edges, ops) op weights of this cell, adds each kept op's weight to its label and pen width."""
-    body = _HEAD + _cell_lines(genotype, cell, "", weights, edge_labels)
-    return f"digraph {_q(cell)} {{\n  " + "\n  ".join(body) + "\n}\n"
-
-
-def genotype_dot(genotype: Genotype) -> str:
-    """Both cells in one DOT source, side by side as two clusters (the DOT and SVG export)."""
-    parts = []
-    for cell in CELL_KINDS:
-        body = [f"label={_q(cell + ' cell')};", "fontname=Helvetica;"]
-        body += _cell_lines(genotype, cell, f"{cell}:", None, True)
-        parts.append(f"subgraph {_q('cluster_' + cell)} {{\n    " + "\n    ".join(body) + "\n  }")
-    return "digraph genotype {\n  " + "\n  ".join(_HEAD + parts) + "\n}\n"
-
-
-def candidate_edges(weights: Any, primitives: Sequence[str] = PRIMITIVES, keep: int = 2,
-                    ) -> list[tuple[int, int, str, float, bool]]:
-    """Every candidate edge of a search cell from its (edges, ops) op weights, in edge order: (source state j,
-    node i, its strongest non-`none` op, that op's weight clipped to 0..1, whether the derivation rule keeps
-    the edge)."""
-    w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    nodes = nodes_of(w.shape[0])
-    kept = {r for node in select_edges(w, keep, primitives) for r, _ in node}
-    real = [k for k, op in enumerate(primitives) if op != "none"]
-    edges = []
-    for r, (j, i) in enumerate(edge_endpoints(nodes)):
-        k = real[int(w[r, real].argmax())]
-        edges.append((j, i, primitives[k], float(np.clip(w[r, k], 0.0, 1.0)), r in kept))
-    return edges
-
-
-def edge_style(strength: float, kept: bool) -> str:
-    """DOT attributes of a candidate edge: thickness and opacity by its weight on the fixed 0..1 scale (never
-    fully transparent: every edge stays visible), solid where the derivation keeps it, dashed where not."""
-    alpha = f"{int(round(40 + 215 * strength)):02x}"
-    return (f'penwidth={0.5 + 5.5 * strength:.2f}, color="#1f3b73{alpha}", fontcolor="#1f3b73{alpha}", '
-            f"style={'solid' if kept else 'dashed'}")
-
-
-def weighted_cell_dot(weights: Any, cell: str = "normal", primitives: Sequence[str] = PRIMITIVES, keep: int = 2) -> str:
-    """Every candidate edge of a search cell from its (edges, ops) op weights: labelled with its strongest
-    non-`none` op, thickness and opacity by that weight on a fixed 0..1 scale (comparable across steps);
-    solid where the derivation rule keeps the edge, dashed where it does not."""
-    nodes = nodes_of(np.shape(weights)[0])
-    lines = _nodes("", nodes, range(2, 2 + nodes))
-    for j, i, op, strength, kept in candidate_edges(weights, primitives, keep):
-        lines.append(f"{_q(source_name(j))} -> {_q(str(i))} [label={_q(f'{op} {strength:.2f}')}, "
-                     f"{edge_style(strength, kept)}];")
-    return f"digraph {_q(cell)} {{\n  " + "\n  ".join(_HEAD + lines) + "\n}\n"
 
 
 def render_svg(dot_source: str) -> bytes:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.runs import rundir
 from engine.core.atomic import append_jsonl
+from engine.runs import rundir
 from engine.runs.checkpoint import save_checkpoint
 
 __all__ = ["Callback", "CallbackList", "StepEvent", "RunDirWriter"]

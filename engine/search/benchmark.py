@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from engine.nn.supernet import SearchNetwork
 from engine.runtime.device import autocast, select_device
 from engine.search.architect import Architect
+from engine.search.build import build_network
 from engine.search.config import SearchConfig
 
 __all__ = ["SearchStep", "measure_search_step", "count_aten_calls", "machine_info", "current_memory_mb",
@@ -34,7 +34,7 @@ class SearchStep:
     def __init__(self, config: SearchConfig, device: torch.device | None = None):
         self.config = config
         self.device = device if device is not None else select_device(config.device)
-        self.model = SearchNetwork.from_config(config, config.in_channels, config.num_classes).to(self.device)
+        self.model = build_network(config, config.in_channels, config.num_classes).to(self.device)
         self.w_optimizer = torch.optim.SGD(self.model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                                            weight_decay=config.w_weight_decay)
         self.architect = Architect(self.model, config.a_lr, config.a_betas, config.a_weight_decay, order=config.order)

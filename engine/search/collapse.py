@@ -12,8 +12,8 @@ Three kinds of evidence, all cheap enough to watch live (docs/collapse.md has th
   when the newest is more than `ratio` times the one `delta` measurements earlier, and keep the genotype of
   the measurement that earlier average is centred on (automl/RobustDARTS, src/utils.py EVLocalAvg).
 
-`cap_skips` is P-DARTS's skip-connection cap (Chen et al., ICCV 2019; chenxin061/pdarts): while the normal cell
-has more than K skip connections, the weakest one is struck out of its edge and the cell is derived again.
+`cap_skips`, P-DARTS's skip-connection cap, is a rule of derivation: it lives with the variants
+(engine/variants/skip_cap.py) and is imported here for the loop.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.space.cnn.cell import CELL_KINDS, PARAM_FREE, PRIMITIVES, edge_endpoints
+from engine.space.cnn.cell import CELL_KINDS, PARAM_FREE
+from engine.variants import cap_skips, check_max_skip
+from engine.variants.skip_cap import SKIP
 
 __all__ = ["edge_entropy", "count_ops", "indicators", "dominant_eigenvalue", "EarlyStopRule", "cap_skips",
            "check_max_skip", "CollapseMonitor", "METRIC_KEYS"]
 
-SKIP = "skip_connect"
 # Keys every logged metrics row carries (`hessian_eig` and `early_stop_step` only on the rows that measure or fire).
 METRIC_KEYS = tuple(f"{name}_{kind}" for name in ("entropy", "skips", "param_free") for kind in CELL_KINDS)
 
@@ -182,50 +183,6 @@ class EarlyStopRule:
         for s, v in zip(steps, values, strict=True):
             self.update(s, v)
         return self.fired is not None
-
-
-# ---------------------------------------------------------------------------------------------- skip cap
-def check_max_skip(value: Any) -> int | None:
-    """None or an integer from 0 to 64 (a ValueError with one line otherwise)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
-        raise ValueError(f"max_skip must be an integer from 0 to 64 (skip connections kept per normal cell), "
-                         f"or none; got {value!r}")
-    return value
-
-
-def _rows_of(genotype: Any, cell: str, nodes: int) -> list[tuple[int, str]]:
-    """(alpha row, op) of every kept pair of `cell`."""
-    ends = edge_endpoints(nodes)
-    return [(ends.index((j, i)), op) for i, pairs in enumerate(genotype.cell_nodes(cell)) for op, j in pairs]
-
-
-def cap_skips(variant: Any, arch: Mapping[str, Any], max_skip: int | None) -> Any:
-    """The genotype `variant` derives from `arch`, with at most `max_skip` skip connections in the normal cell.
-
-    P-DARTS's rule: while there are too many, the kept skip connection with the smallest skip weight is struck
-    out of its edge (its parameter set far below the others, so every relaxation gives it ~0 weight) and the
-    cell is derived again; that edge then offers its next best op, or loses its place to a stronger edge."""
-    from engine.variants import _variant, op_weights
-
-    v = _variant(variant)
-    check_max_skip(max_skip)
-    arch = {k: np.array(a, dtype=np.float64) for k, a in arch.items()}
-    genotype = v.derive(op_weights(arch, v), arch)
-    if max_skip is None:
-        return genotype
-    skip = PRIMITIVES.index(SKIP)
-    nodes = len(genotype.fanin("normal"))
-    for _ in range(arch["normal"].shape[0] + 1):
-        kept = [r for r, op in _rows_of(genotype, "normal", nodes) if op == SKIP]
-        if len(kept) <= max_skip:
-            return genotype
-        weights = op_weights(arch, v)["normal"]
-        weakest = min(kept, key=lambda r: (weights[r, skip], -r))  # ties: the later edge goes first
-        arch["normal"][weakest, skip] = arch["normal"][weakest].min() - 1e3
-        genotype = v.derive(op_weights(arch, v), arch)
-    return genotype
 
 
 # ---------------------------------------------------------------------------------------------- in the loop

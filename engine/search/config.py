@@ -3,6 +3,10 @@
 A config is built once (from a preset plus `key=value` overrides, or from the sidebar) and never
 mutated: `dataclasses.replace` makes a changed copy, and the resolved config is written into the run
 directory so a search can be reproduced from it alone.
+
+The variants' options are not fields: each variant declares its own (engine/variants/), and a config takes them
+flat under their names like fields (`SearchConfig(pc_k=2)`, `config.pc_k`, `--set pc_k=2`, config.json), checked
+by their declarations. So a variant registered at run time brings its options with it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from engine.core.config import DATASETS, DEVICES, ConfigError, FrozenConfig, che
 from engine.core.config import check as _check
 from engine.core.config import is_int as _is_int
 from engine.core.config import is_num as _is_num
-from engine.variants import all_variant_options, second_order_refusal, variant_names, variant_options
+from engine.variants import all_variant_options, option_spec, variant_class, variant_names, variant_options
 
 __all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES", "from_preset", "config_errors"]
 
@@ -24,7 +28,7 @@ ORDERS = ("first", "second")
 COST_KINDS = ("params", "madds")  # what cost-aware search penalises (engine/nn/cost.py)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SearchConfig(FrozenConfig):
     # data
     dataset: str = "embedded"        # see DATASETS; "embedded" = Fashion-MNIST subset in assets/
@@ -63,18 +67,6 @@ class SearchConfig(FrozenConfig):
     log_every: int = 1               # steps between metrics/alphas lines
     checkpoint_every_s: float = 120.0  # wall-clock seconds between checkpoints (and one per epoch)
     threads: int = 0                 # torch CPU threads; 0 = auto from the cores and the load (runtime/threads.py)
-    # Options of one variant each (engine/variants/; docs/variants.md); another variant refuses a non-default value.
-    pc_k: int = 4                    # pc_darts: 1/K of the channels go through the mixed op
-    gdas_tau_max: float = 10.0       # gdas: Gumbel-softmax temperature at the first epoch ...
-    gdas_tau_min: float = 0.1        # ... annealed linearly to this at the last
-    fair_zero_one_weight: float = 10.0  # fair_darts: weight of the zero-one loss in the architecture objective
-    fair_threshold: float = 0.85     # fair_darts: an edge is kept when its strongest op's sigmoid reaches this
-    drnas_kl_weight: float = 1e-3    # drnas: weight of the KL(Dirichlet || Dirichlet(1)) regulariser (0: off)
-    darts_minus_beta: float = 1.0    # darts_minus: auxiliary skip weight at the first epoch, linear to 0 at the last
-    beta_decay_weight: float = 50.0  # beta_darts: Beta-Decay weight lambda = this * epoch / epochs
-    beta_base: str = "darts"         # beta_darts: the search it regularises, "darts" or "pc_darts" (then pc_k applies)
-    sdarts_epsilon_min: float = 0.03  # sdarts_rs: noise radius on the op weights at the first epoch ...
-    sdarts_epsilon_max: float = 0.3  # ... growing linearly towards this
     # Collapse indicators (engine/search/collapse.py, docs/collapse.md).
     hessian_every: int = 0           # steps between dominant Hessian eigenvalues of the valid loss (0: off)
     early_stop: bool = False         # stop when RobustDARTS's rule fires on those eigenvalues (needs hessian_every)
@@ -83,11 +75,52 @@ class SearchConfig(FrozenConfig):
     cost_weight: float = 0.0         # 0: off
     cost_kind: str = "params"        # params or madds (mult-adds of one sample)
     cost_budget: float | None = None  # with a budget, only the expected cost above it is penalised
+    # The variant options that differ from their declared defaults, as sorted (name, value) pairs: a config compares
+    # equal however it was built, and stays hashable. Read one as `config.pc_k`.
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, **values: Any) -> None:
+        """Every field and variant option by name; a field or option left out takes its default."""
+        options = dict(values.pop("options", ()))
+        for f in fields(self):
+            if f.name != "options":
+                object.__setattr__(self, f.name, values.pop(f.name, f.default))
+        check_known(type(self), values)
+        options.update(values)
+        object.__setattr__(self, "options", tuple(sorted(
+            (name, value) for name, value in options.items() if not _is_default(name, value))))
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if isinstance(self.a_betas, list):
             object.__setattr__(self, "a_betas", tuple(self.a_betas))
         validate(self)
+
+    def __getattr__(self, name: str) -> Any:
+        """A variant option read like a field (`config.pc_k`): its value in this config, or its default."""
+        spec = None if name.startswith("_") else option_spec(name)
+        if spec is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return dict(self.options).get(name, spec.default)
+
+    @classmethod
+    def known_keys(cls) -> dict[str, tuple[Any, str]]:
+        keys = {k: v for k, v in super().known_keys().items() if k != "options"}
+        for name in all_variant_options():
+            default = option_spec(name).default  # type: ignore[union-attr]
+            keys[name] = (default, type(default).__name__)
+        return keys
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as config.json holds it: every field and every known variant option (at its default unless set)."""
+        data = {k: v for k, v in super().to_dict().items() if k != "options"}
+        return {**data, **{name: getattr(self, name) for name in all_variant_options()}}
+
+
+def _is_default(name: str, value: Any) -> bool:
+    """Whether `value` is the declared default of option `name`, of the same type (4.0 is not pc_k's 4)."""
+    default = option_spec(name).default  # type: ignore[union-attr]  # check_known let only options through
+    return type(value) is type(default) and value == default
 
 
 def validate(c: SearchConfig) -> None:
@@ -156,63 +189,42 @@ def validate(c: SearchConfig) -> None:
            "an integer from 0 to 1024 (0 = auto: from the cores and the load of this machine)")
 
 
-_DEFAULTS = {f.name: f.default for f in fields(SearchConfig)}
-
-
 def _validate_variant(c: SearchConfig) -> None:
-    """The variant's own options, no other variant's, and the second-order step only where it applies."""
-    mine = set(variant_options(c.variant))
-    for name, owner in all_variant_options().items():
-        if name not in mine and getattr(c, name) != _DEFAULTS.get(name):
-            raise ConfigError(name, getattr(c, name), f"an option of variant={owner}; this config searches "
-                                                      f"variant={c.variant} (leave it at {_DEFAULTS.get(name)!r})")
-    refusal = second_order_refusal(c.variant)
+    """The variant's own options as it declares them, no other variant's, and the second-order step only where it
+    applies."""
+    if c.variant not in variant_names():
+        return  # reported by the `variant` check
+    cls = variant_class(c.variant)
+    mine, owners = cls.option_names(), all_variant_options()
+    for name, value in c.options:
+        if name not in mine:
+            default = option_spec(name).default  # type: ignore[union-attr]
+            raise ConfigError(name, value, f"an option of variant={owners[name]}; this config searches "
+                                           f"variant={c.variant} (leave it at {default!r})")
+    refusal = cls.no_second_order
     _check(c.order != "second" or not refusal, "order", c.order, f"first with variant={c.variant}: {refusal}")
-    _check(_is_int(c.pc_k) and 1 <= c.pc_k <= 64, "pc_k", c.pc_k, "an integer from 1 to 64")
-    _check("pc_k" not in mine or c.init_channels % c.pc_k == 0, "pc_k", c.pc_k,
-           f"a divisor of init_channels={c.init_channels} (each edge sends 1/K of its channels through the ops)")
-    _check(_is_num(c.gdas_tau_max) and 0 < c.gdas_tau_max <= 1e4, "gdas_tau_max", c.gdas_tau_max,
-           "a positive temperature up to 1e4")
-    _check(_is_num(c.gdas_tau_min) and 0 < c.gdas_tau_min <= c.gdas_tau_max, "gdas_tau_min", c.gdas_tau_min,
-           f"a positive temperature at most gdas_tau_max={c.gdas_tau_max} (the temperature anneals down)")
-    _check(_is_num(c.fair_zero_one_weight) and 0 <= c.fair_zero_one_weight <= 1e4, "fair_zero_one_weight",
-           c.fair_zero_one_weight, "a number from 0 to 1e4")
-    _check(_is_num(c.fair_threshold) and 0 < c.fair_threshold < 1, "fair_threshold", c.fair_threshold,
-           "a number strictly between 0 and 1 (a sigmoid weight)")
-    _check(_is_num(c.drnas_kl_weight) and 0 <= c.drnas_kl_weight <= 1e4, "drnas_kl_weight", c.drnas_kl_weight,
-           "a number from 0 to 1e4")
-    _check(_is_num(c.darts_minus_beta) and 0 <= c.darts_minus_beta <= 10, "darts_minus_beta", c.darts_minus_beta,
-           "a number from 0 to 10 (the auxiliary skip's weight at the first epoch; 1 in DARTS-)")
-    _check(_is_num(c.beta_decay_weight) and 0 <= c.beta_decay_weight <= 1e4, "beta_decay_weight",
-           c.beta_decay_weight, "a number from 0 to 1e4")
-    _check(c.beta_base in ("darts", "pc_darts"), "beta_base", c.beta_base, "darts or pc_darts")
-    _check(c.variant != "beta_darts" or c.beta_base == "pc_darts" or c.pc_k == _DEFAULTS["pc_k"], "pc_k", c.pc_k,
-           f"left at {_DEFAULTS['pc_k']} unless beta_base=pc_darts (beta_darts on DARTS has no partial channels)")
-    _check(_is_num(c.sdarts_epsilon_min) and 0 <= c.sdarts_epsilon_min <= 1, "sdarts_epsilon_min",
-           c.sdarts_epsilon_min, "a number from 0 to 1 (noise on softmax weights)")
-    _check(_is_num(c.sdarts_epsilon_max) and c.sdarts_epsilon_min <= c.sdarts_epsilon_max <= 1, "sdarts_epsilon_max",
-           c.sdarts_epsilon_max, f"a number from sdarts_epsilon_min={c.sdarts_epsilon_min} to 1 (the radius grows)")
+    values = c.to_dict()
+    for name, allowed in cls.option_errors(values):
+        _check(False, name, values[name], allowed)
 
 
 # Presets: each number says why it is what it is.
 # The default, for a laptop CPU and a watcher: the embedded Fashion-MNIST subset at 16x16, 1,600 + 1,600
-# images (25 steps of 64 per epoch: under a minute an epoch here), C=8 and 5 cells (the fewest with
+# images (25 steps of 64 per epoch, so an epoch passes while one watches), C=8 and 5 cells (the fewest with
 # both reductions and a normal cell between them). The paper's arch lr (3e-4) is tuned for ~20,000
 # steps; the demo has 250, so the arch lr is 5e-2 and Adam's weight decay on alphas (which pulls them
-# back to uniform) is off: measured, most edges' top op weight passes 0.25 (uniform 0.125) by epoch 4
-# of 10, and the supernet reaches about 85 % validation accuracy. Weight lr 0.05 (twice the paper's)
-# for the same reason: few steps.
+# back to uniform) is off, so that the op weights visibly leave uniform within the run (README.md, "Measured",
+# has what the demo reaches). Weight lr 0.05 (twice the paper's) for the same reason: few steps.
 _DEMO = SearchConfig(dataset="embedded", image_size=16, subset=3200, init_channels=8, layers=5, batch_size=64,
                      epochs=10, w_lr=0.05, w_lr_min=0.005, a_lr=5e-2, a_weight_decay=0.0, seed=2)
 
 PRESETS: dict[str, SearchConfig] = {
     "demo": _DEMO,
     # The Learn page's collapse lesson (docs/collapse.md): the demo searched twice as long (20 epochs, 500 steps,
-    # same seed); 14.7 minutes alone on a 2-core CPU. In the recorded run plain DARTS's normal cell gains skip
-    # connections from step 250 on (4 of 8 kept ops at step 450) while `--set variant=darts_minus` (one skip near
-    # the end) and `--set variant=beta_darts` (none) keep their convolutions; a fresh plain run takes its own path
-    # and collapsed in three of four runs, one of them strongly. The three runs ship as recordings
-    # (assets/runs/*-example-collapse-*).
+    # same seed), long enough for plain DARTS's normal cell to drift towards skip connections while
+    # `--set variant=darts_minus` and `--set variant=beta_darts` keep their convolutions, short enough to run on a
+    # laptop CPU. docs/collapse.md has the recorded runs and how often a fresh one collapses; the three runs ship
+    # as recordings (assets/runs/*-example-collapse-*).
     "collapse": _DEMO.replace(epochs=20),
     # The paper's search (DARTS second order): CIFAR-10 25k/25k, C=16, 8 cells, batch 64, 50 epochs.
     "darts-cifar10": SearchConfig(dataset="cifar10", init_channels=16, layers=8, batch_size=64, epochs=50,
@@ -277,10 +289,9 @@ def from_preset(name: str, overrides: Mapping[str, Any] | None = None) -> Search
     if variant != base.variant and variant in variant_names():
         # Another variant than the paper preset's: that preset's own variant options go back to their defaults
         # (as the dashboard's picker does), unless given too; the rest of the recipe stays.
-        defaults = {f.name: f.default for f in fields(SearchConfig)}
         for name in variant_options(base.variant):
             if name not in overrides and name not in variant_options(variant):
-                overrides[name] = defaults[name]
+                overrides[name] = option_spec(name).default  # type: ignore[union-attr]
     return dataclasses.replace(base, **overrides)
 
 

@@ -1,4 +1,4 @@
-"""Resuming a search: what may change, what must match, and how the state and the logs are brought back.
+"""Resuming a search: what may change, what must match, and how its parts and learning rates are brought back.
 
 A resume continues exactly where the checkpoint left off (same weights, alphas, optimiser states, RNG
 states and position in the data), so it is checked against the checkpoint itself, not against
@@ -8,20 +8,16 @@ and the data must have the fingerprint the run started with. Only how it optimis
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.core.atomic import read_jsonl, write_bytes_atomic
 from engine.core.config import ConfigError
-from engine.runs import rundir
 from engine.runs.checkpoint import CheckpointError
 from engine.search.config import SearchConfig
 
-__all__ = ["RESUMABLE_FIELDS", "check_resume", "restore_state", "reanchor_learning_rates", "truncate_logs"]
+__all__ = ["RESUMABLE_FIELDS", "check_resume", "restore_state", "reanchor_learning_rates"]
 
 # Fields a resumed search may change (how it optimises); the rest fix what is searched and must match.
 RESUMABLE_FIELDS = frozenset({"w_lr", "w_lr_min", "w_grad_clip", "a_lr", "a_weight_decay", "order", "amp",
@@ -71,19 +67,3 @@ def reanchor_learning_rates(config: SearchConfig, w_opt: torch.optim.Optimizer, 
         group["lr"] = lr
     for group in a_opt.param_groups:
         group["lr"], group["weight_decay"] = config.a_lr, config.a_weight_decay
-
-
-def _step_of(row: dict[str, Any]) -> int | None:
-    step = row.get("step")
-    return step if type(step) is int else None
-
-
-def truncate_logs(run_dir: Path, step: int) -> None:
-    """Lines written after the checkpoint's `step` belong to steps that will be redone: drop them. A line
-    without an integer step is corrupt and is dropped too (it cannot be placed)."""
-    for name in (rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES):
-        path = run_dir / name
-        rows = read_jsonl(path)
-        kept = [r for r in rows if (s := _step_of(r)) is not None and s <= step]
-        if path.exists():
-            write_bytes_atomic(path, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept).encode())

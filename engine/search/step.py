@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.nn.supernet import SearchNetwork
+from engine.runs.lifecycle_resume import RunningMeans
 from engine.runtime.device import autocast
 from engine.runtime.distributed import SINGLE, World, average_
 from engine.search.architect import Architect
@@ -66,20 +67,10 @@ def bilevel_step(model: SearchNetwork, architect: Architect, w_opt: torch.optim.
     return StepOutcome(train_loss, valid_loss, acc, arch.get("valid_acc"), w_lr, finite=True)
 
 
-class EpochMeters:
-    """Running means over the current epoch (what the curves show), kept in checkpoints for exact resume."""
+class EpochMeters(RunningMeans):
+    """Running means of a step's losses and accuracies over the current epoch (a step counts once)."""
 
     KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc")
 
-    def __init__(self, state: dict[str, float] | None = None):
-        self.sums = dict(state) if state else {**{k: 0.0 for k in self.KEYS}, "n": 0.0}
-
     def update(self, outcome: StepOutcome) -> None:
-        self.sums["n"] += 1
-        for k in self.KEYS:
-            v = getattr(outcome, k)
-            self.sums[k] += float(v) if v is not None else 0.0
-
-    def means(self) -> dict[str, float]:
-        n = max(self.sums["n"], 1.0)
-        return {k: self.sums[k] / n for k in self.KEYS}
+        self.add({k: float(v) if (v := getattr(outcome, k)) is not None else 0.0 for k in self.KEYS})

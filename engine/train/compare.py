@@ -17,7 +17,7 @@ from engine.runs import rundir
 from engine.train.config import TrainConfig
 from engine.train.source import resolve_genotype
 
-__all__ = ["compare", "format_table", "entrants"]
+__all__ = ["compare", "format_table", "entrants", "network_costs"]
 
 
 def entrants(search: str | os.PathLike | None, random_cells: int, first_seed: int = 0) -> list[str]:
@@ -26,13 +26,21 @@ def entrants(search: str | os.PathLike | None, random_cells: int, first_seed: in
     return specs + ["DARTS_V2"] + [f"random:{first_seed + i}" for i in range(random_cells)]
 
 
-def _costs(genotype: Any, config: TrainConfig, record: dict[str, Any]) -> tuple[int, int]:
-    from engine.nn.network import NetworkCIFAR, count_multiply_adds, count_parameters
+def network_costs(genotype: Any, init_channels: int = 36, layers: int = 20, num_classes: int = 10,
+                  in_channels: int = 3, image_size: int | None = None) -> tuple[int, int | None]:
+    """(parameters, multiply-adds of one image or None without an `image_size`) of the network a genotype builds
+    for training: what this table and the dashboard's comparisons show, so the dashboard never builds one."""
+    from engine.nn.network import cifar_costs
 
+    return cifar_costs(genotype, init_channels, layers, num_classes, in_channels, image_size)
+
+
+def _costs(genotype: Any, config: TrainConfig, record: dict[str, Any]) -> tuple[int, int]:
     d = record.get("dataset", {})
-    net = NetworkCIFAR(config.init_channels, d["num_classes"], config.layers, False, genotype,
-                       in_channels=d["in_channels"])
-    return count_parameters(net), count_multiply_adds(net, (1, d["in_channels"], d["image_size"], d["image_size"]))
+    params, madds = network_costs(genotype, config.init_channels, config.layers, d["num_classes"], d["in_channels"],
+                                  d["image_size"])
+    assert madds is not None  # an image size was given
+    return params, madds
 
 
 def compare(search: str | os.PathLike | None, config: TrainConfig, random_cells: int = 2,

@@ -8,19 +8,17 @@ section 4). This is the arithmetic only; engine/train/loop.py decides when to st
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.runs.lifecycle_resume import RunningMeans
 from engine.runtime.device import autocast
 from engine.train.config import TrainConfig
 
-__all__ = ["TrainOutcome", "train_step", "evaluate", "TrainMeters", "auxiliary_fits", "oom_hint",
-           "seed_everything"]
+__all__ = ["TrainOutcome", "train_step", "evaluate", "TrainMeters", "auxiliary_fits"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, C, H, W), labels (B,)
 
@@ -75,27 +73,17 @@ def evaluate(model: torch.nn.Module, batches: Iterable[Batch], device: torch.dev
     return {"test_loss": loss_sum / max(n, 1), "test_acc": correct / max(n, 1)}
 
 
-class TrainMeters:
-    """Sample-weighted running means over the current epoch, kept in checkpoints for exact resume."""
+class TrainMeters(RunningMeans):
+    """Sample-weighted running means over the current epoch: the loss summed over samples, the correct count."""
 
-    def __init__(self, state: dict[str, float] | None = None):
-        self.sums = dict(state) if state else {"loss": 0.0, "correct": 0.0, "n": 0.0}
+    KEYS = ("loss", "correct")
 
     def update(self, outcome: TrainOutcome) -> None:
-        self.sums["loss"] += outcome.loss * outcome.n
-        self.sums["correct"] += outcome.correct
-        self.sums["n"] += outcome.n
+        self.add({"loss": outcome.loss * outcome.n, "correct": outcome.correct}, outcome.n)
 
     def means(self) -> dict[str, float]:
-        n = max(self.sums["n"], 1.0)
-        loss = self.sums["loss"] / n
-        return {"train_loss": loss if math.isfinite(loss) else float("nan"), "train_acc": self.sums["correct"] / n}
-
-
-def oom_hint(e: BaseException) -> str | None:
-    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
-        return "out of memory: lower batch_size, init_channels or layers, or set amp=true on a GPU"
-    return None
+        m = super().means()
+        return {"train_loss": m["loss"] if math.isfinite(m["loss"]) else float("nan"), "train_acc": m["correct"]}
 
 
 def auxiliary_fits(image_size: int) -> bool:
@@ -103,8 +91,3 @@ def auxiliary_fits(image_size: int) -> bool:
     s = math.ceil(math.ceil(image_size / 2) / 2)  # two stride-2 reductions
     return s >= 5 and (s - 5) // 3 + 1 == 2
 
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -13,12 +13,14 @@ alphas.jsonl records (as lists), so every reader can rebuild the op weights from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from engine.space.cnn.genotype import Genotype, genotype_from_weights
+from engine.variants.options import Option, Rule
+from engine.variants.state import StateFigure
 
 if TYPE_CHECKING:
     import torch
@@ -29,16 +31,21 @@ __all__ = ["Variant"]
 class Variant:
     """Base class of the variants; one instance per search network (a variant may keep state of its own).
 
-    Subclasses set `name` (what users type as `variant`) and `summary` (one line for the sidebar), and
-    implement `weights`. They register themselves with `engine.variants.register`.
+    Subclasses declare what they are (the class attributes below: read without an instance and without torch,
+    so a variant module imports torch inside its methods only) and implement `weights`. They register
+    themselves with `engine.variants.register`.
     """
 
-    name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
-    # The SearchConfig fields this variant reads, with their defaults (equal to SearchConfig's). Validation
-    # refuses a non-default value of one variant's option in a config that searches another.
-    options: ClassVar[tuple[str, ...]] = ()
-    defaults: ClassVar[dict[str, Any]] = {}
+    name: ClassVar[str] = ""      # what users type as `variant`
+    summary: ClassVar[str] = ""   # one line for the sidebar
+    paper: ClassVar[str] = ""     # where it comes from: the paper, and the official code it follows
+    lesson_title: ClassVar[str] = ""
+    lesson: ClassVar[str] = ""    # the Learn page's paragraph (Markdown); empty: no lesson of its own
+    # The config options this variant reads. Validation refuses a non-default value of one variant's option in a
+    # config that searches another.
+    options: ClassVar[tuple[Option, ...]] = ()
+    # Conditions on those options that only hold for this variant (option name -> rules).
+    rules: ClassVar[Mapping[str, tuple[Rule, ...]]] = {}
     # Why the second-order (unrolled) step does not apply to this variant; empty: it does.
     no_second_order: ClassVar[str] = ""
     # PC-DARTS: the mixed op sees 1/K of the channels (None: all of them).
@@ -49,10 +56,28 @@ class Variant:
     aux_skip: ClassVar[bool] = False
 
     def __init__(self, **options: Any):
-        unknown = sorted(set(options) - set(self.options))
+        names = self.option_names()
+        unknown = sorted(set(options) - set(names))
         if unknown:
-            raise ValueError(f"variant {self.name!r} has no option {unknown[0]!r}; its options: {list(self.options)}")
-        self.config: dict[str, Any] = {**self.defaults, **options}
+            raise ValueError(f"variant {self.name!r} has no option {unknown[0]!r}; its options: {list(names)}")
+        self.config: dict[str, Any] = {**{o.name: o.default for o in self.options}, **options}
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(o.name for o in cls.options)
+
+    @classmethod
+    def option_errors(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """(option, what is allowed) for each check of the variant's options that `values` (a whole config, flat)
+        fails: an option's own checks, then, once it passes them, the variant's rules on it. Lazy, so a caller that
+        stops at the first never meets a rule that reads a value already found wrong."""
+        for option in cls.options:
+            errors = option.errors(values[option.name], values)
+            yield from ((option.name, allowed) for allowed in errors)
+            if not errors:
+                for rule in cls.rules.get(option.name, ()):
+                    if not rule.test(values):
+                        yield option.name, (rule.allowed or option.allowed).format_map(values)
 
     def extra_parameters(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
         """Initial values of architecture parameters the variant adds beside the alphas; plain DARTS has none.
@@ -94,6 +119,23 @@ class Variant:
 
     def arch_loss_extra(self, arch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         """A term added to the architecture objective (first and second order); None: plain validation loss."""
+        return None
+
+    def op_weights(self, arch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """`weights` of raw parameters (arrays or lists) in float64 without gradients, as numpy arrays."""
+        import torch
+
+        with torch.no_grad():
+            tensors = {k: torch.as_tensor(np.asarray(a, dtype=np.float64)) for k, a in arch.items()}
+            return {kind: w.detach().cpu().numpy() for kind, w in self.weights(tensors).items()}
+
+    def state_figures(self, arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
+        """Charts of the variant's own state in these parameters (a snapshot's float64 arrays), beside the op-weight
+        heatmaps; none by default. A ValueError or KeyError says a record lacks what the variant draws."""
+        return []
+
+    def state_text(self, arch: Mapping[str, np.ndarray]) -> str | None:
+        """One line on the variant's state now (a schedule's value); None by default."""
         return None
 
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:

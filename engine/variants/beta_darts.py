@@ -19,15 +19,20 @@ acts on the op alphas only, not on PC-DARTS's edge betas.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from engine.space.cnn.cell import CELL_KINDS
 from engine.space.cnn.genotype import Genotype
-from engine.variants import _BUILTIN, make_variant, register
+from engine.variants import make_variant, register
 from engine.variants.base import Variant
+from engine.variants.options import Option, Rule
+from engine.variants.pc_darts import PC_K, edge_weight_figures
+from engine.variants.state import StateFigure
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BetaDarts", "beta_decay_loss", "beta_weight_at", "BASES"]
 
@@ -36,6 +41,8 @@ BASES = ("darts", "pc_darts")
 
 def beta_decay_loss(arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """mean over every edge of both cells of logsumexp(alpha_edge): the Beta-Decay loss before its weight."""
+    import torch
+
     return torch.cat([torch.logsumexp(arch[kind], dim=-1) for kind in CELL_KINDS]).mean()
 
 
@@ -47,9 +54,24 @@ def beta_weight_at(epoch: int, epochs: int, weight: float) -> float:
 @register
 class BetaDarts(Variant):
     name = "beta_darts"
-    summary = _BUILTIN["beta_darts"]["summary"]
-    options = ("beta_decay_weight", "beta_base", "pc_k")
-    defaults = {"beta_decay_weight": 50.0, "beta_base": "darts", "pc_k": 4}
+    summary = "DARTS (or PC-DARTS) plus the Beta-Decay regulariser on the alphas (beta-DARTS)"
+    paper = ("Ye et al., beta-DARTS: Beta-Decay Regularization for Differentiable Architecture Search, CVPR 2022 "
+             "(Sunshine-Ye/Beta-DARTS)")
+    lesson_title = "beta-DARTS: keep the alphas small"
+    lesson = ("A **Beta-Decay** loss adds lambda times the mean logsumexp of each edge's alphas to the architecture "
+              "loss, with lambda growing over the search. It keeps the alphas from running away, so the op weights "
+              "stay comparable and no op saturates its edge early; it can regularise PC-DARTS as well.")
+    options = (
+        Option("beta_decay_weight", 50.0, label="Beta-decay weight", allowed="a number from 0 to 1e4", minimum=0,
+               maximum=1e4, step=5.0, help="beta-DARTS: lambda = this x epoch / epochs on the mean logsumexp of the "
+                                           "alphas"),
+        Option("beta_base", "darts", label="Regularised search", allowed="darts or pc_darts", choices=BASES,
+               help="beta-DARTS on plain DARTS or on PC-DARTS (then K applies)"),
+        PC_K,
+    )
+    rules = {"pc_k": (Rule(lambda v: v["beta_base"] == "pc_darts" or v["pc_k"] == PC_K.default,
+                           f"left at {PC_K.default} unless beta_base=pc_darts (beta_darts on DARTS has no partial "
+                           "channels)"),)}
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -66,6 +88,8 @@ class BetaDarts(Variant):
         return self.base.extra_parameters(edges, num_ops)
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        import torch
+
         return {"beta_weight": torch.tensor(0.0)}  # lambda of the current epoch (start_epoch sets it)
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,3 +109,13 @@ class BetaDarts(Variant):
 
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
         return self.base.derive(weights, arch)
+
+    def state_figures(self, arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
+        return edge_weight_figures(arch)  # on PC-DARTS: its edge weights; on DARTS: none
+
+    def state_text(self, arch: Mapping[str, np.ndarray]) -> str | None:
+        if "beta_weight" not in arch:
+            return None
+        return (f"Beta-Decay weight lambda = {float(np.ravel(arch['beta_weight'])[0]):.3g}: the architecture loss "
+                "adds lambda x the mean logsumexp of each edge's alphas, which keeps them small and the op weights "
+                "from saturating; lambda grows with the epoch.")

@@ -15,12 +15,17 @@ beta0 * (epochs - epoch) / epochs, which ends at beta0 / epochs, not 0 (docs/var
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
-from engine.space.cnn.cell import CELL_KINDS
-from engine.variants import _BUILTIN, register
+from engine.variants import register
 from engine.variants.base import Variant
+from engine.variants.darts import softmax_weights
+from engine.variants.options import Option
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DartsMinus", "aux_weight_at"]
 
@@ -33,16 +38,26 @@ def aux_weight_at(epoch: int, epochs: int, beta0: float) -> float:
 @register
 class DartsMinus(Variant):
     name = "darts_minus"
-    summary = _BUILTIN["darts_minus"]["summary"]
-    options = ("darts_minus_beta",)
-    defaults = {"darts_minus_beta": 1.0}
+    summary = "DARTS plus an auxiliary skip on every edge, its weight decaying to 0 (DARTS-)"
+    paper = ("Chu et al., DARTS-: Robustly Stepping out of Performance Collapse Without Indicators, ICLR 2021 "
+             "(Meituan-AutoML/DARTS-)")
+    lesson_title = "DARTS-: an auxiliary skip on every edge"
+    lesson = ("Skip connections win partly because they carry the gradient, not because they are good ops. DARTS- "
+              "adds a separate skip beside the ops of every edge, weighted by beta, which decays from 1 to 0 over the "
+              "search: the skip op no longer needs to win the edge to keep the gradient flowing, and at the end the "
+              "supernet is plain DARTS again.")
+    options = (Option("darts_minus_beta", 1.0, label="Aux. skip weight at start", minimum=0, maximum=10, step=0.1,
+                      allowed="a number from 0 to 10 (the auxiliary skip's weight at the first epoch; 1 in DARTS-)",
+                      help="DARTS-: weight of the auxiliary skip on every edge, decaying linearly to 0 at the end"),)
     aux_skip = True
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        import torch
+
         return {"aux_skip_weight": torch.tensor(float(self.config["darts_minus_beta"]))}
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {kind: torch.softmax(arch[kind], dim=-1) for kind in CELL_KINDS}
+        return softmax_weights(arch)
 
     def forward_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.weights(arch)
@@ -52,3 +67,11 @@ class DartsMinus(Variant):
 
     def start_epoch(self, state: Mapping[str, torch.Tensor], epoch: int, epochs: int) -> None:
         state["aux_skip_weight"].fill_(aux_weight_at(epoch, epochs, float(self.config["darts_minus_beta"])))
+
+    def state_text(self, arch: Mapping[str, np.ndarray]) -> str | None:
+        if "aux_skip_weight" not in arch:
+            return None
+        beta = float(np.ravel(arch["aux_skip_weight"])[0])
+        return (f"Auxiliary skip weight beta = {beta:.3f}: every edge adds beta x skip(x) beside its ops, so the "
+                "skip op need not win the edge to keep the gradient flowing; beta decays linearly to 0 at the last "
+                "epoch.")

@@ -15,33 +15,44 @@ The threshold is kept beside the alphas as a buffer (`threshold`), so a reader d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
 from engine.space.cnn.genotype import Genotype
-from engine.variants import _BUILTIN, register
+from engine.variants import register
 from engine.variants.base import Variant
+from engine.variants.options import Option
+from engine.variants.state import StateFigure, edge_rows
 
-__all__ = ["FairDarts", "zero_one_loss", "threshold_cell"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FairDarts", "zero_one_loss", "strongest", "threshold_cell"]
 
 _REAL = [k for k, op in enumerate(PRIMITIVES) if op != "none"]
 
 
 def zero_one_loss(arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """-mean((sigmoid(alpha) - 0.5)^2) over both cells' real (non-`none`) ops, as the official ConvSeparateLoss."""
+    import torch
+
     w = torch.sigmoid(torch.cat([arch[kind][:, _REAL] for kind in CELL_KINDS]))
     return -torch.mean((w - 0.5) ** 2)
+
+
+def strongest(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(op index, weight) of each edge's strongest real (non-`none`) op in one cell's weights (edges, ops)."""
+    best = np.asarray(_REAL)[w[:, _REAL].argmax(axis=1)]
+    return best, w[np.arange(len(w)), best]
 
 
 def threshold_cell(w: np.ndarray, threshold: float) -> tuple[list[tuple[str, int]], list[int]]:
     """(pairs node by node, inputs per node) of one cell's sigmoid weights (edges, ops)."""
     nodes = nodes_of(len(w))
     ends = edge_endpoints(nodes)
-    best = np.asarray(_REAL)[w[:, _REAL].argmax(axis=1)]  # (edges,) strongest real op of each edge
-    strength = w[np.arange(len(w)), best]
+    best, strength = strongest(w)
     pairs: list[tuple[str, int]] = []
     fanin: list[int] = []
     for i in range(nodes):
@@ -60,24 +71,55 @@ def threshold_cell(w: np.ndarray, threshold: float) -> tuple[list[tuple[str, int
 @register
 class FairDarts(Variant):
     name = "fair_darts"
-    summary = _BUILTIN["fair_darts"]["summary"]
-    options = ("fair_zero_one_weight", "fair_threshold")
-    defaults = {"fair_zero_one_weight": 10.0, "fair_threshold": 0.85}
-    no_second_order = _BUILTIN["fair_darts"]["no_second_order"]
+    summary = "independent sigmoid op weights pushed to 0 or 1 by the zero-one loss (FairDARTS)"
+    paper = ("Chu et al., Fair DARTS: Eliminating Unfair Advantages in Differentiable Architecture Search, ECCV 2020 "
+             "(xiaomi-automl/FairDARTS)")
+    lesson_title = "FairDARTS: independent op weights"
+    lesson = ("Softmax makes ops compete, and skip connections win that competition unfairly. FairDARTS gives each "
+              "op its own sigmoid weight in (0, 1), adds a **zero-one loss** that pushes every op weight towards 0 "
+              "or 1, and keeps an edge only if its best op passes 0.85: a node may keep two, one or no inputs.")
+    options = (
+        Option("fair_zero_one_weight", 10.0, label="Zero-one loss weight", allowed="a number from 0 to 1e4",
+               help="pushes every sigmoid weight towards 0 or 1 (FairDARTS: 10)", minimum=0, maximum=1e4),
+        Option("fair_threshold", 0.85, label="Keep threshold", above=0, below=1, step=0.05,
+               allowed="a number strictly between 0 and 1 (a sigmoid weight)",
+               help="an edge is kept when its strongest sigmoid reaches this"),
+    )
+    no_second_order = "FairDARTS's search is first order (its architect has no unrolled step)"
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        import torch
+
         return {"threshold": torch.tensor(float(self.config["fair_threshold"]))}
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+
         return {kind: torch.sigmoid(arch[kind]) for kind in CELL_KINDS}
 
     def arch_loss_extra(self, arch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         weight = float(self.config["fair_zero_one_weight"])
         return weight * zero_one_loss(arch) if weight else None
 
+    def _threshold(self, arch: Mapping[str, Any]) -> float:
+        return float(np.asarray(arch.get("threshold", self.config["fair_threshold"])))
+
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
-        threshold = float(np.asarray(arch.get("threshold", self.config["fair_threshold"])))
+        threshold = self._threshold(arch)
         cells = {kind: threshold_cell(np.asarray(weights[kind], np.float64), threshold) for kind in CELL_KINDS}
         concat = {kind: tuple(2 + i for i, n in enumerate(cells[kind][1]) if n) for kind in CELL_KINDS}
         return Genotype(cells["normal"][0], concat["normal"], cells["reduce"][0], concat["reduce"],
                         tuple(cells["normal"][1]), tuple(cells["reduce"][1]))
+
+    def state_figures(self, arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
+        """Each edge's strongest sigmoid weight as a bar against the threshold: an edge over it can be kept (at most
+        two per node, by strength)."""
+        threshold, weights = self._threshold(arch), self.op_weights(arch)
+        out = []
+        for kind in CELL_KINDS:
+            best, strength = strongest(weights[kind])
+            out.append(StateFigure("bars", f"{kind}: strongest op weight per edge (independent sigmoids)",
+                                   "Green edges pass the threshold; a node keeps at most two of them, and may keep "
+                                   "none.", strength, edge_rows(len(strength)), value_label="sigmoid weight",
+                                   text=tuple(PRIMITIVES[k] for k in best), threshold=threshold))
+        return out

@@ -16,15 +16,19 @@ incoming edges and non-`none` ops (so two ops of one edge may both be kept).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
 from engine.space.cnn.genotype import Genotype
-from engine.variants import _BUILTIN, register
+from engine.variants import register
 from engine.variants.base import Variant
+from engine.variants.options import Option, Rule
+from engine.variants.state import StateFigure, edge_rows
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Gdas", "gumbel_hard", "tau_at"]
 
@@ -36,6 +40,8 @@ def tau_at(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
 
 def gumbel_hard(alpha: torch.Tensor, tau: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(hard weights, probs, index) of one hard Gumbel-softmax draw over the last dim of alpha (edges, ops)."""
+    import torch
+
     for _ in range(100):  # the official code redraws a sample with an infinite Gumbel or a NaN probability
         gumbels = -torch.empty_like(alpha).exponential_().log()
         probs = torch.softmax((alpha.log_softmax(dim=-1) + gumbels) / tau, dim=-1)
@@ -49,19 +55,37 @@ def gumbel_hard(alpha: torch.Tensor, tau: torch.Tensor | float) -> tuple[torch.T
 @register
 class Gdas(Variant):
     name = "gdas"
-    summary = _BUILTIN["gdas"]["summary"]
-    options = ("gdas_tau_max", "gdas_tau_min")
-    defaults = {"gdas_tau_max": 10.0, "gdas_tau_min": 0.1}
-    no_second_order = _BUILTIN["gdas"]["no_second_order"]
+    summary = "one op per edge sampled by hard Gumbel-softmax, straight-through gradients (GDAS)"
+    paper = ("Dong & Yang, Searching for A Robust Neural Architecture in Four GPU Hours, CVPR 2019 "
+             "(D-X-Y/AutoDL-Projects)")
+    lesson_title = "GDAS: one op per edge"
+    lesson = ("Instead of running all eight ops, each edge samples **one** op per step from softmax(alpha) with the "
+              "Gumbel-max trick and runs only it, so a step costs about an eighth. The gradient for the alphas comes "
+              "from the soft Gumbel-softmax (straight-through), whose temperature tau anneals from 10 to 0.1: the "
+              "heatmap shows the sampling probabilities at the current tau.")
+    options = (
+        Option("gdas_tau_max", 10.0, label="tau at start", help="Gumbel-softmax temperature of the first epoch",
+               allowed="a positive temperature up to 1e4", above=0, maximum=1e4, step=0.5),
+        Option("gdas_tau_min", 0.1, label="tau at end", above=0, step=0.05,
+               allowed="a positive temperature at most gdas_tau_max={gdas_tau_max} (the temperature anneals down)",
+               help="temperature of the last epoch (linear in between; not above the start)",
+               rules=(Rule(lambda v: v["gdas_tau_min"] <= v["gdas_tau_max"]),)),
+    )
+    no_second_order = ("its forward pass samples one op per edge, so the finite-difference Hessian-vector product "
+                       "would difference two different samples (GDAS is first order)")
     samples_one_op = True
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        import torch
+
         out = {"tau": torch.tensor(float(self.config["gdas_tau_max"]))}
         for kind in CELL_KINDS:
             out[f"{kind}_sampled"] = torch.full((edges,), -1, dtype=torch.long)  # -1: nothing sampled yet
         return out
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+
         tau = arch["tau"]
         return {kind: torch.softmax(arch[kind] / tau, dim=-1) for kind in CELL_KINDS}
 
@@ -94,3 +118,20 @@ class Gdas(Variant):
             cells[kind] = (pairs, nodes)
         concat = tuple(range(2, 2 + cells["normal"][1]))
         return Genotype(cells["normal"][0], concat, cells["reduce"][0], concat)
+
+    def state_figures(self, arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
+        """The sampling probabilities softmax(alpha / tau) of each cell, the op each edge ran in the step's last
+        forward pass marked; the temperature in the title."""
+        if "tau" not in arch:
+            return []
+        tau = float(arch["tau"])
+        probs = self.op_weights(arch)
+        out = []
+        for kind in CELL_KINDS:
+            sampled = np.asarray(arch.get(f"{kind}_sampled", []), dtype=np.float64).astype(int)
+            marked = tuple((r, int(k)) for r, k in enumerate(sampled) if 0 <= k < len(PRIMITIVES))
+            out.append(StateFigure("heatmap", f"{kind}: sampling probabilities at tau = {tau:.3g}",
+                                   "Only the sampled op of each edge runs (red square); tau anneals towards its "
+                                   "minimum.", probs[kind], edge_rows(len(probs[kind])), PRIMITIVES,
+                                   value_label="probability", marked=marked, marked_label="sampled this step"))
+        return out

@@ -12,50 +12,73 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from engine.space.cnn.cell import CELL_KINDS, nodes_of
 from engine.space.cnn.genotype import Genotype, genotype_from_weights
-from engine.variants import _BUILTIN, register
+from engine.variants import register
 from engine.variants.base import Variant
+from engine.variants.darts import softmax_weights
+from engine.variants.options import Option, Rule
+from engine.variants.state import StateFigure, edge_rows
 
-__all__ = ["PCDarts", "edge_weights"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["PCDarts", "PC_K", "edge_weights"]
+
+PC_K = Option("pc_k", 4, label="K (partial channels)", allowed="an integer from 1 to 64", minimum=1, maximum=64,
+              help="1/K of each edge's channels go through the mixed op; must divide C",
+              rules=(Rule(lambda v: v["init_channels"] % v["pc_k"] == 0,
+                          "a divisor of init_channels={init_channels} (each edge sends 1/K of its channels through "
+                          "the ops)"),))
 
 
 def edge_weights(betas: Any) -> Any:
     """Per-edge weights: softmax of the betas over each node's incoming edges (torch or numpy, (edges,))."""
-    nodes = nodes_of(betas.shape[-1])
-    parts, start = [], 0
-    for i in range(nodes):
-        part = betas[start:start + i + 2]
-        if isinstance(part, torch.Tensor):
-            parts.append(torch.softmax(part, dim=-1))
-        else:
-            e = np.exp(part - part.max())
+    if isinstance(betas, np.ndarray):
+        parts, start = [], 0
+        for i in range(nodes_of(len(betas))):
+            e = np.exp(betas[start:start + i + 2] - betas[start:start + i + 2].max())
             parts.append(e / e.sum())
+            start += i + 2
+        return np.concatenate(parts)
+    import torch
+
+    parts, start = [], 0
+    for i in range(nodes_of(betas.shape[-1])):
+        parts.append(torch.softmax(betas[start:start + i + 2], dim=-1))
         start += i + 2
-    return torch.cat(parts) if isinstance(betas, torch.Tensor) else np.concatenate(parts)
+    return torch.cat(parts)
 
 
 @register
 class PCDarts(Variant):
     name = "pc_darts"
-    summary = _BUILTIN["pc_darts"]["summary"]
-    options = ("pc_k",)
-    defaults = {"pc_k": 4}
+    summary = "1/K of the channels through the mixed op, edge weights beside the alphas (PC-DARTS)"
+    paper = ("Xu et al., PC-DARTS: Partial Channel Connections for Memory-Efficient Architecture Search, ICLR 2020 "
+             "(yuhuixu1993/PC-DARTS)")
+    lesson_title = "PC-DARTS: partial channels"
+    lesson = ("Each edge sends only 1/K of its channels (K=4) through the eight ops; the rest skip them and are "
+              "shuffled back in. That cuts the supernet's memory about K-fold, so batches can be larger. Sampling "
+              "channels makes the op choice noisier, so each edge also gets an **edge weight** (a softmax over the "
+              "node's inputs) and the genotype ranks edges by op weight times edge weight. The alphas are frozen "
+              "for the first 15 epochs while the network weights warm up.")
+    options = (PC_K,)
 
     @property
     def partial_channels(self) -> int:  # type: ignore[override]
         return int(self.config["pc_k"])
 
     def extra_parameters(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
+        import torch
+
         return {f"betas_{kind}": 1e-3 * torch.randn(edges) for kind in CELL_KINDS}  # (edges,) as the reference
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {kind: torch.softmax(arch[kind], dim=-1) for kind in CELL_KINDS}
+        return softmax_weights(arch)
 
     def forward_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.weights(arch)
@@ -67,3 +90,18 @@ class PCDarts(Variant):
         scaled = {kind: np.asarray(weights[kind], np.float64)
                   * edge_weights(np.asarray(arch[f"betas_{kind}"], np.float64))[:, None] for kind in CELL_KINDS}
         return genotype_from_weights(scaled["normal"], scaled["reduce"])
+
+    def state_figures(self, arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
+        return edge_weight_figures(arch)
+
+
+def edge_weight_figures(arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
+    """Each edge's weight, normal and reduction side by side, one row per edge as the op-weight heatmaps;
+    1/(inputs of the node) is an even split. [] without edge weights (beta-DARTS on plain DARTS)."""
+    cols = tuple(kind for kind in CELL_KINDS if f"betas_{kind}" in arch)
+    if not cols:
+        return []
+    w = np.stack([edge_weights(arch[f"betas_{kind}"]) for kind in cols], axis=1)  # (edges, cells)
+    return [StateFigure("heatmap", "Edge weights (edge normalisation)",
+                        "Each edge's output is multiplied by its edge weight; the genotype ranks edges by op weight "
+                        "times edge weight.", w, edge_rows(len(w)), cols, value_label="edge weight")]

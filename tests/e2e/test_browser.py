@@ -20,8 +20,8 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
-from app import figures
-from app.views.search import DEFAULT_REFRESH_S
+from app.figures import replay
+from app.screens.search import DEFAULT_REFRESH_S
 from engine.runs import catalog, rundir
 from engine.space.cnn.cell import source_name
 from engine.space.cnn.genotype import Genotype, derive_genotype
@@ -246,7 +246,7 @@ def test_search_session_live_and_steered(server: str, page: Page, e2e_runs: Path
     # The numbers are this step's: the heatmaps hold the softmax of the alphas recorded at the step shown, and
     # the cells are the genotype derived from them (normal and reduction each in its own chart)
     record = next(r for r in rundir.read_alphas(e2e_runs / run_id) if r["step"] == paused_at + 1)
-    weights = figures.record_weights(record, runs[0].config.get("variant", "darts"))
+    weights = replay.record_weights(record, runs[0].config.get("variant", "darts"))
     eventually(page, lambda: shows_weights(page, "live", weights), timeout_s=30,
                what=f"the heatmaps showing the alphas of step {paused_at + 1}")
     assert step_of(page) == paused_at + 1
@@ -400,9 +400,9 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
     expect(page.get_by_text("Record 1 of")).to_be_visible(timeout=STATE_MS)
     records = rundir.read_alphas(e2e_runs / run_id)
     variant = rundir.read_config(e2e_runs / run_id)["config"].get("variant", "darts")
-    eventually(page, lambda: shows_weights(page, f"replay.{run_id}", figures.record_weights(records[0], variant)),
+    eventually(page, lambda: shows_weights(page, f"replay.{run_id}", replay.record_weights(records[0], variant)),
                timeout_s=30, what="Replay showing the first record's weights")
-    assert not shows_weights(page, f"replay.{run_id}", figures.record_weights(records[-1], variant))
+    assert not shows_weights(page, f"replay.{run_id}", replay.record_weights(records[-1], variant))
     no_exception_box(page)
     page.screenshot(path=artifacts / "e2e-replay.png")
 
@@ -410,7 +410,7 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
 def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: Path):
     """The Learn page's button opens the collapse lesson from the shipped recordings: two Plotly charts of the
     three runs' counts and their three normal cells, on a server whose runs root may be empty."""
-    from app.views import learn
+    from app.screens import learn
     from engine.runs import examples
 
     page.goto(server)

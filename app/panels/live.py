@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import figures, state
-from app.views import cells, collapse, controls, curves, exports, genotype, status, variant_state
+from app import state
+from app.figures import heatmaps
+from app.panels import cells, collapse, controls, curves, exports, genotype, status, variant_state
 from engine.runs import rundir
 from engine.runs.rundir import RunDirError
 from engine.runs.snapshot import Snapshot
@@ -127,7 +128,7 @@ def piece_keys(snap: Snapshot, key: str = "live") -> dict[str, Hashable]:
     """What each piece shows, as a hashable key: a piece is redrawn when its key changes. Widget values
     (colour scale, the all-edges toggle) are read from the session state."""
     show_all = bool(st.session_state.get(f"{key}.show_all", False))
-    mode = st.session_state.get(f"{key}.mode", next(iter(figures.HEATMAP_MODES)))
+    mode = st.session_state.get(f"{key}.mode", next(iter(heatmaps.HEATMAP_MODES)))
     lecture = cells.lecture_on()
     genotype_key = _genotype_key(snap.genotype)
     return {

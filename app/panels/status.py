@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import figures
+from app.figures import labels
 from engine.runs.snapshot import Snapshot
 
 __all__ = ["render"]
@@ -20,6 +20,6 @@ def render(snap: Snapshot, shown_state: str | None = None) -> None:
     cols[3].metric("Steps/s", "—" if snap.steps_per_s is None else f"{snap.steps_per_s:.2f}")
     cols[4].metric("Device", snap.device or "—")
     # an ETA only while steps are being taken: paused (or pausing: it stops after this step) it would be a guess
-    eta = f" · ETA {figures.format_duration(snap.eta_s)}" if (shown_state or snap.state) == "running" else ""
+    eta = f" · ETA {labels.format_duration(snap.eta_s)}" if (shown_state or snap.state) == "running" else ""
     st.progress(snap.progress, text=f"{snap.progress:.0%} · "
-                f"{figures.progress_text(snap.epoch, snap.epochs, snap.step, snap.total_steps)}{eta}")
+                f"{labels.progress_text(snap.epoch, snap.epochs, snap.step, snap.total_steps)}{eta}")

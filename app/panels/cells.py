@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app import figures
+from app.figures import cells_dot, heatmaps, labels
+from engine.space.cnn.cell import PRIMITIVES
 
 __all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker", "lecture_toggle", "lecture_on", "LECTURE_KEY",
            "SCALE_PARAM", "LECTURE_SCREEN_PX", "graph_css"]
@@ -28,11 +29,11 @@ _LECTURE_CSS = Path(__file__).resolve().parents[2] / "assets" / "styles" / "lect
 
 
 def graph_css(lecture: bool) -> str:
-    """A style that makes the browser draw the cell graphs' text at the sizes their DOT asks for (figures.NORMAL
+    """A style that makes the browser draw the cell graphs' text at the sizes their DOT asks for (labels.NORMAL
     or LECTURE). Streamlit's graphviz chart sets every element's font to 0.8 x its small font (9.6 px, in the
     graph's own units, then scaled with the graph to its column): the DOT's fontsize only reserved the room,
     and labels came out at 4-14 px on screen whatever the mode."""
-    size = figures.LECTURE if lecture else figures.NORMAL
+    size = labels.LECTURE if lecture else labels.NORMAL
     chart = '[data-testid="stGraphVizChart"]'
     return (f"<style>\n{chart} svg g.node text {{ font-size: {size['dag_node']}px !important; }}\n"
             f"{chart} svg g.edge text {{ font-size: {size['dag_label']}px !important; }}\n</style>")
@@ -82,15 +83,15 @@ def _scale_changed(key: str) -> None:
 
 
 def mode_picker(key: str) -> str:
-    """The heatmap colouring (see figures.HEATMAP_MODES); returns its key. The choice is kept in the URL
+    """The heatmap colouring (see heatmaps.HEATMAP_MODES); returns its key. The choice is kept in the URL
     (?scale=<mode>): a reload, or the same picker on another page, starts from it."""
-    modes = list(figures.HEATMAP_MODES)
+    modes = list(heatmaps.HEATMAP_MODES)
     if key not in st.session_state and st.query_params.get(SCALE_PARAM) in modes:
         st.session_state[key] = st.query_params[SCALE_PARAM]
-    return st.radio("Colour scale", modes, format_func=figures.HEATMAP_MODES.get, horizontal=True, key=key,
+    return st.radio("Colour scale", modes, format_func=heatmaps.HEATMAP_MODES.get, horizontal=True, key=key,
                     on_change=_scale_changed, args=(key,),
                     help="Every colour scale is fixed: the same colour is the same value in both cells and at "
-                         f"every step. Op weights start at 1/{len(figures.PRIMITIVES)} and move slowly at first: "
+                         f"every step. Op weights start at 1/{len(PRIMITIVES)} and move slowly at first: "
                          "the centred and change scales are symmetric-log, so a move of 0.01 is already visible.")
 
 
@@ -110,7 +111,7 @@ def render_heatmaps(weights: Mapping[str, np.ndarray], initial: Mapping[str, np.
             if cell not in weights:
                 st.info(f"{title}: no op weights yet.")
                 continue
-            spec, data = figures.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell),
+            spec, data = heatmaps.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell),
                                               lecture=lecture)
             with st.container(key=f"{key}.heatmap.{cell}"):  # the same spec each step: redrawn in place
                 st.vega_lite_chart(data, spec, width="stretch")
@@ -134,10 +135,10 @@ def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bo
         with place:
             st.markdown(f"**{title}**")
             if show_all and weights and cell in weights:
-                _graph(figures.weighted_cell_dot(weights[cell], cell=cell, lecture=lecture), f"{key}.dag.{cell}")
+                _graph(cells_dot.weighted_cell_dot(weights[cell], cell=cell, lecture=lecture), f"{key}.dag.{cell}")
             elif genotype is not None:
                 cell_weights = weights.get(cell) if weights and kept_weights else None
-                _graph(figures.cell_dot(genotype, cell=cell, weights=cell_weights, lecture=lecture),
+                _graph(cells_dot.cell_dot(genotype, cell=cell, weights=cell_weights, lecture=lecture),
                        f"{key}.dag.{cell}")
             else:
                 st.info("No genotype yet: it is derived after the first step.")

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from app import figures, nav, state
-from app.views import cells, curves, exports, runs_compare
+from app import nav, state
+from app.figures import labels
+from app.panels import cells, curves, exports
+from app.screens import runs_compare, runs_lineage
 from engine.jobs.controller import JobError
 from engine.runs import catalog
 from engine.runs.catalog import RunInfo
@@ -23,7 +25,7 @@ _ACTIVE = ("queued", "running", "paused", "stopping")
 
 
 def render_table(runs: Sequence[RunInfo]) -> None:
-    st.dataframe(runs_compare.runs_table(runs), hide_index=True, width="stretch",
+    st.dataframe(runs_lineage.runs_table(runs), hide_index=True, width="stretch",
                  column_config={"valid acc": st.column_config.NumberColumn(format="%.3f")})
 
 
@@ -103,9 +105,9 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
             st.session_state["runs.confirm_delete"] = info.run_id
         _confirm_delete(info)
         return
-    progress = figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)
+    progress = labels.progress_text(info.epoch, info.epochs, info.step, info.total_steps)
     st.caption(f"`{info.path}` · {info.kind} · {info.state} · {progress}")
-    runs_compare.render_lineage(info, runs)
+    runs_lineage.render_lineage(info, runs)
     if info.state == "failed":
         st.error(f"This run failed: {info.error or 'no error text was recorded'}")
     elif info.state == "interrupted":
@@ -149,7 +151,7 @@ def page() -> None:
     state.show_flash()
     runs = catalog.list_runs(reg.runs_dir)
     st.caption(f"Runs directory: `{reg.runs_dir}`")
-    runs_compare.render_failed_jobs(runs)
+    runs_lineage.render_failed_jobs(runs)
     if not runs:
         st.info("No runs yet. Start one on the Search page, or from a terminal: "
                 "`python -m engine search --preset demo`.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import state
-from app.views import live, setup
+from app.panels import live, setup
 from engine.jobs.controller import JobError
 from engine.runs.rundir import RunDirError
 from engine.runtime.threads import apply_threads
@@ -16,7 +16,7 @@ __all__ = ["page", "REFRESH_CHOICES"]
 
 REFRESH_CHOICES = (1.0, 2.0, 5.0, 10.0, 30.0)   # seconds between live checks while a run is active
 # The one default (the e2e tests and bench/dashboard_overhead.py read it here). A check that finds nothing new
-# re-sends nothing; only the pieces whose data changed are redrawn (app/views/live.py).
+# re-sends nothing; only the pieces whose data changed are redrawn (app/panels/live.py).
 DEFAULT_REFRESH_S = 1.0
 
 

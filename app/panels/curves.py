@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import figures
+from app.figures import curves
 
 __all__ = ["render"]
 
@@ -18,8 +18,8 @@ def render(metrics: Sequence[Mapping[str, Any]], key: str, lecture: bool = False
     if not metrics:
         st.info("No metrics yet: the first line is logged after the first step.")
         return
-    places = [st.container() for _ in figures.CURVES] if lecture else list(st.columns(len(figures.CURVES)))
-    for place, curve in zip(places, figures.CURVES, strict=True):
-        spec, data = figures.curve_vega(metrics, curve, lecture=lecture)
+    places = [st.container() for _ in curves.CURVES] if lecture else list(st.columns(len(curves.CURVES)))
+    for place, curve in zip(places, curves.CURVES, strict=True):
+        spec, data = curves.curve_vega(metrics, curve, lecture=lecture)
         with place.container(key=f"{key}.curve.{curve}"):  # the same spec each step: new rows are drawn in place
             st.vega_lite_chart(data, spec, width="stretch")

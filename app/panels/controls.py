@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import figures
+from app.figures import cells_dot, tables
 from engine.runs import rundir
 from engine.space.cnn.genotype import Genotype
 
@@ -108,11 +108,11 @@ def derived(run_id: str) -> None:
         for col, cell in zip(st.columns(2), ("normal", "reduce"), strict=True):
             with col:
                 st.caption(f"{cell} cell")
-                st.graphviz_chart(figures.cell_dot(genotype, cell), width="stretch")
+                st.graphviz_chart(cells_dot.cell_dot(genotype, cell), width="stretch")
         if shown["previous"] is None:
             st.caption("The first derivation of this run: nothing to compare with.")
             return
-        changes = figures.genotype_changes(Genotype.from_dict(shown["previous"]), genotype)
+        changes = tables.genotype_changes(Genotype.from_dict(shown["previous"]), genotype)
         st.markdown(f"**Changes since the previous derivation** (step {shown['previous_step']})")
         if changes:
             st.code("\n".join(changes), language=None)

@@ -9,8 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from app import figures, state
-from app.views import cells, curves, genotype
+from app import state
+from app.figures import labels, replay
+from app.panels import cells, curves, genotype
 from engine.runs import catalog, examples
 
 __all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride"]
@@ -29,17 +30,17 @@ def stride(records: int, speed: str) -> int:
 
 def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: str | Mapping[str, Any],
            metrics: Sequence[Mapping[str, Any]] | None = None) -> None:
-    i = figures.replay_index(records, step)
+    i = replay.replay_index(records, step)
     record = records[i]
-    weights = figures.record_weights(record, variant)
+    weights = replay.record_weights(record, variant)
     st.caption(f"Record {i + 1} of {len(records)} · step {record.get('step', i)} · epoch "
                f"{int(record.get('epoch', 0)) + 1}")
     mode = cells.mode_picker(key=f"{key}.mode")
-    cells.render_heatmaps(weights, figures.record_weights(records[0], variant), mode, key=key)
+    cells.render_heatmaps(weights, replay.record_weights(records[0], variant), mode, key=key)
     show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all")
     if int(record.get("step", i)) == 0:
         st.caption(genotype.UNTRAINED_NOTE)
-    cells.render_dags(figures.record_genotype(record, variant), weights, show_all)
+    cells.render_dags(replay.record_genotype(record, variant), weights, show_all)
     if metrics:  # the curves as they stood at this step
         shown = int(record.get("step", i))
         curves.render([m for m in metrics if int(m.get("step", 0)) <= shown] or metrics[:1], key=key,
@@ -54,7 +55,7 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
     if not records:
         st.info("This run has no recorded alphas yet.")
         return
-    steps = figures.replay_steps(records)
+    steps = replay.replay_steps(records)
     # While playing, the frame's position lives in `pos_key`, not in the slider's key: a tick's rerun request
     # carries the browser's last slider value, which can be the one from before Play and would jump the
     # replay to the end. The playing slider is a new, disabled widget each frame; Stop hands the position
@@ -80,7 +81,7 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
             _frame(records, steps[0], key, variant, metrics)
             return
         if playing and st.session_state.get(playing_key):
-            i = figures.replay_index(records, st.session_state.get(pos_key, steps[0]))
+            i = replay.replay_index(records, st.session_state.get(pos_key, steps[0]))
             step = st.session_state[pos_key] = steps[min(len(records) - 1, i + stride(len(records), speed))]
             st.slider("Step", min_value=steps[0], max_value=steps[-1], value=step, disabled=True)
             _frame(records, step, key, variant, metrics)
@@ -113,7 +114,7 @@ def page() -> None:
     run_id = st.selectbox("Run", ids, key="replay.selected")
     info = next(r for r in runs if r.run_id == run_id)
     shipped = " · a recording shipped with dartboard" if examples.is_example(info.path) else ""
-    st.caption(f"{info.state} · {figures.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")
+    st.caption(f"{info.state} · {labels.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")
     # the run's config, not just its variant's name: its options (beta-DARTS on PC-DARTS) and skip cap count
     render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=dict(info.config or {}),
            metrics=state.metrics_records(info.path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import figures
+from app.figures import tables
 
 __all__ = ["render", "UNTRAINED_NOTE"]
 
@@ -23,7 +23,7 @@ def render(genotype, previous, params: int | None, num_classes: int, previous_la
     left, right = st.columns([3, 2])
     with left:
         st.code(genotype.to_darts(), language="python", wrap_lines=True)
-        st.dataframe(figures.genotype_frame(genotype), hide_index=True, height=250)
+        st.dataframe(tables.genotype_frame(genotype), hide_index=True, height=250)
     with right:
         if params is not None:
             st.metric(f"Parameters (C=36, 20 cells, {num_classes} classes)", f"{params / 1e6:.2f}M",
@@ -36,7 +36,7 @@ def render(genotype, previous, params: int | None, num_classes: int, previous_la
         if previous is None:
             st.caption("Nothing to compare with yet.")
         else:
-            changes = figures.genotype_changes(previous, genotype)
+            changes = tables.genotype_changes(previous, genotype)
             if changes:
                 st.code("\n".join(changes), language=None)
             else:

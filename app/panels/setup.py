@@ -29,16 +29,16 @@ from engine.search.config import (
     config_errors,
     from_preset,
 )
-from engine.variants import all_variant_options, variant_names, variant_options, variant_summary
+from engine.variants import all_variant_options, option_spec, variant_names, variant_options, variant_summary
 
-__all__ = ["FIELDS", "LABELS", "START_LABEL", "render", "run_settings", "message", "problems", "preflight"]
+__all__ = ["FIELDS", "labels", "START_LABEL", "render", "run_settings", "message", "problems", "preflight"]
 
 START_LABEL = "Start search"
 
 # field -> (label, kind, choices or number step, help)
 FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "dataset": ("Dataset", "select", DATASETS, "embedded = the Fashion-MNIST subset shipped with dartboard"),
-    "variant": ("Variant", "select", variant_names(), "how alphas become op weights"),
+    "variant": ("Variant", "select", (), "how alphas become op weights"),  # choices: the variants known when drawn
     "order": ("Order", "select", ORDERS, "architecture gradient: first order, or second order (unrolled, slower)"),
     "epochs": ("Epochs", "int", 1, None),
     "batch_size": ("Batch size", "int", 8, None),
@@ -51,28 +51,11 @@ FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "threads": ("CPU threads", "int", 1, "torch threads of the search; 0 = auto: every core on a quiet machine, "
                                           "on a busy one the idle cores less one (docs/threads.md)"),
 }
-# The variants' own options (docs/variants.md), shown under the variant picker for the chosen variant only,
-# with the architecture warm-up, which every variant reads.
-VARIANT_FIELDS: dict[str, tuple[str, str, Any, str]] = {
+# The architecture warm-up, which every variant reads, shown under the variant picker with the chosen variant's own
+# options; those each variant declares itself (label, box, step or choices, help: engine/variants/).
+WARMUP_FIELD: dict[str, tuple[str, str, Any, str]] = {
     "arch_warmup_epochs": ("Arch. warm-up epochs", "int", 1,
                            "epochs with the architecture frozen before it is searched (PC-DARTS: 15 of 50)"),
-    "pc_k": ("K (partial channels)", "int", 1, "1/K of each edge's channels go through the mixed op; must divide C"),
-    "gdas_tau_max": ("tau at start", "float", 0.5, "Gumbel-softmax temperature of the first epoch"),
-    "gdas_tau_min": ("tau at end", "float", 0.05, "temperature of the last epoch (linear in between; not above "
-                                                   "the start)"),
-    "fair_zero_one_weight": ("Zero-one loss weight", "float", 1.0,
-                             "pushes every sigmoid weight towards 0 or 1 (FairDARTS: 10)"),
-    "fair_threshold": ("Keep threshold", "float", 0.05, "an edge is kept when its strongest sigmoid reaches this"),
-    "drnas_kl_weight": ("KL weight", "float", 1e-3, "weight of KL(Dirichlet || Dirichlet(1)); 0 turns it off"),
-    "darts_minus_beta": ("Aux. skip weight at start", "float", 0.1,
-                         "DARTS-: weight of the auxiliary skip on every edge, decaying linearly to 0 at the end"),
-    "beta_decay_weight": ("Beta-decay weight", "float", 5.0,
-                          "beta-DARTS: lambda = this x epoch / epochs on the mean logsumexp of the alphas"),
-    "beta_base": ("Regularised search", "select", ("darts", "pc_darts"),
-                  "beta-DARTS on plain DARTS or on PC-DARTS (then K applies)"),
-    "sdarts_epsilon_min": ("Noise at start", "float", 0.01, "SDARTS-RS: radius of the uniform noise on the op "
-                                                            "weights in the weight step, first epoch"),
-    "sdarts_epsilon_max": ("Noise at end", "float", 0.05, "SDARTS-RS: the radius grows linearly towards this"),
 }
 # Collapse indicators and cost-aware search (docs/collapse.md), in an expander below the main fields. A select's
 # "none" and a budget of 0 stand for None.
@@ -99,9 +82,6 @@ _PRESET_ONLY = {
     "a_weight_decay": "Arch. weight decay", "amp": "Mixed precision", "fast": "Fast path",
     "log_every": "Log every (steps)", "checkpoint_every_s": "Checkpoint every (s)", "preset": "Preset",
 }
-LABELS: dict[str, str] = {**{f: v[0] for f, v in {**FIELDS, **VARIANT_FIELDS, **EXTRA_FIELDS}.items()},
-                          **{f: f"{label} (preset)" for f, label in _PRESET_ONLY.items()}}
-_NAMES = re.compile(r"\b(" + "|".join(sorted(map(re.escape, LABELS), key=len, reverse=True)) + r")\b")
 _CONFIG_DEFAULTS = SearchConfig()
 # How the fields sit in the sidebar: one per row, or two side by side.
 _ROWS = (("dataset",), ("variant", "order"), ("epochs", "batch_size"), ("init_channels", "layers"), ("w_lr", "a_lr"),
@@ -113,14 +93,42 @@ _DATA_SIZES = {"cifar10": (50_000, 10), "cifar100": (50_000, 100), "mnist": (60_
                "fashion_mnist": (60_000, 10), "svhn": (73_257, 10)}
 
 
+def _variant_fields() -> dict[str, tuple[str, str, Any, str]]:
+    """The warm-up and every option of every known variant (a variant registered at run time too), as sidebar
+    fields read from the options' declarations."""
+    out = dict(WARMUP_FIELD)
+    for name in all_variant_options():
+        option = option_spec(name)
+        if option is not None:
+            out[name] = (option.label, option.kind, option.choices or option.step, option.help)
+    return out
+
+
+def _fields() -> dict[str, tuple[str, str, Any, str]]:
+    """Every field with a box; the variant picker offers the variants known now (one registered at run time too)."""
+    label, kind, _, help_text = FIELDS["variant"]
+    return {**FIELDS, "variant": (label, kind, variant_names(), help_text), **_variant_fields(), **EXTRA_FIELDS}
+
+
+def labels() -> dict[str, str]:
+    """What a message calls each field: its box's label, or its name with "(preset)" for one without a box."""
+    return {**{f: v[0] for f, v in _fields().items()}, **{f: f"{label} (preset)" for f, label in _PRESET_ONLY.items()}}
+
+
+def _names() -> re.Pattern[str]:
+    """Field names as words of a message (the longest first, so `w_lr_min` is not read as `w_lr`)."""
+    return re.compile(r"\b(" + "|".join(sorted(map(re.escape, labels()), key=len, reverse=True)) + r")\b")
+
+
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
 
 
 def message(err: ConfigError) -> str:
     """The engine's error in the sidebar's words: `Channels (C): 3 is not valid: an even integer from 2 to 512`."""
-    allowed = _NAMES.sub(lambda m: LABELS[m.group(1)], err.allowed)
-    return f"{LABELS.get(err.field, err.field)}: {_number(err.value)} is not valid: {allowed}"
+    names = labels()
+    allowed = _names().sub(lambda m: names[m.group(1)], err.allowed)
+    return f"{names.get(err.field, err.field)}: {_number(err.value)} is not valid: {allowed}"
 
 
 def _as_int(field: str, value: Any) -> tuple[Any, ConfigError | None]:
@@ -206,10 +214,10 @@ def preflight(c: SearchConfig) -> list[ConfigError]:
 def _first_causes(errors: list[ConfigError]) -> list[ConfigError]:
     """Leave out an error that follows from another one (a rule naming a field that is itself wrong: the warm-up
     against Epochs=0, K against Channels (C)=3), and repeats of one field."""
-    wrong = {e.field for e in errors}
+    wrong, names = {e.field for e in errors}, _names()
     kept: dict[str, ConfigError] = {}
     for err in errors:
-        if err.field not in kept and not (set(_NAMES.findall(err.allowed)) - {err.field}) & wrong:
+        if err.field not in kept and not (set(names.findall(err.allowed)) - {err.field}) & wrong:
             kept[err.field] = err
     return list(kept.values()) or errors[:1]
 
@@ -217,9 +225,9 @@ def _first_causes(errors: list[ConfigError]) -> list[ConfigError]:
 def problems(preset: str, values: Mapping[str, Any]) -> tuple[SearchConfig | None, list[ConfigError]]:
     """The config of the sidebar's values and every problem with it (all of them, not the first): integer boxes
     holding a fraction, the engine's rules, then (only for a config the rules accept) the checks before Start."""
-    values, errors = dict(values), []
+    values, errors, fields = dict(values), [], _fields()
     for field in [*values]:
-        kind = (FIELDS.get(field) or VARIANT_FIELDS.get(field) or EXTRA_FIELDS.get(field) or ("", ""))[1]
+        kind = fields.get(field, ("", ""))[1]
         if kind == "int":
             values[field], err = _as_int(field, values[field])
             if err is not None:
@@ -238,7 +246,7 @@ def problems(preset: str, values: Mapping[str, Any]) -> tuple[SearchConfig | Non
 
 
 def _widget(field: str, default: Any, key: str) -> Any:
-    label, kind, extra, help_text = {**FIELDS, **VARIANT_FIELDS, **EXTRA_FIELDS}[field]
+    label, kind, extra, help_text = _fields()[field]
     if kind == "select":
         options = list(extra)
         return st.selectbox(label, options, index=options.index(default) if default in options else 0,
@@ -255,7 +263,7 @@ def _variant_options(preset: str, base: SearchConfig, variant: str, values: dict
     st.caption(variant_summary(variant))
     shown = ["arch_warmup_epochs", *variant_options(variant)]
     for start in range(0, len(shown), 2):
-        row = [f for f in shown[start:start + 2] if f in VARIANT_FIELDS]
+        row = shown[start:start + 2]
         for col, field in zip(st.columns(len(row)), row, strict=True):
             default = getattr(base if base.variant == variant or field == "arch_warmup_epochs" else _CONFIG_DEFAULTS,
                               field)
@@ -276,7 +284,8 @@ def settings_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     variant = config.get("variant", "darts")
     own = ["arch_warmup_epochs", *(variant_options(variant) if variant in variant_names() else ())]
     order = [*FIELDS, *own, *EXTRA_FIELDS, *(f for f in _PRESET_ONLY if f != "preset")]
-    return [(LABELS[f], _show(config[f])) for f in order if f in config]
+    names = labels()
+    return [(names[f], _show(config[f])) for f in order if f in config]
 
 
 def run_settings(run_id: str, config: Mapping[str, Any]) -> None:

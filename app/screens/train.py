@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
-from app.views import controls, status
+from app.panels import controls, status
 from engine.jobs.controller import Controller, JobError
 from engine.runs.catalog import list_runs
 from engine.runs.rundir import RunDirError

@@ -1,0 +1,73 @@
+"""The tables the pages show: a genotype's kept edges, what changed between two genotypes, two genotypes side by
+side, and the runs of the Runs page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import zip_longest
+from typing import Any
+
+import pandas as pd
+
+from app.figures.labels import input_name
+from engine.space.cnn.genotype import Genotype, diff_genotypes, node_difference
+
+__all__ = ["genotype_frame", "genotype_changes", "compare_genotypes_frame", "runs_frame"]
+
+
+def genotype_frame(genotype: Genotype) -> pd.DataFrame:
+    """One row per kept edge: cell, node, input, op."""
+    rows = []
+    for cell in ("normal", "reduce"):
+        for node, pairs in enumerate(genotype.cell_nodes(cell)):
+            for op, j in pairs:
+                rows.append({"cell": cell, "node": node, "input": input_name(j), "op": op})
+    return pd.DataFrame(rows, columns=["cell", "node", "input", "op"])
+
+
+def _pair_text(pair: tuple[str, int] | None) -> str:
+    return "nothing" if pair is None else f"{pair[0]} from {input_name(pair[1])}"
+
+
+def genotype_changes(old: Genotype | None, new: Genotype | None) -> list[str]:
+    """What changed between two genotypes, one line per changed (cell, node, slot); empty when the same."""
+    if old is None or new is None:
+        return []
+    return [f"{c.cell} node {c.node}: {_pair_text(c.before)} -> {_pair_text(c.after)}"
+            for c in diff_genotypes(old, new)]
+
+
+def compare_genotypes_frame(a: Genotype, b: Genotype, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Two genotypes node by node: the (op, input) pairs both have first ("same": yes), then the ones that differ.
+
+    A node sums its inputs, so its pairs are compared as a set: the same two pairs in the other order agree."""
+    def text(pair: tuple[str, int] | None) -> str:
+        return "" if pair is None else f"{pair[0]} <- {input_name(pair[1])}"
+
+    rows = []
+    for cell in ("normal", "reduce"):
+        for node, (pa, pb) in enumerate(zip_longest(a.cell_nodes(cell), b.cell_nodes(cell), fillvalue=())):
+            only_a, only_b = node_difference(pa, pb)
+            shared = list(pa)
+            for pair in only_a:
+                shared.remove(pair)
+            for pair in shared:
+                rows.append({"cell": cell, "node": node, names[0]: text(pair), names[1]: text(pair), "same": "yes"})
+            for ea, eb in zip_longest(only_a, only_b):
+                rows.append({"cell": cell, "node": node, names[0]: text(ea), names[1]: text(eb), "same": "no"})
+    return pd.DataFrame(rows, columns=["cell", "node", names[0], names[1], "same"])
+
+
+def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
+    """The runs table of the Runs page from engine.runs.catalog.RunInfo rows."""
+    rows = []
+    for r in runs:
+        cfg = r.config or {}
+        rows.append({
+            "run": r.run_id, "state": r.state, "epoch": f"{min(r.epoch + 1, r.epochs or r.epoch + 1)}/{r.epochs}",
+            "step": f"{r.step}/{r.total_steps}", "valid acc": r.valid_acc, "dataset": cfg.get("dataset", ""),
+            "order": cfg.get("order", ""), "genotype": "yes" if r.genotype is not None else "no",
+            "created": r.created,
+        })
+    return pd.DataFrame(rows, columns=["run", "state", "epoch", "step", "valid acc", "dataset", "order",
+                                       "genotype", "created"])

@@ -1,1 +1,0 @@
-"""One module per panel or page; each `render(...)` takes plain data and runs on fixture data."""
