@@ -32,13 +32,12 @@ def _load_alphas(source: Path) -> dict[str, Any]:
 def cmd_derive(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from engine.runs.handle import RunHandle
     from engine.space.cnn.cell import PRIMITIVES
     from engine.variants import arch_of, derive
 
     source = Path(args.source)
     data = _load_alphas(source)
-    # a run's own variant turns its alphas into a cell; an alphas file is read with --variant (darts by default)
-    variant = rundir.read_config(source)["config"].get("variant", "darts") if source.is_dir() else args.variant
     try:
         arch = arch_of(data)
     except ValueError as e:
@@ -47,7 +46,11 @@ def cmd_derive(args: argparse.Namespace) -> int:
         a = arch[name]
         if a.ndim != 2 or a.shape[1] != len(PRIMITIVES) or not np.isfinite(a).all():
             raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
-    geno = derive(arch, variant, max_skip=_max_skip(args))
+    max_skip = _max_skip(args)
+    if source.is_dir():  # a run's own variant, with its options and its skip cap, turns its alphas into a cell
+        geno = RunHandle(source).genotype_of(data, max_skip=max_skip)
+    else:  # an alphas file is read with --variant (darts by default)
+        geno = derive(arch, args.variant, max_skip=max_skip)
     if args.format == "json" and args.max_skip is not None:  # the cap is recorded with the genotype
         print(json.dumps({"genotype": geno.to_dict(), "max_skip": args.max_skip}))
     else:
@@ -69,9 +72,10 @@ def _capped_genotype(run_dir: Path, max_skip: int):
     of the step its latest genotype row was derived at. That is the early stop's `from_step` while the latest
     row is the early stop's cell (its own row, or the `stopped` row after it); once a search resumed after an
     early stop writes a row, that row's own step."""
-    from engine.variants import arch_of, derive
+    from engine.runs.handle import RunHandle
 
-    rows = rundir.read_genotypes(run_dir)
+    run = RunHandle(run_dir)
+    rows = run.genotypes()
     if not rows:
         raise BadInput(f"{run_dir} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
     last = rows[-1]
@@ -81,10 +85,10 @@ def _capped_genotype(run_dir: Path, max_skip: int):
     step = stop["from_step"] if early and on_stop else last.get("step")
     if not isinstance(step, int):
         raise BadInput(f"{run_dir}: the latest row of genotypes.jsonl has no step to derive a capped genotype at")
-    alphas = [r for r in rundir.read_alphas(run_dir) if r["step"] <= step]
-    if not alphas:
+    alphas = run.alphas_at(step)
+    if alphas is None:
         raise BadInput(f"{run_dir} has no alphas at or before step {step} to derive a capped genotype from")
-    return derive(arch_of(alphas[-1]), rundir.read_config(run_dir)["config"], max_skip=max_skip)
+    return run.genotype_of(alphas, max_skip=max_skip)
 
 
 def _load_genotype(text: str):
