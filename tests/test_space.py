@@ -33,6 +33,8 @@ def test_a_space_derives_parses_and_names_its_network():
     network = getattr(importlib.import_module(module), name)
     assert network(8, 10, 5, False, KNOWN_GENOTYPES["DARTS_V2"]).__class__.__name__ == name
     assert isinstance(v2, Genotype)
+    dot = space.dot(v2)
+    assert dot.startswith("digraph") and dot.count("sep_conv_3x3") == 5  # DARTS_V2's normal cell has five
 
 
 def test_an_unknown_space_names_the_known_ones():

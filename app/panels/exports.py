@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from engine.runs import export, rundir
+from engine.runs.handle import RunHandle
 
 __all__ = ["LABELS", "render", "svg_available"]
 
@@ -40,8 +41,8 @@ def _genotype_data(get_genotype: Callable[[], Any], fmt: str) -> Callable[[], st
 
 def _alphas_data(run_dir: str) -> Callable[[], str]:
     def make() -> str:
-        variant = rundir.read_config(run_dir)["config"].get("variant", "darts")  # the weights the run searched with
-        return export.alphas_csv(rundir.read_alphas(run_dir), variant)
+        run = RunHandle(run_dir)  # the weights the run searched with: its variant and that variant's options
+        return export.alphas_csv(run.alphas(), run.config)
     return make
 
 

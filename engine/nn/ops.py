@@ -152,8 +152,8 @@ def conv_by_phases(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
     of i (its parity). At stride 2 every output reads phase (0, 0) only: conv(x[:, :, ::2, ::2], padding c).
     At stride 1 the four phases (even H and W) are stacked along the batch and run as one undilated conv. The
     products and sums are those of the dilated conv (tests/test_ops.py checks outputs and gradients to float32
-    rounding; the outputs measured bit-equal); on a 2-core EPYC oneDNN's undilated kernels ran 1.5-6x faster
-    than its dilated ones, forward and backward (docs/architecture.md, "The fast path")."""
+    rounding). It exists because oneDNN's undilated depthwise kernels are faster on a CPU than its dilated ones,
+    forward and backward (docs/architecture.md, "The fast path", has the figures)."""
     if not _phases_apply(conv):
         return None
     c = (conv.kernel_size[0] - 1) // 2

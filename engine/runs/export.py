@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.core.atomic import write_bytes_atomic
 from engine.runs import rundir
+from engine.runs.handle import RunHandle
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, source_name
 from engine.space.cnn.dot import cell_dot, genotype_dot, weighted_cell_dot
 from engine.space.cnn.genotype import Genotype
@@ -70,7 +71,7 @@ def render_svg(dot_source: str) -> bytes:
         raise ValueError(f"dot could not draw this source: {(e.stderr or b'').decode(errors='replace')}") from None
 
 
-def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant = "darts") -> str:
+def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant | Mapping[str, Any] = "darts") -> str:
     """alphas.jsonl records {"step", "epoch", "normal": (edges, ops), "reduce": ...} as long-format CSV: one row
     per (record, cell, edge, op) with the raw alpha and the op weight the run's variant gives it (the softmax
     for DARTS); edge is the alpha row index. A variant's own state beside the alphas (PC-DARTS's
@@ -108,9 +109,6 @@ def _target(run: Path, fmt: str, out: str | os.PathLike | None) -> Path:
     return resolved
 
 
-def _variant_of(run: Path) -> str:
-    """The variant a run searched with (its config.json), so the CSV's weights are the ones it used."""
-    return str(rundir.read_config(run)["config"].get("variant", "darts"))
 
 
 def write_export(run_dir: str | os.PathLike, fmt: str, genotype: Genotype | None = None,
@@ -129,7 +127,7 @@ def write_export(run_dir: str | os.PathLike, fmt: str, genotype: Genotype | None
         records = rundir.read_alphas(run) if records is None else records
         if not records:
             raise ValueError(f"{run} has no recorded alphas to export")
-        data = alphas_csv(records, _variant_of(run)).encode()
+        data = alphas_csv(records, RunHandle(run).config).encode()
     else:
         genotype = rundir.latest_genotype(run) if genotype is None else genotype
         if genotype is None:

@@ -28,7 +28,7 @@ def snapshot_from_dir(run_dir: str | os.PathLike, recent: int = 500) -> Snapshot
     metrics = rundir.read_metrics(run_dir)
     alphas, weights, initial = {}, {}, {}
     if alphas_rows:
-        variant = str(info.config.get("variant", "darts"))  # the run's own relaxation turns alphas into weights
+        variant = info.config  # the run's own relaxation, with its options, turns alphas into weights
         alphas = {k: a.astype(np.float32) for k, a in arch_of(alphas_rows[-1]).items()}
         weights = record_weights(alphas_rows[-1], variant)
         initial = record_weights(alphas_rows[0], variant)

@@ -1,10 +1,9 @@
 """How many CPU threads torch uses for a search: the `threads` config field, 0 = chosen from the machine.
 
-On a small CPU the number matters more than it looks. Measured on a 2-core machine (bench/threads.py,
-docs/threads.md): while other work kept both cores busy, one torch thread ran a `demo` search step 12-14
-times faster than two (the two wait on each other at the end of each of the many small kernels of a DARTS
-cell); on the same machine when quieter, two were faster. So "auto" looks at the machine when the search
-starts:
+On a small CPU the number matters more than it looks: while other work keeps the cores busy, fewer torch
+threads run a search step many times faster (the threads wait on each other at the end of each of the many
+small kernels of a DARTS cell); on a quiet machine, more are faster (docs/threads.md has the figures,
+bench/threads.py measures them). So "auto" looks at the machine when the search starts:
 
 - `OMP_NUM_THREADS` set in the environment: that number (whoever set it meant it);
 - quiet (the 1-minute load average is below half a core): every core;

@@ -33,6 +33,7 @@ class SearchSpace:
     derive: Callable[[Mapping[str, Any]], Any]
     parse_genotype: Callable[[str], Any]   # JSON or the reference's text -> genotype; never evaluated
     genotype_from_dict: Callable[[Any], Any]  # a genotypes.jsonl row's genotype -> genotype
+    dot: Callable[[Any], str]              # genotype -> a DOT drawing of its cells (exports, the dashboard)
     known_genotypes: Mapping[str, Any]     # published cells, by name
     data_kind: str                         # "image" or "text": which datasets can feed it
     network: str                           # "module:Class" of the network a genotype builds (engine/nn/)

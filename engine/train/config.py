@@ -113,7 +113,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # 0.025 cosine to 0, momentum 0.9, wd 3e-4, clip 5, crop 4 + flip, cutout 16, drop path 0.2 ramped
     # linearly, auxiliary head weight 0.4. A GPU job (about 1.5 GPU-days in the paper).
     "darts-cifar10-eval": TrainConfig(dataset="cifar10"),
-    # The embedded Fashion-MNIST subset (10,000 training, 2,000 test images) on a laptop CPU, in about ten
+    # The embedded Fashion-MNIST subset (10,000 training, 2,000 test images) on a laptop CPU, sized to finish in
     # minutes on two cores (docs/training.md has the measurement): the 28x28 images at their own size,
     # C=8 and 5 cells (both reductions and a normal cell between them), batch 64, 10 epochs at twice the
     # paper's lr (few steps). Crop 2 + flip; no cutout, drop path or auxiliary head: they pay off over

@@ -2,7 +2,7 @@
 4-node cell, a normal and a reduction kind, two inputs kept per node; learnt on images (CIFAR-10 in the paper,
 the embedded Fashion-MNIST subset here).
 
-cell.py holds the cell's shape, genotype.py the derived cell and its text forms.
+cell.py holds the cell's shape, genotype.py the derived cell and its text forms, dot.py its drawing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.space.base import SearchSpace
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, num_edges, source_name
+from engine.space.cnn.dot import genotype_dot
 from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
 
 __all__ = ["SPACE"]
@@ -24,6 +25,6 @@ def _derive(weights: Mapping[str, Any]) -> Genotype:
 SPACE = SearchSpace(
     name="cnn", title="convolutional cell (DARTS, CIFAR-10)", primitives=PRIMITIVES, cell_kinds=CELL_KINDS,
     inputs_per_node=2, num_edges=num_edges, edge_endpoints=edge_endpoints, source_name=source_name,
-    derive=_derive, parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict,
+    derive=_derive, parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict, dot=genotype_dot,
     known_genotypes=KNOWN_GENOTYPES, data_kind="image", network="engine.nn.network:NetworkCIFAR",
 )
