@@ -99,7 +99,7 @@ def test_the_architect_adds_the_penalty_to_the_architecture_objective():
     model.eval()  # the same forward twice (BatchNorm on batch statistics either way, no running-stat drift)
     (obj_plain, loss_plain, _), (obj_cost, loss_cost, _) = (
         a._valid_loss(x, y, False, torch.device("cpu")) for a in (plain, penalised))
-    want = 1e3 * cost.expected_cost(model.variant.weights(model.arch_all()), tables.params).item() / 1e6
+    want = 1e3 * cost.expected_cost(model.variant.weights(model.arch()), tables.params).item() / 1e6
     assert loss_plain.item() == pytest.approx(loss_cost.item())
     assert obj_cost.item() - obj_plain.item() == pytest.approx(want, rel=1e-5)
 

@@ -369,12 +369,12 @@ def test_regularised_variants_state_their_schedule_from_a_real_network():
                                   ("beta_darts", "beta_weight", "lambda = "), ("sdarts_rs", "epsilon", "epsilon = ")]:
         model = SearchNetwork(4, 10, 3, nodes=4, variant=variant)
         model.start_epoch(1, 3)
-        arch = {k: np.asarray(v) for k, v in model.arch_state().items()}
+        arch = {k: np.asarray(v) for k, v in model.arch_numpy().items()}
         text = variants.state_text(arch, variant)
         value = float(arch[name].reshape(-1)[0])
         assert text is not None and needle in text and f"{value:.3g}"[:4] in text, (variant, text, value)
     a = np.zeros((14, 8))
     assert variants.state_text({"normal": a, "reduce": a}, "darts") is None
     pc = SearchNetwork(4, 10, 3, nodes=4, variant="beta_darts", variant_options={"beta_base": "pc_darts", "pc_k": 2})
-    arch = {k: np.asarray(v) for k, v in pc.arch_state().items()}
+    arch = {k: np.asarray(v) for k, v in pc.arch_numpy().items()}
     assert len(variant_state.variant_state_figures("beta_darts", arch)) == 1  # on PC-DARTS: its edge weights too

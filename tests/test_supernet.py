@@ -48,9 +48,9 @@ def test_alphas_are_registered_parameters_in_the_state_dict():
     assert _count(net.arch_parameters()) + _count(net.weight_parameters()) == _count(list(net.parameters()))
 
 
-def test_arch_state_and_op_weights_are_numpy_copies():
+def test_arch_numpy_and_op_weights_are_numpy_copies():
     net = SearchNetwork(4, 3, 3, nodes=3)
-    arch, weights = net.arch_state(), net.op_weights()
+    arch, weights = net.arch_numpy(), net.op_weights()
     assert set(arch) == set(weights) == {"normal", "reduce"}
     assert arch["normal"].shape == (num_edges(3), len(PRIMITIVES)) == (9, 8)
     np.testing.assert_allclose(weights["reduce"].sum(axis=1), 1.0, rtol=1e-6)

@@ -124,7 +124,7 @@ def _state(variant: str):
 
     net = SearchNetwork(4, 3, 3, variant=variant, nodes=4, variant_options={"toy_scale": 2.0})
     snap = Snapshot(run_id="r", run_dir="", state="running", config={"variant": variant, "toy_scale": 2.0},
-                    alphas=net.arch_state(), weights=net.op_weights())
+                    alphas=net.arch_numpy(), weights=net.op_weights())
     variant_state.render(snap, key="t")
 
 

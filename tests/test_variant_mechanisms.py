@@ -112,7 +112,7 @@ def test_gdas_runs_one_op_per_edge_and_records_it():
     for c, e, k in calls:  # the op that ran is the one recorded as sampled
         kind = "reduce" if net.cells[c].reduction else "normal"
         assert int(getattr(net, f"{kind}_sampled")[e]) == k
-    assert set(net.arch_state()) == {"normal", "reduce", "tau", "normal_sampled", "reduce_sampled"}
+    assert set(net.arch_numpy()) == {"normal", "reduce", "tau", "normal_sampled", "reduce_sampled"}
 
 
 def test_gdas_hard_sample_is_one_hot_and_its_gradient_is_the_soft_one():
@@ -384,7 +384,7 @@ def _state_script(variant: str):
 
     net = SearchNetwork(4, 3, 3, variant=variant, nodes=4)
     snap = Snapshot(run_id="r", run_dir="", state="running", config={"variant": variant},
-                    alphas=net.arch_state(), weights=net.op_weights())
+                    alphas=net.arch_numpy(), weights=net.op_weights())
     variant_state.render(snap, key="t")
 
 

@@ -66,11 +66,11 @@ def test_every_variant_gives_weights_of_the_right_shape_and_the_same_numbers_on_
     net = SearchNetwork(4, 3, 3, variant=name, nodes=3)
     torch.nn.init.normal_(net.alphas_normal, std=1.0)
     live = net.op_weights()
-    from_record = variants.op_weights(net.arch_state(), name)
+    from_record = variants.op_weights(net.arch_numpy(), name)
     for kind in CELL_KINDS:
         assert live[kind].shape == (num_edges(3), len(PRIMITIVES))
         np.testing.assert_allclose(from_record[kind], live[kind], rtol=1e-5, atol=1e-6)
-    assert variants.derive(net.arch_state(), name) == net.genotype()
+    assert variants.derive(net.arch_numpy(), name) == net.genotype()
 
 
 def test_darts_weights_are_row_softmax():

@@ -80,7 +80,7 @@ def test_darts_minus_supernet_with_beta_zero_is_the_darts_supernet():
     assert not torch.allclose(minus(x), darts(x))  # the skip is there
     minus.start_epoch(4, 5)  # the last epoch: beta = 0
     torch.testing.assert_close(minus(x), darts(x))
-    assert variants.derive(minus.arch_state(), "darts_minus") == darts.genotype()
+    assert variants.derive(minus.arch_numpy(), "darts_minus") == darts.genotype()
 
 
 # ---------------------------------------------------------------- beta-DARTS
@@ -124,7 +124,8 @@ def test_beta_darts_on_pc_darts_has_partial_channels_edge_weights_and_the_regula
     net = SearchNetwork(8, 3, 3, variant="beta_darts", nodes=2,
                         variant_options={"beta_base": "pc_darts", "pc_k": 4})
     assert net.variant.partial_channels == 4
-    assert list(net.arch()) == ["normal", "reduce", "betas_normal", "betas_reduce"]
+    assert list(net.arch()) == ["normal", "reduce", "betas_normal", "betas_reduce", "beta_weight"]
+    assert [p.shape for p in net.arch_parameters()] == [a.shape for a in list(net.arch().values())[:4]]
     seen = []
     for m in net.modules():
         if isinstance(m, MixedOp):
@@ -133,11 +134,11 @@ def test_beta_darts_on_pc_darts_has_partial_channels_edge_weights_and_the_regula
     net.start_epoch(1, 2)
     loss = net.loss(torch.randn(2, 3, 8, 8), torch.tensor([0, 2]))
     assert set(seen) == {2, 4, 8}  # a quarter of C, 2C, 4C
-    extra = net.variant.arch_loss_extra(net.arch_all())
+    extra = net.variant.arch_loss_extra(net.arch())
     assert extra.item() == pytest.approx(25.0 * beta_decay_loss(net.arch()).item())
     assert all(g.abs().sum() > 0 for g in torch.autograd.grad(loss + extra, net.arch_parameters()))
     # derivation is PC-DARTS's (op weights times edge weights)
-    arch = net.arch_state()
+    arch = net.arch_numpy()
     mine = variants.derive(arch, {"variant": "beta_darts", "beta_base": "pc_darts"})
     assert mine == variants.derive(arch, "pc_darts")
     cfg, rows = searched(variant="beta_darts", beta_base="pc_darts", pc_k=2)
@@ -191,7 +192,7 @@ def test_sdarts_perturbs_the_weight_step_only_and_leaves_the_alphas_alone():
 
     # the weight gradient at the perturbed op weights: the same noise (the architecture step draws none)
     torch.set_rng_state(rng)
-    soft = ref.variant.weights(ref.arch_all())
+    soft = ref.variant.weights(ref.arch())
     perturbed = {kind: perturb(soft[kind], eps)[0] for kind in CELL_KINDS}
     for kind in CELL_KINDS:
         assert 0 < (perturbed[kind] - soft[kind]).abs().max() <= 2 * eps  # noise then projection
@@ -224,7 +225,7 @@ def test_sdarts_architecture_step_sees_no_noise():
     for a, b in zip(first, want, strict=True):
         torch.testing.assert_close(a, b)
     # readers draw the unperturbed softmax
-    np.testing.assert_allclose(variants.op_weights(net.arch_state(), "sdarts_rs")["normal"],
+    np.testing.assert_allclose(variants.op_weights(net.arch_numpy(), "sdarts_rs")["normal"],
                                torch.softmax(net.alphas_normal.detach().double(), -1).numpy(), atol=1e-7)
 
 

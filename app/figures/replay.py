@@ -17,8 +17,9 @@ __all__ = ["record_genotype", "record_weights", "replay_steps", "replay_index"]
 
 def record_genotype(record: Mapping[str, Any], variant: str | Mapping[str, Any] = "darts") -> Genotype:
     """The genotype the run's variant derives from the raw architecture parameters of one alphas record (pass
-    the run's config to derive with its variant's options and skip cap)."""
-    return variants.record_genotype(record, variant)
+    the run's config to derive with its variant's options and its skip cap, as the run did)."""
+    cap = variants.run_skip_cap(variant) if isinstance(variant, Mapping) else None
+    return variants.record_genotype(record, variant, cap)
 
 
 def record_weights(record: Mapping[str, Any], variant: str | Mapping[str, Any] = "darts") -> dict[str, np.ndarray]:

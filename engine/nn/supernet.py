@@ -284,7 +284,7 @@ class SearchNetwork(nn.Module):
         edges = num_edges(nodes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(edges, len(PRIMITIVES)))  # (edges, ops)
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(edges, len(PRIMITIVES)))  # (edges, ops)
-        # arch key (as in arch_state and the variant's `weights`) -> attribute name of the parameter
+        # arch key (as in arch_numpy and the variant's `weights`) -> attribute name of the parameter
         self._arch_attrs = {"normal": "alphas_normal", "reduce": "alphas_reduce"}
         for name, init in self.variant.extra_parameters(edges, len(PRIMITIVES)).items():
             self.register_parameter(name, nn.Parameter(init))
@@ -300,21 +300,21 @@ class SearchNetwork(nn.Module):
                 if isinstance(mixed_op, MixedOp):
                     mixed_op.use_channels_last()
 
-    def arch(self) -> dict[str, nn.Parameter]:
-        """The architecture parameters by arch key: "normal", "reduce", then the variant's extras."""
-        return {key: getattr(self, attr) for key, attr in self._arch_attrs.items()}
-
-    def arch_all(self) -> dict[str, torch.Tensor]:
-        """What the variant reads: the architecture parameters, then its buffers (e.g. GDAS's `tau`)."""
-        return {**self.arch(), **{key: getattr(self, attr) for key, attr in self._state_attrs.items()}}
+    def arch(self) -> dict[str, torch.Tensor]:
+        """The architecture by arch key, as the variant reads it: the parameters ("normal", "reduce", then the
+        variant's extras), then the variant's buffers (e.g. GDAS's `tau`). `arch_parameters` is its trainable
+        part, `arch_numpy` a copy of it."""
+        return {**{key: getattr(self, attr) for key, attr in self._arch_attrs.items()},
+                **{key: getattr(self, attr) for key, attr in self._state_attrs.items()}}
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Let the variant update its schedules (GDAS's temperature) before the first step of `epoch`."""
         with torch.no_grad():
-            self.variant.start_epoch(self.arch_all(), epoch, epochs)
+            self.variant.start_epoch(self.arch(), epoch, epochs)
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.arch().values())
+        """The trainable part of `arch()`: what the architect's optimiser updates."""
+        return [getattr(self, attr) for attr in self._arch_attrs.values()]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch_ids = {id(p) for p in self.arch_parameters()}
@@ -326,7 +326,7 @@ class SearchNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, weight_step: bool = False) -> torch.Tensor:  # x: (B, in_channels, H, W)
         # weight_step: the weight step's forward pass (engine/search/step.py), where a variant may perturb (SDARTS-RS)
-        arch = self.arch_all()
+        arch = self.arch()
         weights = self.variant.weight_step_weights(arch) if weight_step else self.variant.forward_weights(arch)
         # weights: {"normal": (edges, ops), "reduce": ..., extras}
         index = {kind: weights[f"{kind}_index"].tolist() for kind in CELL_KINDS if f"{kind}_index" in weights}
@@ -341,17 +341,17 @@ class SearchNetwork(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self(x), y)
 
-    def arch_state(self) -> dict[str, np.ndarray]:
-        """Raw architecture parameters as numpy copies (safe to hand to another thread)."""
-        return {key: p.detach().cpu().numpy().copy() for key, p in self.arch_all().items()}
+    def arch_numpy(self) -> dict[str, np.ndarray]:
+        """`arch()` as numpy copies (safe to hand to another thread)."""
+        return {key: p.detach().cpu().numpy().copy() for key, p in self.arch().items()}
 
     @torch.no_grad()
     def op_weights(self) -> dict[str, np.ndarray]:
         """The op weights the mixed ops use (softmax rows for DARTS), as numpy copies: (edges, ops) per cell kind."""
-        weights = self.variant.weights(self.arch_all())
+        weights = self.variant.weights(self.arch())
         return {kind: weights[kind].float().cpu().numpy().copy() for kind in CELL_KINDS}
 
     def genotype(self, weights: dict[str, np.ndarray] | None = None) -> Genotype:
         """The cell the variant derives from the current architecture (pass `op_weights()` if already at hand)."""
         weights = self.op_weights() if weights is None else weights
-        return self.variant.derive(weights, self.arch_state())
+        return self.variant.derive(weights, self.arch_numpy())

@@ -69,11 +69,9 @@ class RunHandle:
     def genotype_of(self, alphas_row: Mapping[str, Any], max_skip: int | None = None) -> Genotype:
         """The cell the run's variant derives from one alphas line; `max_skip` caps its skips (P-DARTS), else the
         run's own cap (its `max_skip` field) applies, as the run derived it."""
-        from engine.variants import arch_of, derive, record_genotype
+        from engine.variants import record_genotype, run_skip_cap
 
-        if max_skip is None:
-            return record_genotype(alphas_row, self.config)
-        return derive(arch_of(alphas_row), self.config, max_skip=max_skip)
+        return record_genotype(alphas_row, self.config, run_skip_cap(self.config) if max_skip is None else max_skip)
 
     def alphas_at(self, step: int) -> dict[str, Any] | None:
         """The last alphas line at or before `step`, or None."""

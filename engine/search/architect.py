@@ -106,7 +106,7 @@ class Architect:
         with autocast(device, amp):
             logits = self.model(x_val)  # (B, classes)
         loss = F.cross_entropy(logits.float(), y_val)
-        arch = self.model.arch_all()
+        arch = self.model.arch()
         extra = self.model.variant.arch_loss_extra(arch)
         objective = loss if extra is None else loss + extra.float()
         if self.cost is not None:  # cost-aware search: the expected cost under the variant's op weights

@@ -164,7 +164,7 @@ class _Loop(RunLoop):
         self.meters.update(out)
         end_of_epoch = self.batch == self.steps_per_epoch
         logged = self.step % cfg.log_every == 0 or end_of_epoch or self.collapse.due(self.step)
-        alphas = self.model.arch_state()
+        alphas = self.model.arch_numpy()
         metrics = alphas_row = None
         if logged:
             metrics = {"step": self.step, "epoch": self.epoch, **self.meters.means(), "w_lr": out.w_lr,
@@ -203,7 +203,7 @@ class _Loop(RunLoop):
         """The variant's genotype of the architecture now, with the config's skip cap (max_skip)."""
         if self.cfg.max_skip is None:
             return self.model.genotype()
-        return cap_skips(self.model.variant, self.model.arch_state(), self.cfg.max_skip)
+        return cap_skips(self.model.variant, self.model.arch_numpy(), self.cfg.max_skip)
 
     def _last_step_epoch(self) -> int:
         """The epoch of the last step taken: at an epoch's end the position has moved on to the next one."""
@@ -240,7 +240,7 @@ class _Loop(RunLoop):
 
     def _picture(self) -> dict[str, Any]:
         model = self.model
-        return {"alphas": model.arch_state() if model is not None else {},
+        return {"alphas": model.arch_numpy() if model is not None else {},
                 "weights": model.op_weights() if model is not None else {},
                 "initial_weights": self.initial_weights, "genotype": self.genotype,
                 "epoch_genotype": self.epoch_genotype}

@@ -39,8 +39,8 @@ from engine.variants.state import StateFigure
 
 __all__ = ["Variant", "Option", "Rule", "StateFigure", "register", "unregister", "variant_names", "variant_class",
            "make_variant", "as_variant", "arch_of", "op_weights", "derive", "record_weights", "record_genotype",
-           "variant_options", "all_variant_options", "option_spec", "second_order_refusal", "variant_summary",
-           "state_figures", "state_text", "cap_skips", "check_max_skip"]
+           "run_skip_cap", "variant_options", "all_variant_options", "option_spec", "second_order_refusal",
+           "variant_summary", "state_figures", "state_text", "cap_skips", "check_max_skip"]
 
 # Keys of an alphas.jsonl line that are not architecture parameters.
 _RECORD_KEYS = frozenset({"step", "epoch"})
@@ -81,11 +81,17 @@ def record_weights(record: Mapping[str, Any],
     return op_weights(arch_of(record), variant)
 
 
-def record_genotype(record: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> Any:
-    """The genotype of one alphas.jsonl line, as the run's variant derives it; given the run's config (a
-    mapping), with its variant's options and its skip cap (`max_skip`), as the run itself derived it."""
-    cap = variant.get("max_skip") if isinstance(variant, Mapping) else None
-    return derive(arch_of(record), variant, max_skip=cap if isinstance(cap, int) else None)
+def record_genotype(record: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts",
+                    max_skip: int | None = None) -> Any:
+    """The genotype of one alphas.jsonl line, as the variant derives it (given a run's config, with its options);
+    `max_skip` caps its skip connections (a run's own cap is its config's `max_skip`: RunHandle passes it)."""
+    return derive(arch_of(record), variant, max_skip=max_skip)
+
+
+def run_skip_cap(config: Mapping[str, Any]) -> int | None:
+    """The skip cap a run derived its cells with: its config's `max_skip`, or None."""
+    cap = config.get("max_skip")
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) else None
 
 
 def _state_arch(arch: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ the way it searches.
 
 A variant sees the architecture as a mapping `arch`: "normal" and "reduce" are (edges, ops) matrices, and
 any parameters the variant adds (`extra_parameters`) sit beside them under their own names. The same
-mapping is what `SearchNetwork.arch()` holds (as parameters), what a checkpoint stores, and what one line of
+mapping is what `SearchNetwork.arch()` holds (as tensors), what a checkpoint stores, and what one line of
 alphas.jsonl records (as lists), so every reader can rebuild the op weights from a record alone.
 """
 
@@ -90,7 +90,7 @@ class Variant:
         """Non-trainable state the variant keeps beside the alphas (GDAS's temperature and sampled ops).
 
         They become buffers of the search network under these names: in `state_dict()` (so checkpoints and
-        exact resume), in `arch_state()`, every snapshot and every alphas.jsonl line, and in the mapping
+        exact resume), in `arch_numpy()`, every snapshot and every alphas.jsonl line, and in the mapping
         `weights` and `derive` are given, so a reader rebuilds the same op weights from a record alone."""
         return {}
 
