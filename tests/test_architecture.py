@@ -33,8 +33,10 @@ ALLOWED: dict[str, set[str]] = {
 }
 # The dashboard reads runs, configs and figures' data; it builds no networks and runs no step itself.
 APP_FORBIDDEN = {"nn", "search.loop", "search.step", "search.architect", "train.loop", "train.step", "cli"}
-# Importable with torch blocked: what reading configs, genotypes and run directories needs.
-TORCH_FREE = ["engine.core", "engine.space", "engine.search.config", "engine.train.config"]
+# Importable with torch blocked: what reading configs, genotypes and run directories needs, and every page of the
+# dashboard (torch loads with the first job or the first figure that needs it, not with the first page).
+TORCH_FREE = ["engine.core", "engine.space", "engine.search.config", "engine.train.config", "engine.jobs",
+              "app.state", "app.nav", "app.screens", "app.panels", "app.figures"]
 
 
 def _modules() -> dict[str, Path]:

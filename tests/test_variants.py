@@ -182,7 +182,9 @@ def test_importing_the_engine_and_the_figures_does_not_load_torch():
             "assert cfg.pc_k == 2 and 'K (partial channels)' in labels and variants.variant_class('gdas').lesson\n"
             "assert engine.search.config.config_errors('smoke', {'variant': 'gdas', 'gdas_tau_min': 20.0})\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n"
-            "engine.Controller\n"
+            "engine.Controller\n"  # the dashboard's controller: torch waits for its first job
+            "assert 'torch' not in sys.modules\n"
+            "engine.NetworkCIFAR\n"
             "assert 'torch' in sys.modules\n"
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

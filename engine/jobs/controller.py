@@ -21,7 +21,6 @@ from engine.runs.hooks import Callback
 from engine.runs.liveness import is_interrupted
 from engine.runs.snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
 from engine.search.config import SearchConfig
-from engine.search.loop import run_search
 from engine.space.cnn.genotype import Genotype
 from engine.train.config import TrainConfig
 
@@ -61,12 +60,15 @@ class Controller:
         return self
 
     def _main(self) -> None:  # the final state is in the snapshot and status.json
+        # The loops (and torch) load with the first job, not with the dashboard's first page.
         if self.kind == "train":
             from engine.train.loop import run_training
 
             run_training(self.config, self.genotype, self.run_dir, source=self.source, control=self.control,
                          callbacks=self._callbacks, box=self.box, resume=self.resume_run)
         else:
+            from engine.search.loop import run_search
+
             run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks, box=self.box,
                        resume=self.resume_run)
 

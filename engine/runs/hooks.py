@@ -29,7 +29,6 @@ from typing import Any
 
 from engine.core.atomic import append_jsonl
 from engine.runs import rundir
-from engine.runs.checkpoint import save_checkpoint
 
 __all__ = ["Callback", "CallbackList", "StepEvent", "RunDirWriter"]
 
@@ -118,6 +117,8 @@ class RunDirWriter(Callback):
             self._put(lambda: append_jsonl(path / rundir.ALPHAS, [arow]))
         if event.checkpoint is not None:
             state = event.checkpoint
+            from engine.runs.checkpoint import save_checkpoint  # torch: only once a job writes one
+
             self._put(lambda: save_checkpoint(path / rundir.CHECKPOINT, state))
         # status.json at most every second: it is a heartbeat and a progress line, not a log
         now = time.monotonic()
