@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, Self
 
-__all__ = ["ConfigError", "FrozenConfig", "DATASETS", "DEVICES", "check", "is_int", "is_num", "collect_errors",
-           "parse_overrides", "check_known"]
+__all__ = ["ConfigError", "FrozenConfig", "DATASETS", "DEVICES", "check", "is_int", "is_num", "check_run_fields",
+           "collect_errors", "parse_overrides", "check_known"]
 
 # Every data source a config may name (engine/datasets/); "embedded" is the Fashion-MNIST subset in assets/.
 DATASETS = ("embedded", "fake", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn", "imagefolder")
@@ -50,6 +50,19 @@ def is_int(v: Any) -> bool:
 
 def is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_run_fields(c: Any) -> None:
+    """The fields of how a job runs, the same for a search and a training: seed, device, amp, log_every and
+    checkpoint_every_s."""
+    check(is_int(c.seed) and 0 <= c.seed < 2**32, "seed", c.seed, "an integer from 0 to 2**32-1")
+    check(c.device in DEVICES or (isinstance(c.device, str) and c.device.startswith("cuda:")
+                                  and c.device[5:].isdigit()), "device", c.device,
+          f"one of {', '.join(DEVICES)} or cuda:N")
+    check(isinstance(c.amp, bool), "amp", c.amp, "true or false")
+    check(is_int(c.log_every) and c.log_every >= 1, "log_every", c.log_every, "an integer >= 1")
+    check(is_num(c.checkpoint_every_s) and c.checkpoint_every_s > 0, "checkpoint_every_s", c.checkpoint_every_s,
+          "a positive number of seconds")
 
 
 def collect_errors(build: Any) -> list[ConfigError]:

@@ -19,7 +19,7 @@ import torch
 
 from engine.core.atomic import write_bytes_atomic
 
-__all__ = ["CheckpointError", "capture_rng", "restore_rng", "clone_state", "save_checkpoint", "load_checkpoint",
+__all__ = ["CheckpointError", "capture_rng", "restore_rng", "clone_state", "save_checkpoint", "load_checkpoint", "load_states",
            "FORMAT"]
 
 FORMAT = "dartboard-search-checkpoint/1"
@@ -91,3 +91,14 @@ def load_checkpoint(path: str | os.PathLike, fmt: str = FORMAT, required: tuple[
     if missing:
         raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
     return state
+
+
+def load_states(ckpt: dict[str, Any], parts: dict[str, Any], what: str) -> None:
+    """Load each checkpoint entry into its part (`{"model": model, "scheduler": scheduler, ...}`); a CheckpointError
+    that names `what` ("this search network") if one is missing or does not fit."""
+    try:
+        for key, part in parts.items():
+            part.load_state_dict(ckpt[key])
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise CheckpointError(f"the checkpoint does not fit {what} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300]})") from None

@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from engine.core.config import DATASETS, DEVICES, ConfigError, FrozenConfig, check_known, collect_errors
+from engine.core.config import (
+    DATASETS,
+    DEVICES,
+    ConfigError,
+    FrozenConfig,
+    check_known,
+    check_run_fields,
+    collect_errors,
+)
 from engine.core.config import check as _check
 from engine.core.config import is_int as _is_int
 from engine.core.config import is_num as _is_num
@@ -176,15 +184,8 @@ def validate(c: SearchConfig) -> None:
            "a_betas", c.a_betas, "two numbers in [0, 1), e.g. 0.5,0.999")
     _check(_is_num(c.a_weight_decay) and 0 <= c.a_weight_decay < 1, "a_weight_decay", c.a_weight_decay,
            "a number in [0, 1)")
-    _check(_is_int(c.seed) and 0 <= c.seed < 2**32, "seed", c.seed, "an integer from 0 to 2**32-1")
-    _check(c.device in DEVICES or (isinstance(c.device, str) and c.device.startswith("cuda:")
-                                   and c.device[5:].isdigit()), "device", c.device,
-           f"one of {', '.join(DEVICES)} or cuda:N")
-    _check(isinstance(c.amp, bool), "amp", c.amp, "true or false")
+    check_run_fields(c)
     _check(isinstance(c.fast, bool), "fast", c.fast, "true or false")
-    _check(_is_int(c.log_every) and c.log_every >= 1, "log_every", c.log_every, "an integer >= 1")
-    _check(_is_num(c.checkpoint_every_s) and c.checkpoint_every_s > 0, "checkpoint_every_s", c.checkpoint_every_s,
-           "a positive number of seconds")
     _check(_is_int(c.threads) and 0 <= c.threads <= 1024, "threads", c.threads,
            "an integer from 0 to 1024 (0 = auto: from the cores and the load of this machine)")
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from engine.core.config import ConfigError
-from engine.runs.checkpoint import CheckpointError
+from engine.runs.checkpoint import CheckpointError, load_states
 from engine.search.config import SearchConfig
 
 __all__ = ["RESUMABLE_FIELDS", "check_resume", "restore_state", "reanchor_learning_rates"]
@@ -45,14 +45,8 @@ def check_resume(ckpt: dict[str, Any], config: SearchConfig, fingerprint: str, s
 def restore_state(ckpt: dict[str, Any], model: torch.nn.Module, w_opt: torch.optim.Optimizer,
                   a_opt: torch.optim.Optimizer, scheduler: Any) -> None:
     """Load the checkpoint's states into the search's parts; a CheckpointError if they do not fit."""
-    try:
-        model.load_state_dict(ckpt["model"])
-        w_opt.load_state_dict(ckpt["w_optimizer"])
-        a_opt.load_state_dict(ckpt["a_optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-        raise CheckpointError(f"the checkpoint does not fit this search network ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300]})") from None
+    load_states(ckpt, {"model": model, "w_optimizer": w_opt, "a_optimizer": a_opt, "scheduler": scheduler},
+                "this search network")
 
 
 def reanchor_learning_rates(config: SearchConfig, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer,

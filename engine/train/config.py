@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.core.config import DATASETS, DEVICES, ConfigError, FrozenConfig, check_known
+from engine.core.config import DATASETS, ConfigError, FrozenConfig, check_known, check_run_fields
 from engine.core.config import check as _check
 from engine.core.config import is_int as _is_int
 from engine.core.config import is_num as _is_num
@@ -98,14 +98,7 @@ def validate(c: TrainConfig) -> None:
            "a number in [0, 1)")
     _check(_is_num(c.auxiliary_weight) and 0 <= c.auxiliary_weight <= 10, "auxiliary_weight", c.auxiliary_weight,
            "a number in [0, 10] (0 = no auxiliary head)")
-    _check(_is_int(c.seed) and 0 <= c.seed < 2**32, "seed", c.seed, "an integer from 0 to 2**32-1")
-    _check(c.device in DEVICES or (isinstance(c.device, str) and c.device.startswith("cuda:")
-                                   and c.device[5:].isdigit()), "device", c.device,
-           f"one of {', '.join(DEVICES)} or cuda:N")
-    _check(isinstance(c.amp, bool), "amp", c.amp, "true or false")
-    _check(_is_int(c.log_every) and c.log_every >= 1, "log_every", c.log_every, "an integer >= 1")
-    _check(_is_num(c.checkpoint_every_s) and c.checkpoint_every_s > 0, "checkpoint_every_s", c.checkpoint_every_s,
-           "a positive number of seconds")
+    check_run_fields(c)
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

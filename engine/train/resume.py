@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from engine.core.config import ConfigError
-from engine.runs.checkpoint import CheckpointError, load_checkpoint
+from engine.runs.checkpoint import CheckpointError, load_checkpoint, load_states
 from engine.space.cnn.genotype import Genotype
 from engine.train.config import RESUMABLE_TRAIN_FIELDS, TrainConfig
 
@@ -46,10 +46,5 @@ def check_train_resume(ckpt: dict[str, Any], config: TrainConfig, genotype: Geno
 
 def restore_train_state(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scheduler: Any) -> None:
-    try:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-        raise CheckpointError(f"the checkpoint does not fit this network ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300]})") from None
+    """Load the checkpoint's states into the training's parts; a CheckpointError if they do not fit."""
+    load_states(ckpt, {"model": model, "optimizer": optimizer, "scheduler": scheduler}, "this network")
