@@ -247,7 +247,7 @@ def test_one_damaged_run_is_listed_as_unreadable_and_the_others_list_normally(fi
 
 @pytest.mark.parametrize("recover", [True, False], ids=["disk-fixed-then-resumed", "never-fixed-then-stopped"])
 def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover, smoke):
-    """The disk refuses a write (alphas.jsonl becomes a directory: a real OS error, no mock): the search pauses
+    """The disk refuses a write (alphas.jsonl becomes a dangling link: a real OS error, no mock): the search pauses
     with the reason as soon as the writer thread meets the error (a busy machine may let it lag a step or two, or
     reach the last step: then it pauses there, see the next test); lines wait in memory in order; fixed and
     resumed, every step is on disk once. Never fixed, a stop ends the run `failed` with the count of lost writes."""
@@ -260,7 +260,7 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover, smok
 
     class Sabotage(Callback):
         def on_step_end(self, event):
-            if event.step == 2 and not alphas.is_dir():
+            if event.step == 2 and not alphas.is_symlink():
                 asides.extend(block(alphas))
 
     (tmp_path / "run").mkdir()
@@ -288,7 +288,7 @@ def test_a_failed_write_pauses_at_once_and_loses_no_line(tmp_path, recover, smok
 
 
 def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path, smoke):
-    """The failure is met only after the last step (the final genotype line: genotypes.jsonl is a directory by
+    """The failure is met only after the last step (the final genotype line: genotypes.jsonl is a dangling link by
     then): the run pauses at its end rather than ending failed, so a fixed disk and Resume still finish it with
     every line; before the fix it is `paused`, not `finished` or `failed`."""
     from engine.jobs.controller import Controller
@@ -301,7 +301,7 @@ def test_a_write_failing_at_the_last_step_pauses_instead_of_ending(tmp_path, smo
 
     class Sabotage(Callback):
         def on_step_end(self, event):  # runs before the epoch-end hook that queues the final genotype line
-            if event.step == event.status["total_steps"] and not genotypes.is_dir():
+            if event.step == event.status["total_steps"] and not genotypes.is_symlink():
                 asides.extend(block(genotypes))
 
     run.mkdir()

@@ -127,14 +127,14 @@ def test_fail_writes_failed_with_the_error_and_the_traceback(tmp_path, kind, err
 
 @pytest.mark.parametrize("kind", JOBS)
 def test_a_failed_write_pauses_and_resume_writes_every_line_once(tmp_path, kind, job_config):
-    """metrics.jsonl becomes a directory after step 2 (a real OS error): the run pauses with the reason and takes
+    """metrics.jsonl becomes a dangling link after step 2 (a real OS error): the run pauses with the reason and takes
     no more steps; fixed and resumed, it finishes with every step's row on disk once, in order."""
     run_dir = tmp_path / "run"
     metrics, asides = run_dir / rundir.METRICS, []
 
     class Sabotage(Callback):
         def on_step_end(self, event):
-            if event.step == 2 and not metrics.is_dir():
+            if event.step == 2 and not metrics.is_symlink():
                 asides.extend(block(metrics))
 
     run_dir.mkdir()

@@ -207,7 +207,7 @@ def test_controller_runs_a_training_with_pause_step_and_stop(tmp_path):
 
 
 def test_a_write_failing_near_the_end_pauses_and_resume_writes_every_line(tmp_path):
-    """metrics.jsonl turns into a directory (a real OS error) one step before the end: the training pauses with the
+    """metrics.jsonl becomes a dangling link (a real OS error) one step before the end: the training pauses with the
     reason, mid-run or after its last step (whenever the writer thread meets the error), never ends `failed` or
     `finished` with lines missing; fixed and resumed, it finishes with every epoch-end row on disk once."""
     from tests.blocking import block, unblock
@@ -217,7 +217,7 @@ def test_a_write_failing_near_the_end_pauses_and_resume_writes_every_line(tmp_pa
 
     class Sabotage(Callback):
         def on_step_end(self, event):
-            if event.step == event.status["total_steps"] - 1 and not metrics.is_dir():
+            if event.step == event.status["total_steps"] - 1 and not metrics.is_symlink():
                 asides.extend(block(metrics))
 
     run.mkdir()
