@@ -140,3 +140,28 @@ def test_the_toy_state_figure_is_drawn(toy):
     at = AppTest.from_function(_state, args=(toy,), default_timeout=60).run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
     assert any("softmax of the alphas times a scale" in m.value for m in at.markdown)
+
+
+def test_a_plugins_option_is_recorded_only_in_its_own_runs(toy, smoke):
+    """A darts run's config.json does not carry the plugin's option, so it reads back after the plugin is gone;
+    the plugin's own run records it."""
+    plain, own = smoke.to_dict(), smoke.replace(variant=toy, toy_scale=2.0).to_dict()
+    assert "toy_scale" not in plain and own["toy_scale"] == 2.0
+    assert "pc_k" in plain and "pc_k" in own  # built-in variants' options are always recorded
+    variants.unregister(toy)
+    assert SearchConfig.from_dict(plain) == smoke
+
+
+def test_a_whole_number_is_a_float_options_default_on_another_variants_config(smoke):
+    """darts_minus_beta=1 (JSON's 1 for 1.0) on a darts config is the default, not another variant's option."""
+    assert SearchConfig.from_dict({**smoke.to_dict(), "darts_minus_beta": 1}) == smoke
+    with pytest.raises(ConfigError, match="pc_k"):
+        smoke.replace(pc_k=4.0)  # a float is not an integer option's default
+
+
+def test_a_variants_rules_are_checked_when_the_options_own_rules_fail(smoke):
+    """beta_darts with pc_k=3 breaks pc_k's own rule (a divisor of init_channels) and beta_darts's (pc_k stays 4
+    unless beta_base=pc_darts): both are reported, so fixing one does not reveal the other."""
+    values = {**smoke.replace(variant="beta_darts").to_dict(), "pc_k": 3}
+    errors = [allowed for name, allowed in variants.variant_class("beta_darts").option_errors(values)]
+    assert len(errors) == 2 and "divisor" in errors[0] and "beta_base=pc_darts" in errors[1], errors

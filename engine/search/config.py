@@ -28,7 +28,14 @@ from engine.core.config import (
 from engine.core.config import check as _check
 from engine.core.config import is_int as _is_int
 from engine.core.config import is_num as _is_num
-from engine.variants import all_variant_options, option_spec, variant_class, variant_names, variant_options
+from engine.variants import (
+    all_variant_options,
+    builtin_variant_options,
+    option_spec,
+    variant_class,
+    variant_names,
+    variant_options,
+)
 
 __all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES", "from_preset", "config_errors"]
 
@@ -120,15 +127,25 @@ class SearchConfig(FrozenConfig):
         return keys
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat, as config.json holds it: every field and every known variant option (at its default unless set)."""
+        """Flat, as config.json holds it: every field, every built-in variant's options and this config's own
+        variant's (at their defaults unless set). Options of a variant registered at run time appear only in its
+        own runs, so a run of another variant still reads back once that plugin is gone."""
         data = {k: v for k, v in super().to_dict().items() if k != "options"}
-        return {**data, **{name: getattr(self, name) for name in all_variant_options()}}
+        names = dict.fromkeys(builtin_variant_options())
+        if self.variant in variant_names():
+            names.update(dict.fromkeys(variant_options(self.variant)))
+        return {**data, **{name: getattr(self, name) for name in names}}
 
 
 def _is_default(name: str, value: Any) -> bool:
-    """Whether `value` is the declared default of option `name`, of the same type (4.0 is not pc_k's 4)."""
+    """Whether `value` is the declared default of option `name`: equal, and an integer where the default is one
+    (4.0 is not pc_k's 4), while a whole number stands for a float default (darts_minus_beta=1 is 1.0)."""
     default = option_spec(name).default  # type: ignore[union-attr]  # check_known let only options through
-    return type(value) is type(default) and value == default
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    if isinstance(default, int) and not isinstance(value, int):
+        return False
+    return value == default
 
 
 def validate(c: SearchConfig) -> None:

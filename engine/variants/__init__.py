@@ -24,6 +24,7 @@ from engine.variants.options import Option, Rule
 from engine.variants.registry import (
     all_variant_options,
     as_variant,
+    builtin_variant_options,
     make_variant,
     option_spec,
     register,
@@ -39,8 +40,8 @@ from engine.variants.state import StateFigure
 
 __all__ = ["Variant", "Option", "Rule", "StateFigure", "register", "unregister", "variant_names", "variant_class",
            "make_variant", "as_variant", "arch_of", "op_weights", "derive", "record_weights", "record_genotype",
-           "run_skip_cap", "variant_options", "all_variant_options", "option_spec", "second_order_refusal",
-           "variant_summary", "state_figures", "state_text", "cap_skips", "check_max_skip"]
+           "run_skip_cap", "variant_options", "all_variant_options", "builtin_variant_options", "option_spec",
+           "second_order_refusal", "variant_summary", "state_figures", "state_text", "cap_skips", "check_max_skip"]
 
 # Keys of an alphas.jsonl line that are not architecture parameters.
 _RECORD_KEYS = frozenset({"step", "epoch"})

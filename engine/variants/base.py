@@ -69,12 +69,11 @@ class Variant:
     @classmethod
     def option_errors(cls, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         """(option, what is allowed) for each check of the variant's options that `values` (a whole config, flat)
-        fails: an option's own checks, then, once it passes them, the variant's rules on it. Lazy, so a caller that
-        stops at the first never meets a rule that reads a value already found wrong."""
+        fails: an option's own checks, then, once its value is allowed, the variant's rules on it. Lazy, so a caller
+        that stops at the first never meets a rule that reads a value already found wrong."""
         for option in cls.options:
-            errors = option.errors(values[option.name], values)
-            yield from ((option.name, allowed) for allowed in errors)
-            if not errors:
+            yield from ((option.name, allowed) for allowed in option.errors(values[option.name], values))
+            if option.accepts(values[option.name]):
                 for rule in cls.rules.get(option.name, ()):
                     if not rule.test(values):
                         yield option.name, (rule.allowed or option.allowed).format_map(values)

@@ -81,6 +81,12 @@ def all_variant_options() -> dict[str, str]:
     return out
 
 
+def builtin_variant_options() -> tuple[str, ...]:
+    """The options the built-in variants declare, in their order: every config.json records them."""
+    _load_builtins()
+    return tuple(dict.fromkeys(o for module in _MODULES for o in variant_options(module)))
+
+
 def option_spec(name: str, load: bool = True) -> Option | None:
     """The declaration of the variant option called `name`; None when no known variant declares one."""
     if load:
