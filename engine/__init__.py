@@ -1,8 +1,8 @@
 """dartboard's search engine: the DARTS search space, bilevel search, genotypes, networks, run directories.
 
 No Streamlit anywhere in this package: the dashboard (app/) reads what the engine publishes. The names
-below load on first use, so importing `engine` (or its torch-free parts: config, genotype, space, export)
-does not import torch; `engine.Controller` or `engine.NetworkCIFAR` does.
+below load on first use, so importing `engine` (or its torch-free parts: engine.core, engine.space.cnn.genotype,
+engine.search.config, engine.runs.rundir and the exports) does not import torch; `engine.NetworkCIFAR` does.
 """
 
 from __future__ import annotations

@@ -41,6 +41,20 @@ def test_the_runs_own_skip_cap_applies_unless_another_is_asked(tmp_path):
     assert run.genotype_of(last, max_skip=8) == uncapped
 
 
+def test_derive_run_applies_and_records_the_runs_own_cap(tmp_path, cli):
+    """`derive RUN --format json` caps as the run did and says so; an explicit --max-skip wins and is recorded."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(DEMO, run_dir)
+    record = json.loads((run_dir / rundir.CONFIG).read_text())
+    record["config"]["max_skip"] = 0
+    (run_dir / rundir.CONFIG).write_text(json.dumps(record))
+    own = json.loads(cli("derive", str(run_dir), "--format", "json").stdout)
+    assert own["max_skip"] == 0 and all(op != "skip_connect" for op, _ in own["genotype"]["normal"])
+    asked = json.loads(cli("derive", str(run_dir), "--format", "json", "--max-skip", "8").stdout)
+    assert asked["max_skip"] == 8
+    assert asked["genotype"] == RunHandle(DEMO).genotype_of(RunHandle(DEMO).alphas()[-1]).to_dict()
+
+
 def test_a_folder_without_a_config_is_refused_by_name(tmp_path):
     with pytest.raises(rundir.RunDirError, match="not a dartboard run directory"):
         RunHandle(tmp_path)

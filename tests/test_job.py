@@ -123,3 +123,17 @@ def test_resume_a_stopped_run_from_the_registry(registry, smoke):
     again = registry.start(resume=job.run_dir)
     assert again.run_dir == job.run_dir and again.join(60)
     assert again.snapshot().state == "finished" and again.snapshot().step == 6 > stopped_at
+
+
+def test_a_search_engine_that_cannot_load_ends_the_job_failed_with_the_reason(tmp_path, smoke, monkeypatch):
+    """The loop is imported in the job's thread (the dashboard's pages load without torch): an import that fails
+    there (a broken install) ends the job failed with the reason, not queued forever."""
+    import sys
+
+    from engine.jobs.controller import Controller
+
+    monkeypatch.setitem(sys.modules, "engine.search.loop", None)  # the import system's "cannot import" marker
+    job = Controller(smoke, tmp_path / "run").start()
+    assert job.join(30)
+    snap = job.snapshot()
+    assert snap.state == "failed" and "cannot load the search engine" in snap.error, snap

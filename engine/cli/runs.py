@@ -34,7 +34,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
     from engine.runs.handle import RunHandle
     from engine.space.cnn.cell import PRIMITIVES
-    from engine.variants import arch_of, derive
+    from engine.variants import arch_of, derive, run_skip_cap
 
     source = Path(args.source)
     data = _load_alphas(source)
@@ -48,11 +48,14 @@ def cmd_derive(args: argparse.Namespace) -> int:
             raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
     max_skip = _max_skip(args)
     if source.is_dir():  # a run's own variant, with its options and its skip cap, turns its alphas into a cell
-        geno = RunHandle(source).genotype_of(data, max_skip=max_skip)
+        run = RunHandle(source)
+        if max_skip is None:
+            max_skip = run_skip_cap(run.config)
+        geno = run.genotype_of(data, max_skip=max_skip)
     else:  # an alphas file is read with --variant (darts by default)
         geno = derive(arch, args.variant, max_skip=max_skip)
-    if args.format == "json" and args.max_skip is not None:  # the cap is recorded with the genotype
-        print(json.dumps({"genotype": geno.to_dict(), "max_skip": args.max_skip}))
+    if args.format == "json" and max_skip is not None:  # the cap applied (--max-skip or the run's) is recorded
+        print(json.dumps({"genotype": geno.to_dict(), "max_skip": max_skip}))
     else:
         print(geno.to_json() if args.format == "json" else geno.to_darts())
     return 0

@@ -9,6 +9,7 @@ TrainConfig with its genotype.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -60,15 +61,21 @@ class Controller:
         return self
 
     def _main(self) -> None:  # the final state is in the snapshot and status.json
-        # The loops (and torch) load with the first job, not with the dashboard's first page.
+        # The loops (and torch) load with the first job, not with the dashboard's first page; a failed import
+        # ends the job failed with the reason rather than leaving it queued forever.
+        try:
+            if self.kind == "train":
+                from engine.train.loop import run_training
+            else:
+                from engine.search.loop import run_search
+        except Exception as e:
+            self.box.put(dataclasses.replace(self.box.get(), state="failed", updated_at=time.time(),
+                                             error=f"cannot load the {self.kind} engine: {type(e).__name__}: {e}"))
+            return
         if self.kind == "train":
-            from engine.train.loop import run_training
-
             run_training(self.config, self.genotype, self.run_dir, source=self.source, control=self.control,
                          callbacks=self._callbacks, box=self.box, resume=self.resume_run)
         else:
-            from engine.search.loop import run_search
-
             run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks, box=self.box,
                        resume=self.resume_run)
 

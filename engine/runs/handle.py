@@ -1,7 +1,8 @@
 """One read handle for a run directory: its config, its variant, its records and its genotype at any step.
 
-The command line, the exports, follow mode and the dashboard read runs through this, so "which variant turns
-these alphas into op weights" and "which cell did the run have at step N" have one answer each. The files
+`derive RUN` and the exports that derive from stored alphas read runs through this, so "which variant turns
+these alphas into op weights" and "which cell did the run have at step N" have one answer each (the dashboard's
+run lists summarise many runs through engine/runs/catalog.py instead). The files
 themselves are read by `rundir` (each reader skips torn or damaged lines); a handle caches only config.json,
 which a run writes once, so the records it returns are always the files' current lines.
 """
