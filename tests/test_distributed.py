@@ -189,3 +189,17 @@ def test_only_a_lost_peer_reads_as_interrupted():
     with pytest.raises(torch.OutOfMemoryError):
         _collective(world, failing(torch.OutOfMemoryError("CUDA out of memory")))
     assert _collective(world, lambda: 7) == 7
+
+
+@pytest.mark.parametrize("use_cuda", [False, True])
+def test_the_group_has_a_cpu_backend_for_the_flags_and_objects_agree_broadcasts(use_cuda):
+    """`agree` broadcasts a CPU tensor and `broadcast_object` pickles through CPU memory: with NCCL alone the
+    group has no backend for the CPU and the first collective of a multi-GPU search fails. Read the way
+    torch.distributed routes each device (runs on the CPU: no GPU needed to check the routing)."""
+    from torch.distributed.distributed_c10d import BackendConfig
+
+    from engine.runtime.distributed import group_backend
+
+    routes = BackendConfig(group_backend(use_cuda)).get_device_backend_map()
+    assert routes["cpu"] == "gloo"
+    assert routes["cuda"] == ("nccl" if use_cuda else "gloo")

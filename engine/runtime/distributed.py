@@ -15,8 +15,8 @@ that slice's statistics (as DDP without SyncBatchNorm does), so the losses and g
 N half-batches, averaged, not of the whole batch. tests/test_distributed.py checks the part that must be
 equal: two ranks give the mean of the gradients one process computes on the two slices, to 1e-5.
 
-NCCL on GPUs: torchrun sets LOCAL_RANK; each rank then runs on cuda:LOCAL_RANK with the NCCL backend
-(docs/distributed.md).
+NCCL on GPUs: torchrun sets LOCAL_RANK; each rank then runs on cuda:LOCAL_RANK, with NCCL for CUDA tensors and
+gloo for the CPU-side flags and objects in the same group (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -99,8 +99,14 @@ def from_environment(device: str = "auto") -> World:
         use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
         if use_cuda:
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=_TIMEOUT)
+        dist.init_process_group(group_backend(use_cuda), timeout=_TIMEOUT)
     return world
+
+
+def group_backend(use_cuda: bool) -> str:
+    """The process group's backend: gloo on the CPU; with CUDA, NCCL for the gradients (CUDA tensors) and gloo
+    for what lives in CPU memory (`agree`'s flag, `broadcast_object`), which NCCL refuses."""
+    return "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
 
 
 def average_(tensors: Sequence[torch.Tensor], world: World) -> None:
