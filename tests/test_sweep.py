@@ -1,0 +1,176 @@
+"""Sweeps: members expanded and validated before anything starts, run on the local pool and on Ray, resumed
+after the driver is killed, a failing member leaving the others alone, and the report's statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.runs import rundir
+from engine.search.config import from_preset
+from engine.sweep.report import compare_groups, group_summaries, member_results, permutation_test
+from engine.sweep.run import OUTCOMES, member_states, run_local
+from engine.sweep.spec import SWEEP_FILE, SweepError, create_sweep, load_sweep, parse_grid
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_grid_expands_to_one_member_per_combination_and_seed(tmp_path):
+    grid = parse_grid(["variant=darts,beta_darts", "max_skip=0,2"])
+    assert grid == {"variant": ["darts", "beta_darts"], "max_skip": [0, 2]}
+    sweep = create_sweep(tmp_path, "s", "smoke", {"epochs": 1}, grid, seeds=2, first_seed=5)
+    assert len(sweep.members) == 8 and sweep.seeds == [5, 6]
+    settings = [m.settings for m in sweep.members]
+    assert {(s["variant"], s["max_skip"], s["seed"]) for s in settings} == {
+        (v, k, s) for v in ("darts", "beta_darts") for k in (0, 2) for s in (5, 6)}
+    assert all(m.overrides["epochs"] == 1 for m in sweep.members)
+    again = load_sweep(sweep.path)
+    assert [m.name for m in again.members] == [m.name for m in sweep.members]
+    assert again.config(again.members[3]) == from_preset("smoke", sweep.members[3].overrides)
+
+
+@pytest.mark.parametrize("grid, sets, seeds, needle", [
+    (["variant=darts,nope"], [], 1, "variant"),                  # the member and combination, before anything
+    (["pc_k=4,3"], ["variant=pc_darts"], 1, "member 001-pc_k=3-seed=0"),
+    (["no_such_field=1,2"], [], 1, "unknown field"),
+    (["variant="], [], 1, "has no values"),
+    (["seed=1,2"], [], 1, "--seeds"),
+    (["max_skip=1,1"], [], 1, "repeats a value"),
+    (["max_skip=1,2"], ["max_skip=3"], 1, "both fixed"),
+    ([], [], 0, "at least 1"),
+])
+def test_a_bad_sweep_is_refused_before_anything_is_written(tmp_path, grid, sets, seeds, needle):
+    from engine.core.config import ConfigError, parse_overrides
+    from engine.search.config import SearchConfig
+
+    with pytest.raises((SweepError, ConfigError), match=needle):
+        create_sweep(tmp_path, "s", "smoke", parse_overrides(sets, SearchConfig), parse_grid(grid), seeds)
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_existing_sweep_directory_is_refused(tmp_path):
+    create_sweep(tmp_path, "s", "smoke", {}, {}, 2)
+    with pytest.raises(SweepError, match="exists; resume it"):
+        create_sweep(tmp_path, "s", "smoke", {}, {}, 2)
+
+
+def test_a_2x2_smoke_sweep_on_the_local_pool_and_failing_members_leave_the_others(tmp_path):
+    """Two datasets x two seeds, two at a time; Fashion-MNIST is not where the sweep points: those members fail
+    with the reason, the two others finish, each an ordinary run directory with its own settings."""
+    sweep = create_sweep(tmp_path, "s", "smoke", {"data_root": "/nonexistent-data"},
+                         {"dataset": ["fake", "fashion_mnist"]}, seeds=2)
+    assert len(sweep.members) == 4
+    states = run_local(sweep, jobs=2)
+    broken = [m.name for m in sweep.members if m.settings["dataset"] == "fashion_mnist"]
+    assert {n: s for n, s in states.items() if s != "finished"} == dict.fromkeys(broken, "failed"), states
+    outcomes = json.loads((sweep.path / OUTCOMES).read_text())
+    assert all("Fashion-MNIST not found" in outcomes[n]["reason"] for n in broken), outcomes
+    for m in sweep.members:
+        if m.name not in broken:
+            cfg = rundir.read_config(sweep.run_dir(m))["config"]
+            assert (cfg["dataset"], cfg["seed"]) == ("fake", m.settings["seed"])
+            assert rundir.read_metrics(sweep.run_dir(m))[-1]["step"] == 4
+
+
+def test_a_sweep_resumes_after_its_driver_is_killed_without_redoing_finished_members(tmp_path):
+    sweep = create_sweep(tmp_path, "s", "smoke", {"epochs": 3}, {"variant": ["darts", "fair_darts"]}, seeds=1)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from engine.sweep.spec import load_sweep; "
+                               "from engine.sweep.run import run_local; run_local(load_sweep(sys.argv[1]), 1)",
+         str(sweep.path)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    first, second = (sweep.run_dir(m) for m in sweep.members)
+    try:
+        wait_for(lambda: member_states(sweep)[sweep.members[0].name] == "finished", timeout=180)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+        finished_metrics = (first / rundir.METRICS).read_bytes()
+        states = run_local(sweep, jobs=1)  # waits for a member the killed driver left running, runs the rest
+        assert set(states.values()) == {"finished"}, states
+        assert (first / rundir.METRICS).read_bytes() == finished_metrics
+        assert "resumed" not in rundir.read_config(first)
+        assert [r["step"] for r in rundir.read_metrics(second)] == list(range(1, 7))
+    finally:
+        driver.kill()
+        for run_dir in (first, second):  # a member the test left behind ends with it
+            pid = rundir.read_status(run_dir).get("pid") if (run_dir / rundir.CONFIG).exists() else None
+            if isinstance(pid, int) and pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.mark.slow
+def test_the_same_sweep_on_ray_in_local_mode(tmp_path):
+    pytest.importorskip("ray")
+    from engine.sweep.run import run_on_ray
+
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=1)
+    states = run_on_ray(sweep, threads=1, num_cpus=2)
+    assert set(states.values()) == {"finished"}, states
+    assert {rundir.read_config(sweep.run_dir(m))["config"]["variant"] for m in sweep.members} == {
+        "darts", "beta_darts"}
+
+
+def test_a_ray_address_that_does_not_answer_is_one_line(tmp_path):
+    from engine.sweep.run import check_ray_address
+
+    with pytest.raises(SweepError, match="does not answer"):
+        check_ray_address("127.0.0.1:9")  # the discard port: nothing listens there
+    with pytest.raises(SweepError, match="HOST:PORT"):
+        check_ray_address("ray://:10001")
+
+
+def _hand_made_member(sweep, member, valid_accs, winners_normal):
+    """A finished member written by hand: its metrics, and alphas whose normal cell's winners are given."""
+    run_dir = sweep.run_dir(member)
+    run_dir.mkdir(parents=True)
+    config = sweep.config(member)
+    (run_dir / rundir.CONFIG).write_text(json.dumps({"kind": "search", "config": config.to_dict()}))
+    rundir.write_status(run_dir, state="finished", step=len(valid_accs))
+    (run_dir / rundir.METRICS).write_text("".join(json.dumps({"step": i + 1, "valid_acc": a}) + "\n"
+                                                  for i, a in enumerate(valid_accs)))
+    normal = np.zeros((14, 8))
+    normal[np.arange(14), winners_normal] = [5.0 + (w == 4) for w in winners_normal]  # sep_conv_3x3 beats a skip
+    (run_dir / rundir.ALPHAS).write_text(json.dumps({"step": len(valid_accs), "normal": normal.tolist(),
+                                                     "reduce": np.zeros((14, 8)).tolist()}) + "\n")
+
+
+def test_the_reports_statistics_equal_values_computed_by_hand(tmp_path):
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=2)
+    wins = ([3] * 14, [3] * 7 + [4] * 7, [4] * 14, [4] * 14)  # op 3 = skip_connect, 4 = sep_conv_3x3
+    finals = (0.5, 0.7, 0.2, 0.3)
+    for m, win, final in zip(sweep.members, wins, finals, strict=True):
+        _hand_made_member(sweep, m, [0.1, final], win)
+    darts, beta = group_summaries(member_results(sweep))
+    assert darts.label == "variant=darts" and beta.label == "variant=beta_darts"
+    s = darts.stats["valid_acc"]
+    assert s["n"] == 2 and s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.02 ** 0.5)
+    assert (s["min"], s["max"]) == (0.5, 0.7)
+    freq = darts.win_freq["normal"]
+    assert freq[0, 3] == 1.0 and freq[13, 3] == 0.5 and freq[13, 4] == 0.5 and freq.sum() == 14
+    assert beta.win_freq["normal"][:, 4].tolist() == [1.0] * 14
+    assert len(darts.cells) == 2 and len(beta.cells) == 1 and beta.cells[0][1] == 2
+    # a0 keeps 8 skips; a1's nodes 0 and 1 keep their skip edges, nodes 2 and 3 their stronger sep_conv ones
+    assert darts.stats["skips_normal"]["mean"] == pytest.approx((8 + 4) / 2)
+    # 2 vs 2 seeds: 6 splits; the observed one and its mirror are the most extreme, so p = 2/6
+    assert permutation_test([0.5, 0.7], [0.2, 0.3]) == pytest.approx(2 / 6)
+    assert permutation_test([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
+    assert "p = 0.333" in compare_groups(darts, beta) and "not distinguishable" in compare_groups(darts, beta)
+
+
+def test_sweep_json_is_written_once_and_read_back_strictly(tmp_path):
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {}, 2)
+    (sweep.path / SWEEP_FILE).write_text("[" * 100000)
+    with pytest.raises(SweepError, match="not readable"):
+        load_sweep(sweep.path)
+    with pytest.raises(SweepError, match="not a sweep directory"):
+        load_sweep(tmp_path)
