@@ -174,3 +174,61 @@ def test_sweep_json_is_written_once_and_read_back_strictly(tmp_path):
         load_sweep(sweep.path)
     with pytest.raises(SweepError, match="not a sweep directory"):
         load_sweep(tmp_path)
+
+
+def test_the_sweeps_page_shows_members_groups_and_the_comparison(app_runs, page):
+    """The page on a hand-made sweep: the members table, one row per group, the comparison sentence, the bands
+    and the op-win heatmaps; a filter bound to the URL narrows the members."""
+    sweep = create_sweep(app_runs / "sweeps", "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=2)
+    for m, final in zip(sweep.members, (0.5, 0.7, 0.2, 0.3), strict=True):
+        _hand_made_member(sweep, m, [0.1, final], [3] * 14)
+    at = page("sweeps")
+    at.run()
+    assert not at.exception, at.exception
+    members, groups = (d.value for d in at.dataframe)
+    assert len(members) == 4 and set(members["state"]) == {"finished"}
+    assert list(groups["group"]) == ["variant=darts", "variant=beta_darts"]
+    assert groups["valid_acc"][0].startswith("0.600 ± 0.141 (n=2)")
+    assert any("p = 0.333" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 3  # the bands, the op-win shares, the mean op weights
+    at.multiselect(key="sweep_variant").set_value(["beta_darts"]).run()
+    assert len(at.dataframe[0].value) == 2 and set(at.dataframe[0].value["variant"]) == {"beta_darts"}
+    linked = page("sweeps")  # a link with the filter in its query opens the filtered view
+    linked.query_params["sweep_variant"] = "beta_darts"
+    linked.run()
+    assert set(linked.dataframe[0].value["variant"]) == {"beta_darts"}
+
+
+def test_the_sweeps_page_without_a_sweep_says_how_to_start_one(app_runs, page):
+    at = page("sweeps")
+    at.run()
+    assert not at.exception and "python -m engine sweep" in at.code[0].value
+
+
+def test_the_second_stage_trains_each_found_cell_and_the_baselines(tmp_path):
+    """--train: every finished search's cell is trained, with DARTS_V2 and a random cell beside them; each is an
+    ordinary training run whose genotype is the cell its search recorded; the report groups test accuracies."""
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2, train="train-smoke", baseline=True,
+                         random_cells=1)
+    assert [m.name for m in sweep.trainings][-2:] == ["train-DARTS_V2", "train-random-0"]
+    states = run_local(sweep, jobs=2)
+    assert set(states.values()) == {"finished"} and len(states) == 2 + 4, states
+    found = sweep.trainings[0]
+    source_run = sweep.run_dir(found.source)
+    trained = rundir.read_config(sweep.run_dir(found))
+    assert trained["kind"] == "train" and trained["source"]["run_dir"] == str(source_run.resolve())
+    assert trained["genotype"] == rundir.read_genotypes(source_run)[-1]["genotype"]
+    results = member_results(load_sweep(sweep.path), "train")
+    assert all(r.figures["test_acc"] is not None for r in results)
+    labels = [g.label for g in group_summaries(results)]
+    assert labels == ["cell=found", "cell=DARTS_V2", "cell=random"]
+
+
+def test_a_training_stage_needs_a_valid_preset_and_baselines_need_it(tmp_path):
+    with pytest.raises(SweepError, match="--train nope"):
+        create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2, train="nope")
+    with pytest.raises(SweepError, match="needs --train"):
+        create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2, baseline=True)
+    with pytest.raises(SweepError, match="--random must be 0 or more"):
+        create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2, train="train-smoke", baseline=True, random_cells=-2)
+    assert not (tmp_path / "s").exists()

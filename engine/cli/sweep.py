@@ -1,6 +1,7 @@
 """`sweep`, `sweep-report` and `sweep-control`: many searches as one, what they found, and steering them.
 
     sweep --preset demo --grid variant=darts,beta_darts --grid max_skip=0,2 --seeds 4 [--jobs 2]
+    sweep ... --train train-demo [--baseline --random 2]   then train each found cell (and DARTS_V2, random)
     sweep --resume SWEEP_DIR                   finished members are kept; the rest continue or start
     sweep-report SWEEP_DIR [--json]            per group of seeds: mean and spread, op frequencies, cells
     sweep-control SWEEP_DIR pause|resume|stop [--member NAME]
@@ -31,6 +32,11 @@ def add_sweep_commands(sub: Any) -> None:
     s.add_argument("--first-seed", type=int, default=0, metavar="S", help="the seeds are S..S+N-1")
     s.add_argument("--name", help="the sweep directory's name (default: a timestamp and the preset)")
     s.add_argument("--runs-dir", help="runs root (default $DARTBOARD_RUNS or ./runs); sweeps go in its sweeps/")
+    s.add_argument("--train", metavar="PRESET", help="then train every found cell with this training preset")
+    s.add_argument("--train-set", action="append", metavar="KEY=VALUE", help="a training field (repeatable)")
+    s.add_argument("--baseline", action="store_true",
+                   help="with --train: also train DARTS_V2 and --random N random cells on the same budget")
+    s.add_argument("--random", type=int, default=2, metavar="N", help="random cells with --baseline (default 2)")
     s.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep: finished members are not redone")
     s.add_argument("--member", action="append", metavar="NAME", help="run only this member (repeatable)")
     s.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -84,7 +90,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             sets = parse_overrides(args.set or [], SearchConfig)
             root = rundir.runs_root(args.runs_dir) / "sweeps"
             name = args.name or f"{_dt.datetime.now(_dt.UTC):%Y%m%dT%H%M%SZ}-{args.preset}"
-            sweep = create_sweep(root, name, args.preset, sets, grid, args.seeds, args.first_seed, args.backend)
+            from engine.train.config import TrainConfig
+
+            train_sets = parse_overrides(args.train_set or [], TrainConfig)
+            sweep = create_sweep(root, name, args.preset, sets, grid, args.seeds, args.first_seed, args.backend,
+                                 train=args.train, train_sets=train_sets, baseline=args.baseline,
+                                 random_cells=args.random)
         print(f"sweep directory: {sweep.path} ({len(sweep.members)} members)", file=sys.stderr)
         try:
             if args.backend == "ray":
@@ -113,8 +124,15 @@ def _report(sweep_dir: str) -> dict[str, Any]:
     sweep = load_sweep(sweep_dir)
     results = member_results(sweep)
     groups = group_summaries(results)
+    trained = member_results(sweep, "train")
+    trained_groups = group_summaries(trained)
     varied = list(sweep.grid)
     return {
+        "trainings": [{"name": r.member.name, "state": r.state, "step": r.step, **r.member.settings,
+                       "test_acc": r.figures.get("test_acc"), "genotype": r.genotype} for r in trained],
+        "trained_groups": [{"settings": dict(g.settings), "test_acc": g.stats["test_acc"]} for g in trained_groups],
+        "trained_comparisons": [compare_groups(a, b, "test_acc")
+                                for a, b in zip(trained_groups, trained_groups[1:], strict=False)],
         "sweep": str(sweep.path), "preset": sweep.preset, "varied": varied, "seeds": sweep.seeds,
         "members": [{"name": r.member.name, "state": r.state, "step": r.step, **r.member.settings, **r.figures,
                      "genotype": r.genotype} for r in results],
@@ -156,6 +174,19 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
             print(f"  {cell['seeds']} seed(s): {cell['genotype']}")
     for line in report["comparisons"]:
         print(f"\n{line}")
+    if report["trainings"]:
+        print("\ntrained cells (test accuracy of the network built from each cell)")
+        for t in report["trainings"]:
+            acc = t.get("test_acc")
+            print(f"  {t['name']}  {t['state']}  " + ("-" if acc is None else f"{acc:.4f}"))
+        for g in report["trained_groups"]:
+            s = g["test_acc"]
+            if s["n"]:
+                label = ", ".join(f"{k}={v}" for k, v in g["settings"].items())
+                spread = "" if s["std"] is None else f" +- {s['std']:.4f}"
+                print(f"  {label}: test_acc {s['mean']:.4f}{spread} (n={s['n']})")
+        for line in report["trained_comparisons"]:
+            print(f"  {line}")
     return 0
 
 

@@ -57,16 +57,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = sweep.run_dir(member)
     config = sweep.config(member)
-    if args.threads is not None:
+    if args.threads is not None and member.kind == "search":
         config = config.replace(threads=args.threads)
     state = member_state(run_dir)
     if state == "finished":
         return 0
+    genotype = source = None
+    if member.kind == "train":  # the second stage: the cell its search found, or a baseline
+        from engine.train.source import GenotypeSourceError, resolve_genotype
+
+        spec = member.source
+        if not spec.startswith("random") and spec != "DARTS_V2":
+            spec = str(sweep.run_dir(spec))
+        try:
+            genotype, source = resolve_genotype(spec)
+        except (GenotypeSourceError, rundir.RunDirError) as e:
+            print(f"error: {member.name}: no cell to train ({e})", file=sys.stderr)
+            return 2
     resume = (run_dir / rundir.CHECKPOINT).exists() and (run_dir / rundir.CONFIG).exists()
     if not resume and run_dir.exists():  # began but wrote no checkpoint: nothing to keep, start it again
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    apply_threads(config.threads)
+    apply_threads(args.threads if args.threads is not None else getattr(config, "threads", 0))
     control = Control()
 
     def on_signal(signum, frame):  # the driver stops a member as a user stops a search: after this step
@@ -75,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     box = SnapshotBox()
-    final = run_search(config, run_dir, control=control, resume=resume, box=box)
+    if member.kind == "train":
+        from engine.train.loop import run_training
+
+        final = run_training(config, genotype, run_dir, source=source, control=control, box=box, resume=resume)
+    else:
+        final = run_search(config, run_dir, control=control, resume=resume, box=box)
     if final not in EXIT:  # the reason, for the member's log and the driver's record
         print(f"{final}: {box.get().error or box.get().message}", file=sys.stderr)
     return EXIT.get(final, 1)

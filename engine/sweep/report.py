@@ -27,8 +27,9 @@ from engine.sweep.spec import Member, Sweep
 __all__ = ["MemberResult", "GroupSummary", "member_results", "group_summaries", "permutation_test", "compare_groups",
            "FIGURES"]
 
-# The final figures a group summarises: metrics.jsonl keys, and the skip count of the final normal cell.
-FIGURES = ("valid_acc", "train_acc", "skips_normal", "hessian_eig")
+# The final figures a group summarises: metrics.jsonl keys, and the skip count of the final normal cell; a
+# training's test accuracy (the second stage).
+FIGURES = ("valid_acc", "train_acc", "skips_normal", "hessian_eig", "test_acc")
 
 
 @dataclass
@@ -50,12 +51,13 @@ def _last(rows: list[dict[str, Any]], key: str) -> float | None:
     return None
 
 
-def member_results(sweep: Sweep) -> list[MemberResult]:
-    """Each member's state and final figures, read from its run directory (a pending member has none)."""
+def member_results(sweep: Sweep, kind: str = "search") -> list[MemberResult]:
+    """Each member's state and final figures, read from its run directory (a pending member has none); the
+    searches, or with kind="train" the trainings of the second stage."""
     from engine.variants import record_genotype, record_weights, run_skip_cap
 
     out, states = [], member_states(sweep)
-    for member in sweep.members:
+    for member in sweep.members if kind == "search" else sweep.trainings:
         run_dir = sweep.run_dir(member)
         state = states[member.name]
         if not (run_dir / rundir.CONFIG).exists():
@@ -65,7 +67,10 @@ def member_results(sweep: Sweep) -> list[MemberResult]:
         config = rundir.read_config(run_dir).get("config", {})
         figures = {key: _last(metrics, key) for key in FIGURES}
         result = MemberResult(member, state, int(metrics[-1]["step"]) if metrics else 0, figures, None)
-        if alphas:
+        if member.kind == "train":
+            genotype = rundir.latest_genotype(run_dir)
+            result.genotype = None if genotype is None else genotype.to_darts()
+        elif alphas:
             weights = record_weights(alphas[-1], config)
             result.weights = {k: weights[k] for k in ("normal", "reduce")}
             result.winners = {k: np.argmax(w, axis=1) for k, w in result.weights.items()}

@@ -50,7 +50,7 @@ def member_states(sweep: Sweep) -> dict[str, str]:
     data, a device that is not there: nothing is kept) is failed, as the driver recorded."""
     outcomes = _read_outcomes(sweep)
     states = {}
-    for m in sweep.members:
+    for m in sweep.members + sweep.trainings:
         state = member_state(sweep.run_dir(m))
         if state == "pending" and outcomes.get(m.name, {}).get("exit", 0) != 0:
             state = "failed"
@@ -96,9 +96,22 @@ def _read_outcomes(sweep: Sweep) -> dict[str, Any]:
         return {}
 
 
-def _todo(sweep: Sweep, only: list[str] | None) -> list[Member]:
-    chosen = [sweep.member(n) for n in only] if only else sweep.members
-    return [m for m in chosen if member_state(sweep.run_dir(m)) != "finished"]
+def _stages(sweep: Sweep, only: list[str] | None) -> list[Callable[[], list[Member]]]:
+    """The searches, then the trainings of the cells they found (and the baselines): each stage's members not
+    finished yet, worked out when the stage begins. A training whose search did not finish is left pending."""
+    chosen = {n: sweep.member(n) for n in only} if only else None
+
+    def searches() -> list[Member]:
+        return [m for m in sweep.members if (chosen is None or m.name in chosen)
+                and member_state(sweep.run_dir(m)) != "finished"]
+
+    def trainings() -> list[Member]:
+        found = {m.name for m in sweep.members if member_state(sweep.run_dir(m)) == "finished"}
+        return [m for m in sweep.trainings if (chosen is None or m.name in chosen)
+                and (m.source in found or m.source not in {x.name for x in sweep.members})
+                and member_state(sweep.run_dir(m)) != "finished"]
+
+    return [searches, trainings]
 
 
 def run_local(sweep: Sweep, jobs: int = 1, threads: int | None = 1, only: list[str] | None = None,
@@ -107,10 +120,10 @@ def run_local(sweep: Sweep, jobs: int = 1, threads: int | None = 1, only: list[s
     SIGTERM stop the running members after their current step, with a checkpoint, and start no more."""
     if jobs < 1:
         raise SweepError("--jobs must be at least 1")
-    todo, running = _todo(sweep, only), {}
     outcomes = _read_outcomes(sweep)
     (sweep.path / LOGS).mkdir(exist_ok=True)
-    stopping = []
+    stopping: list[int] = []
+    running: dict[str, subprocess.Popen] = {}
 
     def on_signal(signum, frame):
         stopping.append(signum)
@@ -120,33 +133,42 @@ def run_local(sweep: Sweep, jobs: int = 1, threads: int | None = 1, only: list[s
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while (todo and not stopping) or running:
-            while todo and len(running) < jobs and not stopping:
-                member = next((m for m in todo if not _busy_elsewhere(sweep, m)), None)
-                if member is None:
-                    break  # every member left is being finished by a process of the previous driver
-                todo.remove(member)
-                log = open(sweep.path / LOGS / f"{member.name}.log", "ab")
-                running[member.name] = subprocess.Popen(
-                    _member_command(sweep, member, threads), stdout=log, stderr=log, env=_member_env(),
-                    start_new_session=True)  # a Ctrl-C reaches the driver, which stops the members in order
-                log.close()
-                if on_change:
-                    on_change(member_states(sweep))
-            for name, proc in list(running.items()):
-                if proc.poll() is not None:
-                    del running[name]
-                    _record(sweep, outcomes, sweep.member(name), proc.returncode)
-                    if on_change:
-                        on_change(member_states(sweep))
-            if running or (todo and not stopping):
-                time.sleep(_POLL_S)
+        for stage in _stages(sweep, only):
+            if not stopping:
+                _run_stage(sweep, stage(), jobs, threads, running, stopping, outcomes, on_change)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if stopping:
         raise KeyboardInterrupt
     return member_states(sweep)
+
+
+def _run_stage(sweep: Sweep, todo: list[Member], jobs: int, threads: int | None,
+               running: dict[str, subprocess.Popen], stopping: list[int], outcomes: dict[str, Any],
+               on_change: Callable[[dict[str, str]], None] | None) -> None:
+    """Run `todo`, `jobs` at a time, until every member ended (or a stop was asked and the running ones ended)."""
+    while (todo and not stopping) or running:
+        while todo and len(running) < jobs and not stopping:
+            member = next((m for m in todo if not _busy_elsewhere(sweep, m)), None)
+            if member is None:
+                break  # every member left is being finished by a process of the previous driver
+            todo.remove(member)
+            log = open(sweep.path / LOGS / f"{member.name}.log", "ab")
+            running[member.name] = subprocess.Popen(
+                _member_command(sweep, member, threads), stdout=log, stderr=log, env=_member_env(),
+                start_new_session=True)  # a Ctrl-C reaches the driver, which stops the members in order
+            log.close()
+            if on_change:
+                on_change(member_states(sweep))
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[name]
+                _record(sweep, outcomes, sweep.member(name), proc.returncode)
+                if on_change:
+                    on_change(member_states(sweep))
+        if running or (todo and not stopping):
+            time.sleep(_POLL_S)
 
 
 def check_ray_address(address: str | None) -> None:
@@ -186,17 +208,18 @@ def run_on_ray(sweep: Sweep, threads: int | None = 1, gpus_per_run: float = 0.0,
         task = ray.remote(_run_member_process)
         outcomes = _read_outcomes(sweep)
         (sweep.path / LOGS).mkdir(exist_ok=True)
-        for member in _todo(sweep, only):
-            ref = task.options(num_cpus=max(threads or 1, 1), num_gpus=gpus_per_run).remote(
-                _member_command(sweep, member, threads), str(sweep.path / LOGS / f"{member.name}.log"),
-                _member_env())
-            pending[ref] = member
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            member = pending.pop(done[0])
-            _record(sweep, outcomes, member, ray.get(done[0]))
-            if on_change:
-                on_change(member_states(sweep))
+        for stage in _stages(sweep, only):
+            for member in stage():
+                ref = task.options(num_cpus=max(threads or 1, 1), num_gpus=gpus_per_run).remote(
+                    _member_command(sweep, member, threads), str(sweep.path / LOGS / f"{member.name}.log"),
+                    _member_env())
+                pending[ref] = member
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                member = pending.pop(done[0])
+                _record(sweep, outcomes, member, ray.get(done[0]))
+                if on_change:
+                    on_change(member_states(sweep))
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)  # a cancelled task's member process ends; it resumes from its last checkpoint

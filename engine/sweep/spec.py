@@ -1,8 +1,10 @@
 """What a sweep is: a preset, fixed overrides, a grid of settings and a number of seeds, expanded to members.
 
 Each member is one ordinary search (its own run directory under the sweep's `members/`), so follow, replay,
-resume and export work on it as on any run. `sweep.json` names the members and their settings; it is written
-once, when the sweep is created, and never again: a member's state lives in its own status.json.
+resume and export work on it as on any run. An optional second stage trains every found cell with a training
+preset (and, as baselines, DARTS_V2 and N random cells): those are ordinary training runs under `trained/`.
+`sweep.json` names the members and their settings; it is written once, when the sweep is created, and never
+again: a member's state lives in its own status.json.
 
 Every member's config is built and validated before anything starts, so a value that fails validation is
 reported with the member and the combination it belongs to, and nothing is written.
@@ -27,6 +29,7 @@ __all__ = ["SWEEP_FILE", "MEMBERS", "SweepError", "Member", "Sweep", "parse_grid
 
 SWEEP_FILE = "sweep.json"
 MEMBERS = "members"
+TRAINED = "trained"
 FORMAT = "dartboard-sweep/1"
 
 
@@ -37,8 +40,10 @@ class SweepError(ValueError):
 @dataclass(frozen=True)
 class Member:
     name: str
-    settings: dict[str, Any]   # the grid's values for this member, seed included
+    settings: dict[str, Any]   # the grid's values for this member, seed included (a training: its cell's)
     overrides: dict[str, Any]  # everything applied on top of the preset: fixed overrides, settings, seed
+    kind: str = "search"       # or "train": the second stage
+    source: str = ""           # a training's genotype: a search member's name, DARTS_V2 or random:SEED
 
     @property
     def group(self) -> tuple[tuple[str, Any], ...]:
@@ -54,18 +59,26 @@ class Sweep:
     grid: dict[str, list[Any]]
     seeds: list[int]
     members: list[Member] = field(default_factory=list)
+    trainings: list[Member] = field(default_factory=list)
+    train_preset: str | None = None
 
     def member(self, name: str) -> Member:
-        for m in self.members:
+        for m in self.members + self.trainings:
             if m.name == name:
                 return m
         raise SweepError(f"sweep {self.path} has no member {name!r}; its members: "
-                         f"{', '.join(m.name for m in self.members)}")
+                         f"{', '.join(m.name for m in self.members + self.trainings)}")
 
     def run_dir(self, member: Member | str) -> Path:
-        return self.path / MEMBERS / (member if isinstance(member, str) else member.name)
+        m = self.member(member) if isinstance(member, str) else member
+        return self.path / (TRAINED if m.kind == "train" else MEMBERS) / m.name
 
-    def config(self, member: Member) -> SearchConfig:
+    def config(self, member: Member) -> Any:
+        """A search member's SearchConfig, a training's TrainConfig."""
+        if member.kind == "train":
+            from engine.train.config import from_train_preset
+
+            return from_train_preset(self.train_preset or "", member.overrides)
         return from_preset(self.preset, member.overrides)
 
 
@@ -119,23 +132,51 @@ def _expand(preset: str, sets: dict[str, Any], grid: dict[str, list[Any]], seeds
     return members
 
 
+def _trainings(members: list[Member], preset: str, sets: dict[str, Any], baseline: bool,
+               random_cells: int) -> list[Member]:
+    from engine.train.config import TrainConfig, from_train_preset
+
+    try:
+        from_train_preset(preset, sets)
+    except ConfigError as e:
+        raise SweepError(f"--train {preset}: {e}") from None
+    bad = sorted(set(sets) - set(TrainConfig.known_keys()))
+    if bad:
+        raise SweepError(f"--train-set {bad[0]}: not a training field")
+    if random_cells < 0:
+        raise SweepError(f"--random must be 0 or more, not {random_cells}")
+    out = [Member(f"train-{m.name}", {**m.settings, "cell": "found"}, dict(sets), "train", m.name) for m in members]
+    if baseline:
+        out.append(Member("train-DARTS_V2", {"cell": "DARTS_V2"}, dict(sets), "train", "DARTS_V2"))
+        out += [Member(f"train-random-{s}", {"cell": "random", "seed": s}, dict(sets), "train", f"random:{s}")
+                for s in range(random_cells)]
+    return out
+
+
 def create_sweep(root: str | os.PathLike, name: str, preset: str, sets: dict[str, Any], grid: dict[str, list[Any]],
-                 seeds: int, first_seed: int = 0, backend: str = "local") -> Sweep:
-    """Validate every member, then create `root/name` with sweep.json (refused if it exists). Nothing is
-    written when a member's config is refused."""
+                 seeds: int, first_seed: int = 0, backend: str = "local", train: str | None = None,
+                 train_sets: dict[str, Any] | None = None, baseline: bool = False, random_cells: int = 2) -> Sweep:
+    """Validate every member (and, with `train`, the training preset), then create `root/name` with sweep.json
+    (refused if it exists). Nothing is written when a member's config is refused."""
     if seeds < 1:
         raise SweepError("--seeds must be at least 1")
     seed_list = list(range(first_seed, first_seed + seeds))
     members = _expand(preset, sets, grid, seed_list)
+    if baseline and not train:
+        raise SweepError("--baseline trains DARTS_V2 and random cells: it needs --train PRESET")
+    trainings = _trainings(members, train, train_sets or {}, baseline, random_cells) if train else []
     path = Path(root) / name
     if path.exists():
         raise SweepError(f"{path} exists; resume it with --resume {path} or choose another --name")
     (path / MEMBERS).mkdir(parents=True)
     record = {"format": FORMAT, "kind": "sweep", "preset": preset, "sets": sets, "grid": grid, "seeds": seed_list,
               "backend": backend, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-              "members": [{"name": m.name, "settings": m.settings, "overrides": m.overrides} for m in members]}
+              "members": [{"name": m.name, "settings": m.settings, "overrides": m.overrides} for m in members],
+              "train_preset": train,
+              "trainings": [{"name": m.name, "settings": m.settings, "overrides": m.overrides, "source": m.source}
+                            for m in trainings]}
     write_json_atomic(path / SWEEP_FILE, record)
-    return Sweep(path, preset, sets, grid, seed_list, members)
+    return Sweep(path, preset, sets, grid, seed_list, members, trainings, train)
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -151,7 +192,9 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         if record.get("format") != FORMAT:
             raise SweepError(f"{path / SWEEP_FILE} is not a {FORMAT} file")
         members = [Member(str(m["name"]), dict(m["settings"]), dict(m["overrides"])) for m in record["members"]]
+        trainings = [Member(str(m["name"]), dict(m["settings"]), dict(m["overrides"]), "train", str(m["source"]))
+                     for m in record.get("trainings", [])]
         return Sweep(path, str(record["preset"]), dict(record["sets"]), dict(record["grid"]),
-                     [int(s) for s in record["seeds"]], members)
+                     [int(s) for s in record["seeds"]], members, trainings, record.get("train_preset"))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise SweepError(f"{path / SWEEP_FILE} is damaged ({type(e).__name__}: {e})"[:300]) from None
