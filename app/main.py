@@ -10,9 +10,9 @@ if _ROOT not in sys.path:  # `streamlit run` puts app/ on the path, not the repo
 import streamlit as st  # noqa: E402
 
 from app import nav  # noqa: E402
-from app.screens import learn, replay, runs, search, train  # noqa: E402
+from app.screens import learn, replay, runs, search, stage, sweeps, train  # noqa: E402
 
 st.set_page_config(page_title="dartboard", page_icon=":material/target:", layout="wide")
-pages = nav.register({"search": search.page, "runs": runs.page, "replay": replay.page, "learn": learn.page,
-                      "train": train.page})
+pages = nav.register({"search": search.page, "stage": stage.page, "runs": runs.page, "replay": replay.page,
+                      "learn": learn.page, "train": train.page, "sweeps": sweeps.page})
 st.navigation(pages).run()

@@ -229,6 +229,24 @@ def open_search_page(browser, url: str):
     return context, page
 
 
+def open_stage_page(browser, url: str, run_id: str):
+    """The Stage page (app/screens/stage.py) on the running search, at the projector size it is made for."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    context.add_init_script(_WS_LOG_JS)
+    page = context.new_page()
+    page.goto(f"{url}/stage?run={run_id}")
+    expect(page.locator(".stage-item[data-stage=state] .stage-value")).to_have_text("running", timeout=120_000)
+    # 2 heatmaps, 2 curves
+    expect(page.locator("[data-testid=stVegaLiteChart]:visible")).to_have_count(4, timeout=120_000)
+    return context, page
+
+
+def open_view(browser, url: str, view: str, run_dir: Path):
+    return open_stage_page(browser, url, run_dir.name) if view == "stage" else open_search_page(browser, url)
+
+
 def start_search(browser, url: str, runs: Path, epochs: int) -> Path:
     from playwright.sync_api import expect
 
@@ -236,11 +254,18 @@ def start_search(browser, url: str, runs: Path, epochs: int) -> Path:
     start = page.get_by_role("button", name="Start search")
     expect(start).to_be_enabled(timeout=120_000)
     box = page.locator(f".st-key-setup-{PRESET}-epochs input:visible")
+    sent = page.evaluate("window.__ws.length")
     box.fill(str(epochs))
     box.press("Enter")
     expect(box).to_have_value(str(epochs))
-    # Start's config is the one of the page's last finished run: wait for the rerun Enter caused
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+    # Start's config is the one of the page's last finished run: wait for the rerun Enter caused to be answered
+    # (on a loaded machine the script state can still read notRunning before that rerun has begun)
+    page.wait_for_function("""k => {
+        const w = window.__ws.slice(k), o = w.findIndex(e => e[1] === 'out');
+        const replies = o < 0 ? [] : w.slice(o + 1).filter(e => e[1] === 'in');
+        const state = document.querySelector('[data-testid=stApp]').dataset.testScriptState;
+        return replies.length > 0 && state === 'notRunning' && performance.now() - w[w.length - 1][0] > 300;
+    }""", arg=sent, timeout=120_000, polling=100)
     start.click()
     expect(metric(page, "State")).to_have_text("running", timeout=120_000)
     context.close()
@@ -382,6 +407,9 @@ def main() -> None:
     p.add_argument("--idle-s", type=float, default=20.0,
                    help="a window with the page open on the paused search: what the live ticks cost when nothing "
                         "changes")
+    p.add_argument("--view", choices=("search", "stage"), default="search",
+                   help="the page open in the browser windows: the Search page's live panel, or the Stage "
+                        "(/stage?run=..., 1920x1080); the clicks and the idle window use the Search page")
     args = p.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs Chromium at {CHROMIUM}")
@@ -405,7 +433,7 @@ def main() -> None:
             for mode in order:
                 context = page = None
                 if mode == "browser":
-                    context, page = open_search_page(browser, url)
+                    context, page = open_view(browser, url, args.view, run_dir)
                     page.wait_for_timeout(SETTLE_S * 1000)
                     since_ms = page.evaluate("performance.now()")
                 else:
@@ -451,7 +479,8 @@ def main() -> None:
     per_step = {k: round((mean_cpu("browser", k) - mean_cpu("headless", k) - (idle[k] - idle_headless[k]))
                          / rate["browser"], 3) for k in ("server_other", "chromium")}
     print(json.dumps({
-        "preset": PRESET, "config": rundir.read_config(run_dir)["config"], "server_options": args.server_option,
+        "preset": PRESET, "view": args.view, "config": rundir.read_config(run_dir)["config"],
+        "server_options": args.server_option,
         "machine": {**machine_info(), "threads": args.threads, "loadavg_1min": [round(x, 2) for x in load]},
         "refresh_s": REFRESH_S, "window_s": args.window_s, "windows": windows,
         "steps_per_s": {m: round(v, 4) for m, v in rate.items()},

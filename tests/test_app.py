@@ -98,6 +98,9 @@ def test_layout_renders_with_no_run(app_runs):
     assert at.selectbox(key="setup.preset").value == "demo"
     assert at.number_input(key="setup.demo.epochs").value == PRESETS["demo"].epochs
     assert not at.error
+    # the instant option is on the first screen, beside a one-click start: no field to fill first
+    assert not _button(at, "Replay a recorded search now").disabled
+    assert not _button(at, "Start a demo search").disabled
 
 
 @pytest.mark.parametrize("field, value, text", [
@@ -200,7 +203,9 @@ def test_smoke_search_steered_by_the_controls(app_runs, page):
     wait_for(lambda: not resumed.alive)
     assert rundir.read_config(job.run_dir)["config"]["w_lr"] == 0.0125
     runs = page("runs").run()
-    replay_at = page("replay").run()
+    replay_at = page("replay")
+    replay_at.query_params["run"] = job.run_id      # Replay opens on the shipped recording otherwise
+    replay_at.run()
     assert not replay_at.exception and replay_at.slider(key=f"replay.{job.run_id}.step").value >= 1
     learn = page("learn").run()
     assert not learn.exception and len(learn.get("plotly_chart")) + len(learn.get("vega_lite_chart")) >= 4
@@ -267,13 +272,20 @@ def test_nan_pause_message_is_a_warning_and_paused_controls_are_enabled(app_runs
     assert "normal node 3: skip_connect from 0 -> dil_conv_3x3 from 0" in changes
 
 
+def _replay_of(page, run_id: str) -> AppTest:
+    """The Replay page opened on `run_id` through its URL (?run=), as a bookmark would."""
+    at = page("replay")
+    at.query_params["run"] = run_id
+    return at.run()
+
+
 def test_replay_play_advances_stop_keeps_the_frame_and_the_end_stops(app_runs, smoke, page):
     run_dir = app_runs / "replayed"
     run_dir.mkdir()
     assert run_search(smoke.replace(epochs=3), run_dir) == "finished"
     steps = replay.replay_steps(rundir.read_alphas(run_dir))
     assert len(steps) >= 4
-    at = page("replay").run()
+    at = _replay_of(page, catalog.list_runs(app_runs)[0].run_id)
     key = f"replay.{catalog.list_runs(app_runs)[0].run_id}"
     assert at.slider(key=f"{key}.step").value == steps[-1]            # opens at the latest record
     _button(at, "Play").click().run()                                   # at the end: plays from the start
@@ -309,7 +321,7 @@ def test_replay_draws_the_curves_up_to_the_step_shown_and_plays_at_the_chosen_sp
     run_dir.mkdir()
     assert run_search(smoke.replace(epochs=4, log_every=1), run_dir) == "finished"
     steps = replay.replay_steps(rundir.read_alphas(run_dir))
-    at = page("replay").run()
+    at = _replay_of(page, catalog.list_runs(app_runs)[0].run_id)
     key = f"replay.{catalog.list_runs(app_runs)[0].run_id}"
     at.slider(key=f"{key}.step").set_value(steps[3]).run()
     for curve in curves.CURVES:  # the curves stop at the step the heatmaps show, not at the run's end
@@ -335,7 +347,7 @@ def test_replay_derives_with_the_runs_options_and_skip_cap_as_the_run_did(app_ru
     assert run_search(config, run_dir) == "finished"
     final = rundir.latest_genotype(run_dir)
     assert not any(op == "skip_connect" for op, _ in final.normal)  # the run capped its cell at 0 skips
-    at = page("replay").run()
+    at = _replay_of(page, catalog.list_runs(app_runs)[0].run_id)
     assert not at.exception
     for graph, cell in zip(at.get("graphviz_chart"), ("normal", "reduce"), strict=True):
         assert _dot_edges(graph.proto.spec) == _genotype_edges(final, cell)

@@ -233,6 +233,12 @@ def test_searches_side_by_side(page_runs, page):
     assert not at.exception and not [c for c in at.get("plotly_chart") if "extra.hessian_eig" in c.proto.id]
     (one,) = [t for t in _plotly(at, "runs.sxs.valid_acc")["data"] if t["name"] == FAILED]
     assert len(one["x"]) == 1 and "markers" in one["mode"]   # a one-point run is drawn, not an invisible line
+    # the table says how many steps each run took, and that its accuracy is the supernet's, not the cell's
+    infos = {r.run_id: r for r in catalog.list_runs(page_runs)}
+    note = " ".join(c.value for c in at.caption)
+    assert infos[SEARCH_A].step != infos[FAILED].step
+    assert f"{SEARCH_A}: {infos[SEARCH_A].step}" in note and f"{FAILED}: {infos[FAILED].step}" in note
+    assert "supernet" in note and "not the accuracy of the cell" in note
 
 
 def test_extra_metric_keys_are_the_numeric_ones_beyond_the_base():

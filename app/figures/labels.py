@@ -7,7 +7,7 @@ import math
 from engine.space.cnn.cell import edge_endpoints, source_name
 
 __all__ = ["plain", "OUTPUT_NAME", "input_name", "edge_names", "NORMAL", "LECTURE", "sizes",
-           "format_duration", "progress_text"]
+           "format_duration", "progress_text", "source_text"]
 
 
 # How the pages name a cell's states: plain text. The paper writes them c_{k-2}, c_{k-1}, c_{k} in LaTeX
@@ -57,3 +57,23 @@ def progress_text(epoch: int, epochs: int, step: int, total_steps: int) -> str:
     """'epoch 2/8 · step 120/400' with epochs counted from 1 for people."""
     shown_epoch = min(epoch + 1, epochs) if epochs else epoch + 1
     return f"epoch {shown_epoch}/{epochs or '?'} · step {step}/{total_steps or '?'}"
+
+
+def source_text(source: dict | None) -> str:
+    """Where a training's genotype came from (its config's `source`, engine/train/source.py), in words:
+    "the cell of search <run> at step 51", "the published cell DARTS_V2", "a random cell (seed 3)"."""
+    if not source:
+        return "genotype source not recorded"
+    kind = source.get("kind")
+    if kind in ("search", "train") and source.get("run_dir"):
+        name = str(source["run_dir"]).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        what = "search" if kind == "search" else "training"
+        return f"the cell of {what} {name} at step {source.get('step', '?')}"
+    if kind == "known":
+        return f"the published cell {source.get('name') or source.get('label', '?')}"
+    if kind == "random":
+        return f"a random cell (seed {source.get('seed', '?')})"
+    if kind == "file":
+        path = str(source.get("path") or source.get("label") or "?")
+        return f"the genotype in the file {path.rsplit('/', 1)[-1]}"
+    return str(source.get("label") or kind or "unknown source")

@@ -12,7 +12,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-__all__ = ["render", "frames", "history", "early_stop_note", "SERIES", "SECTIONS"]
+from app.figures import glossary
+
+__all__ = ["render", "frames", "history", "early_stop_note", "SERIES", "SECTIONS", "EIGEN_OFF"]
 
 # chart -> (title, [(metrics key, series label)])
 SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -28,6 +30,10 @@ SERIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "madds": ("Mult-adds of the cells (one sample): expected vs the derived genotype",
               [("expected_madds", "expected"), ("cell_madds", "derived genotype")]),
 }
+# What the page says where the eigenvalue chart would be, in the sidebar's words.
+EIGEN_OFF = ("No Hessian eigenvalue measured: to turn it on, set **Hessian eigenvalue every (steps)** above 0 in "
+             "the sidebar's **Collapse indicators and cost** box before Start (and **Early stop (RobustDARTS)** to "
+             "act on it).")
 # the live panel's two rows of these charts
 SECTIONS = {"Collapse indicators": ("entropy", "counts", "eigen"), "Cost of the cells": ("params", "madds")}
 
@@ -61,7 +67,9 @@ def _cost_caption(config: Mapping[str, Any] | None) -> str:
     what = ("The cells' ops only (no stem, preprocessing or classifier), at the search network's size; the "
             "expected cost weights each op's cost by its op weight.")
     if not c.get("cost_weight"):
-        return what + " Not penalised: set cost_weight > 0 (and a cost_budget) for a cost-aware search."
+        return what + (" Not penalised, so these lines only watch the cost: for a cost-aware search set "
+                       "**Cost penalty weight** above 0 (and a **Cost budget**) in the sidebar's **Collapse "
+                       "indicators and cost** box before Start.")
     budget = c.get("cost_budget")
     return (what + f" Penalised: {c['cost_weight']} x expected {c.get('cost_kind', 'params')} in millions"
             + (f" above a budget of {budget:,.0f}." if budget else "."))
@@ -127,6 +135,10 @@ def render(snap: Any, key: str = "live") -> None:
     data = frames(metrics)
     if not data:
         return  # a run without the indicators (recorded before they existed)
+    with st.expander("What these charts mean"):
+        for term in ("Entropy (nats)", "Hessian eigenvalue", "Early stop (RobustDARTS)", "Mult-adds",
+                     "Cost penalty weight"):
+            st.markdown(f"**{term}**: {glossary.explain(term)}")
     for section, names in SECTIONS.items():
         charts = [c for c in names if c in data]
         if not charts:
@@ -142,7 +154,6 @@ def render(snap: Any, key: str = "live") -> None:
             with place:
                 _chart(data[chart], SERIES[chart][0], f"{key}.collapse.{chart}")
         if section == "Collapse indicators" and "eigen" not in data:
-            st.caption("Set hessian_every > 0 to measure the Hessian's dominant eigenvalue (and early_stop to act "
-                       "on it).")
+            st.caption(EIGEN_OFF)
     with st.expander("Skip-connection cap (P-DARTS)"):
         _cap(snap, key)

@@ -21,25 +21,29 @@ from app.figures import cells_dot, tables
 from engine.runs import rundir
 from engine.space.cnn.genotype import Genotype
 
-__all__ = ["LABELS", "PAUSING_KEY", "DERIVED_KEY", "render", "derived", "derived_key", "enabled",
+__all__ = ["LABELS", "PAUSING_KEY", "STEPPING_KEY", "DERIVED_KEY", "shown_state", "request", "render", "derived",
+           "derived_key", "enabled",
            "previous_derivation"]
 
 LABELS = {"pause": "Pause", "resume": "Resume", "step_once": "Step once", "stop": "Stop",
           "derive_now": "Derive now"}
 # Session key: the run whose Pause was clicked and not answered yet (the page shows "pausing" until then).
 PAUSING_KEY = "control.pausing"
+# Session key: (run id, step) of a Step once click whose step has not been taken yet: the page shows "stepping"
+# until the step counter moves past it, where the loop's own state reads "running" for that one step.
+STEPPING_KEY = "control.stepping"
 # Session key: the last Derive now of this session (run id, step, genotype, the previous derivation).
 DERIVED_KEY = "control.derived"
 
 
 def enabled(state: str) -> dict[str, bool]:
     """Which requests make sense in a state (the others are shown disabled); "pausing" is a running run whose
-    Pause was clicked."""
+    Pause was clicked, "stepping" a paused run taking the one step of a Step once."""
     return {
         "pause": state in ("queued", "running"),
         "resume": state == "paused",
         "step_once": state == "paused",
-        "stop": state in ("queued", "running", "pausing", "paused"),
+        "stop": state in ("queued", "running", "pausing", "paused", "stepping"),
         "derive_now": state in ("running", "pausing", "paused"),
     }
 
@@ -73,17 +77,41 @@ def _derive(job: Any) -> None:
         "previous": None if before is None else before[1].to_dict()}
 
 
+def shown_state(snap: Any) -> str:
+    """The state a page shows: "pausing" from the click on Pause until the loop pauses (it finishes its step),
+    "stepping" from the click on Step once until its step is counted; else the snapshot's."""
+    stepping = st.session_state.get(STEPPING_KEY)
+    if stepping and stepping[0] == snap.run_id:
+        if snap.step == stepping[1] and snap.state in ("queued", "running", "paused"):
+            return "stepping"
+        st.session_state.pop(STEPPING_KEY, None)  # the step is taken (or the run ended)
+    if snap.state in ("queued", "running") and st.session_state.get(PAUSING_KEY) == snap.run_id:
+        return "pausing"
+    return snap.state
+
+
+def request(job: Any, method: str, rerun: list[str] | None = None) -> None:
+    """Ask the job for `method` (a key of LABELS) and note what the page shows until it is answered."""
+    _request(job, method, rerun)
+
+
 def _request(job: Any, method: str, rerun: list[str] | None = None) -> None:
     if method == "derive_now":
         _derive(job)
         if rerun:
             st.rerun(rerun)  # the fragments of the buttons and of the derived panel, not the default alone
         return
+    if method == "step_once":
+        step = job.snapshot().step  # before asking: the loop may take the step at once
+        if job.step_once() is not False:
+            st.session_state[STEPPING_KEY] = (getattr(job, "run_id", "") or job.snapshot().run_id, step)
+        return
     getattr(job, method)()
     if method == "pause":
         st.session_state[PAUSING_KEY] = getattr(job, "run_id", "") or job.snapshot().run_id
     elif method in ("resume", "stop"):
         st.session_state.pop(PAUSING_KEY, None)
+        st.session_state.pop(STEPPING_KEY, None)
 
 
 def derived_key(run_id: str) -> tuple | None:

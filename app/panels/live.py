@@ -97,10 +97,8 @@ def _genotype_key(g: Any) -> str | None:
 
 
 def _shown_state(snap: Snapshot) -> str:
-    """The state the page shows: "pausing" from the click on Pause until the loop pauses (it finishes its step)."""
-    if snap.state in ("queued", "running") and st.session_state.get(controls.PAUSING_KEY) == snap.run_id:
-        return "pausing"
-    return snap.state
+    """The state the page shows: "pausing" until the loop has paused, "stepping" during a Step once's step."""
+    return controls.shown_state(snap)
 
 
 def _strongest(weights: Mapping[str, Any] | None) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.figures import glossary
 from engine.search.config import (
     DATASETS,
     DEVICES,
@@ -31,7 +32,8 @@ from engine.search.config import (
 )
 from engine.variants import all_variant_options, option_spec, variant_names, variant_options, variant_summary
 
-__all__ = ["FIELDS", "labels", "START_LABEL", "render", "run_settings", "message", "problems", "preflight"]
+__all__ = ["FIELDS", "labels", "START_LABEL", "render", "run_settings", "message", "problems", "preflight",
+           "glossary_box"]
 
 START_LABEL = "Start search"
 
@@ -107,7 +109,13 @@ def _variant_fields() -> dict[str, tuple[str, str, Any, str]]:
 def _fields() -> dict[str, tuple[str, str, Any, str]]:
     """Every field with a box; the variant picker offers the variants known now (one registered at run time too)."""
     label, kind, _, help_text = FIELDS["variant"]
-    return {**FIELDS, "variant": (label, kind, variant_names(), help_text), **_variant_fields(), **EXTRA_FIELDS}
+    fields = {**FIELDS, "variant": (label, kind, variant_names(), help_text), **_variant_fields(), **EXTRA_FIELDS}
+    for name, term in glossary.FIELD_TERMS.items():  # the technical words' help in plain language
+        if name in fields:
+            label, kind, extra, help_text = fields[name]
+            fields[name] = (label, kind, extra, f"{help_text}\n\n**{term}:** {glossary.explain(term)}"
+                            if help_text else f"**{term}:** {glossary.explain(term)}")
+    return fields
 
 
 def labels() -> dict[str, str]:
@@ -297,6 +305,13 @@ def run_settings(run_id: str, config: Mapping[str, Any]) -> None:
             st.caption("Not known yet (the run has not written its config).")
             return
         st.table({"setting": [r[0] for r in settings_rows(config)], "value": [r[1] for r in settings_rows(config)]})
+
+
+def glossary_box() -> None:
+    """The technical words of the Search page, each in plain language (app/figures/glossary.py)."""
+    with st.expander("Words on this page"):
+        for term, text in glossary.TERMS.items():
+            st.markdown(f"**{term}**: {text}")
 
 
 def _threads_note(value: Any) -> None:

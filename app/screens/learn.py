@@ -14,7 +14,7 @@ import streamlit as st
 
 from app import nav, state
 from app.figures import cells_dot, collapse, labels, replay, tables
-from app.panels import cells
+from app.panels import cells, collapse_film
 from engine.runs import catalog, examples
 from engine.search.collapse import count_ops
 from engine.space.cnn.cell import PRIMITIVES
@@ -193,6 +193,7 @@ def _collapse_lesson() -> None:
                 place.plotly_chart(collapse.collapse_counts_figure(by_label, count, lecture=lecture,
                                                                   settled=LESSON_SETTLED),
                                    key=f"learn.collapse_lesson.{count}")
+            collapse_film.render(runs, lecture=lecture)
             st.markdown("\n".join(f"- {r.summary()}" for r in runs))
             _prose("lesson_result", settled=str(LESSON_SETTLED))
             columns = [st.container() for _ in runs] if lecture else list(st.columns(len(runs)))

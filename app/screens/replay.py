@@ -11,10 +11,12 @@ import streamlit as st
 
 from app import state
 from app.figures import labels, replay
-from app.panels import cells, curves, genotype
+from app.panels import cells, curves, genotype, run_labels
 from engine.runs import catalog, examples
 
-__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride"]
+__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride", "RUN_PARAM"]
+
+RUN_PARAM = "run"     # the run shown, kept in the URL (?run=<run id>)
 
 PLAY_LABEL, STOP_LABEL = "Play", "Stop replay"
 TICK_S = 0.5          # seconds between frames while playing
@@ -98,6 +100,11 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
     frame()
 
 
+def _default_id(ids: Sequence[str]) -> str:
+    demo = examples.example(examples.DEFAULT_EXAMPLE)
+    return demo.run_id if demo is not None and demo.run_id in ids else ids[0]
+
+
 def page() -> None:
     reg = state.registry()
     cells.lecture_toggle()
@@ -108,10 +115,18 @@ def page() -> None:
         st.info("No runs to replay yet. Start one on the Search page.")
         return
     ids = [r.run_id for r in runs]
+    # Which run: one another page sent here (Runs, Learn), else the URL's ?run= (a bookmark, a reload), else the
+    # shipped demo recording: never the newest run, which after a rehearsal is a stopped test run.
     wanted = st.session_state.pop("replay.run", None)
+    if wanted is None and "replay.selected" not in st.session_state:
+        wanted = st.query_params.get(RUN_PARAM) or _default_id(ids)
     if wanted in ids:
         st.session_state["replay.selected"] = wanted
-    run_id = st.selectbox("Run", ids, key="replay.selected")
+    elif st.session_state.get("replay.selected") not in ids:
+        st.session_state["replay.selected"] = _default_id(ids)
+    paths = {r.run_id: r.path for r in runs}
+    run_id = st.selectbox("Run", ids, key="replay.selected", format_func=lambda rid: run_labels.named(rid, paths[rid]))
+    st.query_params[RUN_PARAM] = run_id
     info = next(r for r in runs if r.run_id == run_id)
     shipped = " · a recording shipped with dartboard" if examples.is_example(info.path) else ""
     st.caption(f"{info.state} · {labels.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import nav, state
 from app.figures import labels
-from app.panels import cells, curves, exports
+from app.panels import cells, curves, exports, run_labels
 from app.screens import runs_compare, runs_lineage
 from engine.jobs.controller import JobError
 from engine.runs import catalog
@@ -107,6 +107,7 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
         return
     progress = labels.progress_text(info.epoch, info.epochs, info.step, info.total_steps)
     st.caption(f"`{info.path}` · {info.kind} · {info.state} · {progress}")
+    run_labels.label_box(info.run_id, info.path)
     runs_lineage.render_lineage(info, runs)
     if info.state == "failed":
         st.error(f"This run failed: {info.error or 'no error text was recorded'}")
@@ -158,7 +159,8 @@ def page() -> None:
         return
     render_table(runs)
     ids = [r.run_id for r in runs]
-    chosen = st.selectbox("Run", ids, key="runs.selected")
+    paths = {r.run_id: r.path for r in runs}
+    chosen = st.selectbox("Run", ids, key="runs.selected", format_func=lambda rid: run_labels.named(rid, paths[rid]))
     render_details(next(r for r in runs if r.run_id == chosen), runs)
     st.divider()
     st.header("Searches side by side")

@@ -17,7 +17,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import state
-from app.figures import cells_dot, curves, heatmaps, labels, replay, tables
+from app.figures import cells_dot, curves, glossary, heatmaps, labels, replay, tables
 from app.panels import cells
 from app.screens.runs_lineage import record
 from engine.runs.catalog import RunInfo
@@ -173,6 +173,17 @@ def searches_frame(searches: Sequence[RunInfo], metrics: Mapping[str, Sequence[M
                                        "skip_connect (reduce)"])
 
 
+def steps_note(searches: Sequence[RunInfo]) -> str:
+    """Under the table: how many steps each run took, and what its accuracy column is not."""
+    steps = [s.step for s in searches]
+    counts = ", ".join(f"{s.run_id}: {s.step}" for s in searches)
+    lengths = (f"These runs took different numbers of steps ({counts}), so their numbers are at different points "
+               "of a search. " if len(set(steps)) > 1 else f"Each run took {steps[0]} steps. ")
+    return (lengths + "The accuracy is the supernet's (every edge mixing all its ops), not the accuracy of the cell "
+            "it derives, which is trained again from scratch (Train page): a higher number here does not make a "
+            "better cell.")
+
+
 def _final_weights(info: RunInfo) -> tuple[int, dict[str, np.ndarray]] | None:
     records = state.alphas_records(info.path)
     if not records:
@@ -208,7 +219,10 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
     chosen = [next(s for s in searches if s.run_id == x) for x in picked]
     metrics = {s.run_id: state.metrics_records(s.path) for s in chosen}
     st.dataframe(searches_frame(chosen, metrics), hide_index=True, width="stretch",
-                 column_config={"valid acc": st.column_config.NumberColumn(format="%.4f")})
+                 column_config={"valid acc": st.column_config.NumberColumn(
+                     "supernet valid acc", format="%.4f", help=glossary.explain("Supernet accuracy")),
+                     "steps": st.column_config.NumberColumn("steps", help="architecture steps each run took")})
+    st.caption(steps_note(chosen))
     cell = st.radio("Cell", list(cells.CELLS), format_func=cells.CELLS.get, horizontal=True, key="runs.sxs.cell")
     for i, (col, s) in enumerate(zip(st.columns(len(chosen)), chosen, strict=True)):
         with col:

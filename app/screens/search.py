@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state
+from app import nav, state
 from app.panels import live, setup
 from engine.jobs.controller import JobError
+from engine.runs import examples
 from engine.runs.rundir import RunDirError
 from engine.runtime.threads import apply_threads
-from engine.search.config import SearchConfig
+from engine.search.config import SearchConfig, from_preset
 
 __all__ = ["page", "REFRESH_CHOICES"]
 
@@ -44,6 +45,26 @@ def _config_of(job) -> dict:
         return {}
 
 
+def _first_screen() -> None:
+    """What can be shown at once, before any search: the shipped recording (Replay, or the Stage for a
+    projector), and a demo search started with one click (the sidebar's Start with every field at its preset)."""
+    demo = examples.example(examples.DEFAULT_EXAMPLE)
+    replay_col, stage_col, start_col = st.columns(3)
+    if demo is not None:
+        if replay_col.button("Replay a recorded search now", key="search.replay_now", type="primary",
+                             width="stretch", help="the shipped 10-epoch demo search, replayed step by step: "
+                                                   "no training on this machine"):
+            nav.switch_to("replay", {"run": demo.run_id})
+        if stage_col.button("Show it on the stage (projector)", key="search.stage_now", width="stretch",
+                            help="one screen for a room: state, both heatmaps, the cells and the curves; "
+                                 "Space plays and pauses, S steps"):
+            nav.switch_to("stage", {"run": demo.run_id})
+    start_col.button("Start a demo search", key="search.start_demo", disabled=_busy(), width="stretch",
+                     on_click=lambda: _start(from_preset("demo")),
+                     help="the `demo` preset as it is (embedded data, about a minute an epoch on a laptop CPU); "
+                          "the sidebar sets every field first")
+
+
 def _busy() -> bool:
     return state.registry().running() is not None
 
@@ -61,12 +82,14 @@ def page() -> None:
                                format_func=lambda s: f"{s:g} s",
                                help="how often the live panel looks for new data while a search runs (it "
                                     "redraws only what changed)")
+        setup.glossary_box()
     st.title("DARTS search")
     state.show_flash()
     if job is None:
         st.info("No search yet. Pick a preset in the sidebar (the `demo` preset runs on a laptop CPU, about a "
                 "minute an epoch) and press **Start search**. Runs started from the command line are on the "
                 "**Runs** page; the **Learn** page explains what you will see.")
+        _first_screen()
         return
     st.caption(f"Run `{job.run_id}` · `{job.run_dir}`")
     live.render(job, refresh)

@@ -13,7 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from app.figures import labels
 from app.panels import controls, status
+from engine.jobs.compare_job import CompareJob
 from engine.jobs.controller import Controller, JobError
 from engine.runs.catalog import list_runs
 from engine.runs.rundir import RunDirError
@@ -55,7 +57,8 @@ def _start(spec: str, preset: str) -> None:
 
 
 def _sidebar() -> None:
-    choices = genotype_choices(list_runs(state.registry().runs_dir))
+    runs = list_runs(state.registry().runs_dir)
+    choices = genotype_choices(runs)
     label = st.selectbox("Genotype", list(choices), key="train.genotype")
     spec = choices[label]
     if spec == "random":
@@ -66,6 +69,89 @@ def _sidebar() -> None:
     busy = state.registry().running() is not None
     st.button("Start training", type="primary", disabled=busy, on_click=_start, args=(spec, preset),
               help="one job runs at a time" if busy else None, width="stretch")
+    _compare_sidebar(runs, preset)
+
+
+# What a train-demo training of one cell took on the 2-core machine (issue 26: 10 to 26 minutes, with the
+# machine shared or not): the time a comparison announces before it starts, per cell.
+DEMO_MINUTES_PER_CELL = (10, 26)
+_COMPARE_KEY = "train.compare"
+
+
+@st.cache_resource(show_spinner=False)
+def _comparisons() -> dict[str, CompareJob]:
+    """The comparisons of this server process, by the run id of their first training (shared by sessions)."""
+    return {}
+
+
+def compare_time_text(cells: int, preset: str) -> str:
+    """What a comparison of `cells` trainings will take, said before it starts."""
+    if preset == "train-demo":
+        lo, hi = DEMO_MINUTES_PER_CELL
+        return (f"{cells} trainings one after another: about {cells * lo} to {cells * hi} minutes on a 2-core CPU "
+                f"(train-demo took {lo} to {hi} minutes a cell there).")
+    if preset == "train-smoke":
+        return f"{cells} trainings one after another on random data: seconds, and they show nothing about cells."
+    return f"{cells} trainings one after another with the {preset} preset (a GPU job for the paper's recipe)."
+
+
+def _start_compare(search: str | None, random_cells: int, preset: str) -> None:
+    try:
+        apply_threads(0)
+        job = CompareJob(state.registry(), from_train_preset(preset), search=search, random_cells=random_cells)
+        if state.registry().running() is not None:
+            raise JobError("a job is already running: stop it before starting a comparison")
+        job.start()
+    except (GenotypeSourceError, JobError, RunDirError, ValueError, OSError) as err:
+        state.flash("error", f"Could not start the comparison: {err}")
+        return
+    key = f"compare-{int(job.started_at * 1000)}"
+    _comparisons()[key] = job
+    st.session_state[_COMPARE_KEY] = key
+
+
+def _compare_sidebar(runs: list[Any], preset: str) -> None:
+    st.divider()
+    st.subheader("Compare cells")
+    st.caption("Was the search worth it? A search's found cell against the paper's DARTS_V2 and random cells, "
+               "trained alike, as one job.")
+    searches = {f"{r.run_id} ({r.state})": str(r.path) for r in runs if r.kind == "search" and r.genotype is not None}
+    found = st.selectbox("Found cell of", ["(none: DARTS_V2 and random cells only)", *searches],
+                         key="train.compare.search")
+    random_cells = st.number_input("Random cells", 0, 8, 2, key="train.compare.random")
+    cells = (found in searches) + 1 + int(random_cells)
+    st.caption(compare_time_text(cells, preset))
+    busy = state.registry().running() is not None
+    st.button("Start comparison", key="train.compare.start", disabled=busy, width="stretch",
+              on_click=_start_compare, args=(searches.get(found), int(random_cells), preset))
+
+
+@st.fragment(run_every=2.0)
+def _compare_panel(job: CompareJob) -> None:
+    rows = job.rows()
+    st.subheader("Comparison")
+    st.caption(f"{job.state} · {len(rows)} of {len(job.entrants)} trainings started · each row is an ordinary "
+               "training run (Runs page). The test accuracy is the trained network's, on the held-out test split; "
+               "see docs/training.md for what this budget can and cannot show.")
+    if job.error:
+        st.error(job.error)
+    if job.alive:
+        st.button("Stop comparison", key="train.compare.stop", on_click=job.stop)
+    if not rows:
+        return
+    table = pd.DataFrame([{"cell": r["name"], "state": r["state"], "test acc": r["test_acc"],
+                           "parameters": r["parameters"], "mult-adds": r["mult_adds"],
+                           "wall time (s)": None if r["wall_s"] is None else round(r["wall_s"]),
+                           "run": r["run_id"]} for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"test acc": st.column_config.NumberColumn(format="%.4f")})
+    curves = {}
+    for r in rows:
+        tested = [(m["step"], m["test_acc"]) for m in state.metrics_records(r["run_dir"]) if "test_acc" in m]
+        curves.update({(r["name"], step): acc for step, acc in tested})
+    if curves:
+        frame = pd.DataFrame([{"step": step, "cell": name, "test acc": acc} for (name, step), acc in curves.items()])
+        st.line_chart(frame, x="step", y="test acc", color="cell", height=280)
 
 
 def _selected() -> Controller | None:
@@ -81,6 +167,10 @@ def page() -> None:
         _sidebar()
     st.title("Train a genotype")
     state.show_flash()
+    comparison = _comparisons().get(st.session_state.get(_COMPARE_KEY, ""))
+    if comparison is not None:
+        _compare_panel(comparison)
+        st.divider()
     job = _selected()
     if job is None:
         st.info("Pick a genotype and a preset in the sidebar and press **Start training**. The command line "
@@ -92,17 +182,19 @@ def page() -> None:
 @st.fragment(run_every=2.0)
 def _panel(job: Controller) -> None:
     snap = job.snapshot()
-    st.caption(f"Run `{job.run_id}` · `{job.run_dir}` · {getattr(job, 'source', None) or {}}")
-    status.render(snap)
+    st.caption(f"Training {labels.source_text(getattr(job, 'source', None))} · run `{job.run_id}` · "
+               f"`{job.run_dir}`")
+    shown = controls.shown_state(snap)   # "pausing" and "stepping" until the loop has answered
+    status.render(snap, shown)
     if snap.error:
         st.error(snap.error)
     elif snap.message:
         st.warning(snap.message)
-    ok = controls.enabled(snap.state)
+    ok = controls.enabled(shown)
     cols = st.columns(4)
     for col, method in zip(cols, ("pause", "resume", "step_once", "stop"), strict=True):
         col.button(controls.LABELS[method], key=f"train.{method}", disabled=not ok[method],
-                   on_click=getattr(job, method), width="stretch")
+                   on_click=controls.request, args=(job, method), width="stretch")
     metrics = list(snap.metrics)
     if not metrics:
         st.info("No metrics yet: the first line is logged after the first steps.")

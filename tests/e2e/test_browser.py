@@ -422,7 +422,10 @@ def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: 
     button.click()
     body = keyed(page, "learn.collapse_lesson.body")
     expect(body.locator("[data-testid=stPlotlyChart]")).to_have_count(2, timeout=CHANGE_MS)
-    expect(body.locator("[data-testid=stGraphVizChart]")).to_have_count(len(learn.COLLAPSE_LESSON))
+    # each run's final normal cell, and each run's cell in the film (app/panels/collapse_film.py)
+    expect(body.locator("[data-testid=stGraphVizChart]")).to_have_count(2 * len(learn.COLLAPSE_LESSON))
+    expect(body.locator("[class*=st-key-learn-film-cell-] [data-testid=stGraphVizChart]")).to_have_count(
+        len(learn.COLLAPSE_LESSON))
     no_exception_box(page)
     body.screenshot(path=artifacts / "e2e-learn-collapse.png")
     # each run's Replay it opens that recording on the Replay page
