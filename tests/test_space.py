@@ -38,8 +38,8 @@ def test_a_space_derives_parses_and_names_its_network():
 
 
 def test_an_unknown_space_names_the_known_ones():
-    with pytest.raises(ValueError, match="unknown search space 'rnn'; known: cnn"):
-        get_space("rnn")
+    with pytest.raises(ValueError, match="unknown search space 'lstm'; known: cnn, rnn"):
+        get_space("lstm")
 
 
 def test_softmax_is_stable_for_large_alphas():

@@ -1,7 +1,7 @@
 """Search spaces, torch-free: what a space is (base.py) and the ones the engine knows, by name.
 
-Each space is a package of its own (cnn/: the convolutional DARTS cell) that defines `SPACE`, a
-`SearchSpace`; `get_space(name)` imports it on first use. docs/extending.md says how to add one.
+Each space is a package of its own (cnn/: the convolutional DARTS cell; rnn/: the recurrent one) that defines
+`SPACE`, a `SearchSpace`; `get_space(name)` imports it on first use. docs/extending.md says how to add one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ __all__ = ["SearchSpace", "get_space", "space_names", "DEFAULT_SPACE"]
 
 DEFAULT_SPACE = "cnn"
 # name -> package of engine.space that defines SPACE
-_PACKAGES = {"cnn": "cnn"}
+_PACKAGES = {"cnn": "cnn", "rnn": "rnn"}
 
 
 def space_names() -> tuple[str, ...]:
