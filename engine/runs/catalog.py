@@ -77,20 +77,29 @@ def _unreadable(path: Path, reason: str) -> RunInfo:
                    genotype=None, valid_acc=None, created="", error=reason)
 
 
+# What a run writes besides config.json: a folder holding one of them was a run even when its config.json is
+# gone. A folder with only .run.lock is not listed: that is a run starting (config.json is its first file).
+_RUN_FILES = (rundir.CONFIG, rundir.STATUS, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES, rundir.CHECKPOINT)
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in _RUN_FILES)
+
+
 def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """Every run under the runs root, newest first. A folder with a config.json that cannot be read is listed
-    with state "unreadable" and the reason in `error`, so one damaged run never hides the others."""
+    """Every run under the runs root, newest first. A run folder whose config.json is missing or cannot be read
+    is listed with state "unreadable" and the reason in `error`, so one damaged run never hides the others."""
     root = rundir.runs_root(root)
     if not root.is_dir():
         return []
     runs = []
     for path in sorted(root.iterdir(), reverse=True):
-        if path.is_dir() and (path / rundir.CONFIG).exists():
+        if _is_run_dir(path):
             try:
                 runs.append(run_info(path))
-            except (rundir.RunDirError, OSError, ValueError, TypeError, AttributeError) as e:
+            except (rundir.RunDirError, OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
                 runs.append(_unreadable(path, str(e) if isinstance(e, rundir.RunDirError) else
-                                        f"{type(e).__name__}: {e}"))
+                                        f"{type(e).__name__}: {e}"[:300]))
     return runs
 
 
@@ -98,7 +107,7 @@ def delete_run(run_dir: str | os.PathLike, root: str | os.PathLike | None = None
     """Delete a finished/stopped/failed/interrupted run; refuses paths outside the root and live runs."""
     root_path = rundir.runs_root(root).resolve()
     path = Path(run_dir).resolve()
-    if path.parent != root_path or not (path / rundir.CONFIG).exists():
+    if path.parent != root_path or not _is_run_dir(path):
         raise rundir.RunDirError(f"{run_dir} is not a run directory under {root_path}")
     status = rundir.read_status(path)
     if status.get("state") in ACTIVE_STATES and not is_interrupted(status):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ import torch
 
 from engine.core.atomic import write_bytes_atomic
 
-__all__ = ["CheckpointError", "capture_rng", "restore_rng", "clone_state", "save_checkpoint", "load_checkpoint", "load_states",
-           "FORMAT"]
+__all__ = ["CheckpointError", "capture_rng", "restore_rng", "clone_state", "save_checkpoint", "load_checkpoint",
+           "load_states", "FORMAT"]
 
 FORMAT = "dartboard-search-checkpoint/1"
 _REQUIRED = ("format", "step", "epoch", "batch", "model", "w_optimizer", "a_optimizer", "scheduler", "rng", "config")
@@ -84,13 +85,22 @@ def load_checkpoint(path: str | os.PathLike, fmt: str = FORMAT, required: tuple[
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a truncated or foreign file
-        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(e).__name__}: {e})"[:500]) from None
+        raise CheckpointError(f"{path} is not readable: truncated or not a checkpoint ({_why(e)})") from None
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise CheckpointError(f"{path} is not a dartboard {what} checkpoint (expected format {fmt})")
     missing = [k for k in required if k not in state]
     if missing:
         raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
     return state
+
+
+def _why(e: Exception) -> str:
+    """One line on why torch.load failed. Its unpickling error is several lines advising weights_only=False,
+    which is wrong for a damaged file and unsafe for a foreign one: ours hold tensors and plain values only."""
+    if isinstance(e, pickle.UnpicklingError):
+        return "its contents are not tensors and plain values"
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}"[:200] if first else type(e).__name__
 
 
 def load_states(ckpt: dict[str, Any], parts: dict[str, Any], what: str) -> None:

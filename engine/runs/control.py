@@ -2,7 +2,10 @@
 
 Buttons (or control.json requests) only set state here and return; the loop calls `gate()` between
 steps, which returns at once while running, blocks while paused (waking for a single step, a resume or
-a stop), and says whether to go on. Every request is idempotent: clicking twice does what once does.
+a stop), and says whether to go on. Pause, resume, stop and derive are idempotent: asking twice does what
+once does. Steps are counted: each step request that is accepted (`add_step`, what every control.json
+request gets) is one step taken, however many arrive between two looks of the loop; the in-process button
+(`step_once`) adds nothing while its previous step is still waiting, so a double click is one step.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ class Control:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._paused = False
-        self._step_pending = False
+        self._steps = 0  # steps accepted while paused and not taken yet
         self._stop = False
         self._derive = False
 
@@ -31,15 +34,26 @@ class Control:
     def resume(self) -> None:
         with self._cond:
             self._paused = False
-            self._step_pending = False
+            self._steps = 0
             self._cond.notify_all()
 
     def step_once(self) -> bool:
-        """Allow exactly one step while paused; False (and nothing happens) when not paused."""
+        """Allow one step while paused (a click while the last one still waits adds none); False (and nothing
+        happens) when not paused."""
         with self._cond:
             if not self._paused or self._stop:
                 return False
-            self._step_pending = True
+            self._steps = max(self._steps, 1)
+            self._cond.notify_all()
+            return True
+
+    def add_step(self) -> bool:
+        """One more step while paused: n accepted calls are n steps. False (and nothing happens) when not paused:
+        the request is refused, not kept for a later pause."""
+        with self._cond:
+            if not self._paused or self._stop:
+                return False
+            self._steps += 1
             self._cond.notify_all()
             return True
 
@@ -53,10 +67,12 @@ class Control:
             self._derive = True
             self._cond.notify_all()
 
-    def apply(self, command: str) -> None:
-        """A request by name (from control.json): pause, resume, step, stop, derive."""
-        {"pause": self.pause, "resume": self.resume, "step": self.step_once, "stop": self.stop,
-         "derive": self.derive_now}[command]()
+    def apply(self, command: str) -> bool:
+        """A request by name (from control.json): pause, resume, step, stop, derive. Each step request is one
+        step; False when the request was refused (a step while not paused)."""
+        done = {"pause": self.pause, "resume": self.resume, "step": self.add_step, "stop": self.stop,
+                "derive": self.derive_now}[command]()
+        return done is not False
 
     # -- the loop's side
     @property
@@ -82,8 +98,8 @@ class Control:
                     return False
                 if not self._paused:
                     return True
-                if self._step_pending:
-                    self._step_pending = False
+                if self._steps:
+                    self._steps -= 1
                     return True
                 self._cond.wait(poll_s)
                 if idle is not None:

@@ -13,7 +13,6 @@ an atomic replace is never half-read) and skips a malformed file or request with
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -24,8 +23,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from engine.core.atomic import loads_json, write_json_atomic
 from engine.runs import rundir
-from engine.core.atomic import write_json_atomic
 
 __all__ = ["COMMANDS", "Pending", "request_control", "read_control", "ack_control", "control_stamp", "ControlPoller"]
 
@@ -58,8 +57,8 @@ def _load(path: Path) -> Pending:
     except OSError as e:  # a directory, no permission: nothing to apply, and said so
         return Pending(ignored=(f"{path.name} is unreadable: {e}",))
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = loads_json(text)
+    except ValueError:  # nesting too deep included: a bomb of brackets is just another malformed file
         return Pending(ignored=(f"{path.name} is not JSON: {text[:60]!r}",))
     if not isinstance(data, dict):
         return Pending(ignored=(f"{path.name} is not a JSON object: {text[:60]!r}",))
@@ -155,12 +154,17 @@ class ControlPoller:
     """The search loop's side of control.json: apply each request once, in order, then acknowledge it.
 
     `poll()` is cheap when nothing changed (one stat). Requests written before the loop started (or was
-    resumed) are stale and skipped: they were meant for a process that is gone."""
+    resumed) are stale and skipped: they were meant for a process that is gone. `apply` returns False for a
+    request it refuses (a step while running); that is logged, and acknowledged like the others.
 
-    def __init__(self, run_dir: str | os.PathLike, apply: Callable[[str], None]):
+    A file whose `applied` is below what this poller has acknowledged lost its history (it was damaged or
+    deleted, and a writer started again from seq 1): its requests are new, whatever their numbers."""
+
+    def __init__(self, run_dir: str | os.PathLike, apply: Callable[[str], bool | None]):
         self.run_dir = Path(run_dir)
         self.apply = apply
         self.seq = read_control(self.run_dir, 0).seq  # the last request seen (or skipped as stale)
+        self._acked = 0  # the last number this poller wrote as `applied`
         self._stamp: tuple[int, int, int] | None = None
 
     def poll(self) -> None:
@@ -168,13 +172,20 @@ class ControlPoller:
         if stamp is None or stamp == self._stamp:
             return
         self._stamp = stamp
-        pending = read_control(self.run_dir, self.seq)  # malformed entries: skipped, logged
-        for req in pending.requests:
+        found = read_control(self.run_dir, 0)  # malformed entries: skipped, logged
+        if found.applied < self._acked:  # started again from scratch since our last acknowledgement
+            self.seq = self._acked = found.applied
+        for req in found.requests:
+            if req["seq"] <= self.seq:
+                continue
             self.seq = req["seq"]
-            self.apply(req["command"])
-        if pending.applied < self.seq:  # let writers trim what is applied (and what was skipped as stale)
+            if self.apply(req["command"]) is False:
+                _log.warning("control request %d (%s) to %s refused: the run is not paused", req["seq"],
+                             req["command"], self.run_dir)
+        if found.applied < self.seq:  # let writers trim what is applied (and what was skipped as stale)
             try:
                 ack_control(self.run_dir, self.seq)
             except (OSError, rundir.RunDirError):
                 return  # acknowledged on a later poll; the requests were applied once and will not be again
+            self._acked = self.seq
             self._stamp = None  # read again: our own write freed an inode a writer's next file may reuse

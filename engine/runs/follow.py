@@ -3,10 +3,12 @@ snapshot rebuilt from the run directory, and its controls sent through control.j
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +19,21 @@ from engine.runs.snapshot import ACTIVE_STATES, Snapshot
 from engine.variants import arch_of, record_weights
 
 __all__ = ["snapshot_from_dir", "Follower"]
+
+
+def _count(value: Any) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _real(value: Any) -> float | None:
+    """A finite number from status.json, else None: anyone can write that file, and a page must still draw."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def snapshot_from_dir(run_dir: str | os.PathLike, recent: int = 500) -> Snapshot:
@@ -43,11 +60,12 @@ def snapshot_from_dir(run_dir: str | os.PathLike, recent: int = 500) -> Snapshot
             epoch_geno = None
     return Snapshot(
         run_id=info.run_id, run_dir=str(run_dir), state=info.state, epoch=info.epoch, epochs=info.epochs,
-        step=info.step, steps_per_epoch=int(status.get("steps_per_epoch", 0)), total_steps=info.total_steps,
-        steps_per_s=status.get("steps_per_s"), eta_s=status.get("eta_s"), device=str(status.get("device", "")),
+        step=info.step, steps_per_epoch=_count(status.get("steps_per_epoch")), total_steps=info.total_steps,
+        steps_per_s=_real(status.get("steps_per_s")), eta_s=_real(status.get("eta_s")),
+        device=str(status.get("device", "")),
         alphas=alphas, weights=weights, initial_weights=initial, genotype=info.genotype, epoch_genotype=epoch_geno,
-        metrics=tuple(metrics[-recent:]), message=status.get("message"), error=status.get("error"),
-        config=info.config, updated_at=float(status.get("updated", 0.0)),
+        metrics=tuple(metrics[-recent:]), message=_text(status.get("message")), error=_text(status.get("error")),
+        config=info.config, updated_at=_real(status.get("updated")) or 0.0,
     )
 
 

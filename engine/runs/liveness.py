@@ -12,6 +12,7 @@ Every rule that reads the clock takes `now` (seconds since the epoch) so its bou
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -43,7 +44,16 @@ def is_interrupted(status: dict[str, Any], now: float | None = None) -> bool:
     if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
         return not pid_alive(status["pid"])  # same host: the pid says it all (a long step is not a death)
     now = time.time() if now is None else now
-    return now - float(status.get("updated", 0)) > STALE_S
+    return now - _heartbeat(status) > STALE_S
+
+
+def _heartbeat(status: dict[str, Any]) -> float:
+    """status.json's `updated`; 0 (long ago) for a value that is not a number, so a damaged heartbeat reads as
+    a dead writer rather than breaking the listing."""
+    value = status.get("updated", 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0.0
+    return float(value)
 
 
 def displayed_state(status: dict[str, Any], config_mtime: float, now: float | None = None) -> str:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.core.atomic import read_json, read_jsonl, write_json_atomic
+from engine.core.atomic import loads_json, read_json, read_jsonl, write_json_atomic
 from engine.space.cnn.genotype import Genotype
 
 __all__ = [
@@ -71,7 +71,16 @@ def new_run_dir(root: str | os.PathLike, slug: str) -> Path:
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    data = read_json(Path(run_dir) / CONFIG)
+    """config.json's record; a RunDirError naming the path and what is wrong (missing, not JSON, no config)."""
+    path = Path(run_dir) / CONFIG
+    try:
+        data = loads_json(path.read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not a dartboard run directory (no {CONFIG})") from None
+    except OSError as e:  # a directory where the file should be, no permission
+        raise RunDirError(f"{path} cannot be read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise RunDirError(f"{path} is damaged: not JSON ({str(e)[:120]})") from None
     if not isinstance(data, dict) or "config" not in data:
         raise RunDirError(f"{run_dir} is not a dartboard run directory (no readable {CONFIG})")
     if not isinstance(data["config"], dict):
