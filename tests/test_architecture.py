@@ -28,8 +28,11 @@ ALLOWED: dict[str, set[str]] = {
     "runs": {"core", "space", "variants", "runtime", "nn"},
     "search": {"core", "space", "variants", "runtime", "nn", "datasets", "runs"},
     "train": {"core", "space", "variants", "runtime", "nn", "datasets", "runs"},
+    "derive": {"core", "space", "variants", "runtime", "nn", "datasets", "runs", "search", "train"},
+    "sweep": {"core", "space", "variants", "runtime", "runs", "search", "train"},
     "jobs": {"core", "space", "variants", "runtime", "runs", "search", "train"},
-    "cli": {"core", "space", "variants", "runtime", "nn", "datasets", "runs", "search", "train", "jobs"},
+    "cli": {"core", "space", "variants", "runtime", "nn", "datasets", "runs", "search", "train", "derive", "sweep",
+            "jobs"},
 }
 # The dashboard reads runs, configs and figures' data; it builds no networks and runs no step itself.
 APP_FORBIDDEN = {"nn", "search.loop", "search.step", "search.architect", "train.loop", "train.step", "cli"}
