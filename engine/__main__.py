@@ -1,8 +1,8 @@
-"""`python -m engine ...`: the command line lives in engine/cli/."""
+"""`python -m engine ...`: the same command line as the installed `dartboard` command (engine/cli/)."""
 
 import sys
 
 from engine.cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m engine"))

@@ -95,6 +95,10 @@ def test_a_stop_checkpoints_where_it_stopped_and_ends_stopped(tmp_path, kind, jo
                           ("state", "stopping"), ("step", 1, True), ("end", "stopped")]
     status = rundir.read_status(tmp_path / "run")
     assert (status["state"], status["step"], status["error"]) == ("stopped", 1, None)
+    from engine.version import __version__, git_commit
+
+    record = rundir.read_config(tmp_path / "run")  # which code wrote the run: version, and commit in a clone
+    assert record["dartboard"] == {"version": __version__, "git_commit": git_commit()}
 
 
 @pytest.mark.parametrize("kind", JOBS)

@@ -232,3 +232,28 @@ def test_a_training_stage_needs_a_valid_preset_and_baselines_need_it(tmp_path):
     with pytest.raises(SweepError, match="--random must be 0 or more"):
         create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2, train="train-smoke", baseline=True, random_cells=-2)
     assert not (tmp_path / "s").exists()
+
+
+def test_the_command_line_stops_a_sweep_with_ctrl_c_and_resumes_it(tmp_path, cli):
+    """Ctrl-C on `sweep` stops the running members after their step, each with a checkpoint, and exits 130;
+    `sweep --resume` finishes them from there, each step logged once."""
+    assert cli("sweep", "--preset", "smoke", check=False).returncode == 2  # one seed, no grid: nothing to sweep
+    cmd = [sys.executable, "-m", "engine", "sweep", "--preset", "smoke", "--set", "epochs=25", "--seeds", "2",
+           "--jobs", "2", "--runs-dir", str(tmp_path), "--name", "s"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    path = tmp_path / "sweeps" / "s"
+    try:
+        wait_for(lambda: (path / SWEEP_FILE).exists() and all(
+            rundir.read_metrics(d) for d in (path / "members").iterdir()) and len(list((path / "members").iterdir()))
+            == 2, timeout=120)
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(120) == 130, driver.stderr.read()
+    finally:
+        driver.kill()
+    sweep = load_sweep(path)
+    assert set(member_states(sweep).values()) == {"stopped"}
+    done = cli("sweep", "--resume", str(path), "--jobs", "2", "--set", "epochs=3", check=False)
+    assert done.returncode == 2 and "no --grid or --set" in done.stderr
+    assert cli("sweep", "--resume", str(path), "--jobs", "2").returncode == 0
+    for m in sweep.members:
+        assert [r["step"] for r in rundir.read_metrics(sweep.run_dir(m))] == list(range(1, 51))

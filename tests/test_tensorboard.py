@@ -45,6 +45,42 @@ def test_a_search_opens_in_tensorboard_with_the_run_directorys_numbers(tmp_path,
     assert len(texts) == cfg.epochs and b"Genotype(normal=" in texts[-1].tensor_proto.string_val[0]
 
 
+def _hparams(run_dir):
+    """The run's session as TensorBoard's HParams plugin reads it (through the accumulator TensorBoard's server
+    uses): its hparams, and its end status if it has one."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    acc = PluginAccumulator(str(run_dir))
+    acc.Reload()
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    assert metadata.EXPERIMENT_TAG not in content  # TensorBoard builds the experiment from every run's session
+    start = plugin_data_pb2.HParamsPluginData.FromString(content[metadata.SESSION_START_INFO_TAG])
+    values = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.session_start_info.hparams.items()}
+    end = content.get(metadata.SESSION_END_INFO_TAG)
+    status = None if end is None else plugin_data_pb2.HParamsPluginData.FromString(end).session_end_info.status
+    return values, None if status is None else api_pb2.Status.Name(status)
+
+
+def test_every_run_gives_tensorboard_its_settings_as_hparams(tmp_path, smoke, train_smoke):
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
+    from engine.train.loop import run_training
+
+    search = smoke.replace(epochs=1, w_lr=0.07, variant="pc_darts", pc_k=2)
+    assert run_search(search, tmp_path / "search") == "finished"
+    values, status = _hparams(tmp_path / "search")
+    assert status == "STATUS_SUCCESS"
+    assert values["kind"] == "search" and values["variant"] == "pc_darts" and values["pc_k"] == 2
+    assert values["w_lr"] == pytest.approx(0.07) and values["fast"] == "true" and values["a_betas"] == "0.5,0.999"
+    assert "max_skip" not in values  # none: left out
+    assert set(values) == {"kind"} | {k for k, v in search.to_dict().items() if v is not None}
+
+    assert run_training(train_smoke.replace(epochs=1), KNOWN_GENOTYPES["DARTS_V2"], tmp_path / "train") == "finished"
+    values, _ = _hparams(tmp_path / "train")
+    assert values["kind"] == "train" and values["lr"] == pytest.approx(train_smoke.lr)
+    assert values["epochs"] == 1 and values["cutout"] == train_smoke.cutout
+
+
 def test_a_resume_purges_the_steps_it_redoes(tmp_path, smoke):
     """A process dies after logging steps past its last checkpoint; the resume redoes them. TensorBoard must
     show each step once (SummaryWriter's purge_step), as metrics.jsonl does."""

@@ -76,7 +76,7 @@ def test_train_export_and_list(runs_dir, capsys, cli):
     run = next(runs_dir.iterdir())
     assert rundir.read_config(run)["source"] == {"kind": "random", "seed": 3, "label": "random:3"}
     capsys.readouterr()
-    for fmt, name in (("checkpoint", "model.pt"), ("torchscript", "model.torchscript.pt"), ("onnx", "model.onnx")):
+    for fmt, name in (("checkpoint", "model.pt"), ("pt2", "model.pt2"), ("onnx", "model.onnx")):
         assert main(["export", str(run), "--format", fmt]) == 0
         assert Path(capsys.readouterr().out.strip()) == (run / "exports" / name).resolve()
     assert torch.load(run / "exports" / "model.pt", weights_only=True)["genotype"]["normal"]
@@ -143,3 +143,47 @@ def test_compare_trains_found_darts_v2_and_random_cells(tmp_path, runs_dir, cli)
     assert [line.split()[0] for line in lines[1:]] == ["found", "DARTS_V2", "random:0"]
     runs = catalog.list_runs(runs_dir)
     assert len(runs) == 3 and all(r.kind == "train" and r.state == "finished" for r in runs)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--random", "-2"], "--random must be 0 or more"),
+    (["--seed", "-1"], "--seed must be 0 or more"),
+])
+def test_compare_refuses_a_negative_count_before_training(args, needle, tmp_path, runs_dir, capsys):
+    search = _search_dir(tmp_path, [{"step": 4, "epoch": 0, "kind": "final", "genotype": V2.to_dict()}])
+    assert main(["compare", str(search), "--preset", "train-smoke", "--set", "epochs=1", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not list(runs_dir.iterdir())  # nothing trained
+
+
+def test_compare_takes_a_search_not_a_genotype_as_the_found_cell(runs_dir, capsys):
+    # DARTS_V2 as the "search" would be trained twice, once labelled `found`
+    assert main(["compare", "DARTS_V2", "--preset", "train-smoke", "--random", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "not a search run directory" in err and len(err.strip().splitlines()) == 1
+    assert not list(runs_dir.iterdir())
+
+
+def test_ctrl_c_stops_a_training_with_a_checkpoint_and_exits_130(runs_dir):
+    """As a search: the step in flight ends, a checkpoint is written, the state is stopped, and the shell hears
+    130 (a stop is not a success)."""
+    from tests.waiting import wait_for
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "DARTS_V2", "--preset", "train-smoke",
+                             "--runs-dir", str(runs_dir), "--set", "epochs=200"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(rundir.read_status(p).get("step", 0) >= 2 for p in runs_dir.iterdir()), timeout=120)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    run = next(runs_dir.iterdir())
+    status = rundir.read_status(run)
+    assert status["state"] == "stopped"
+    from engine.train.resume import load_train_checkpoint
+
+    assert load_train_checkpoint(run / rundir.CHECKPOINT)["step"] == status["step"]

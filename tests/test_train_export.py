@@ -1,4 +1,5 @@
-"""A trained model leaves the project: checkpoint (weights_only), TorchScript and ONNX, each run without our code."""
+"""A trained model leaves the project: checkpoint (weights_only), torch.export (.pt2), ONNX and TorchScript, each
+run without our code."""
 
 from __future__ import annotations
 
@@ -57,8 +58,27 @@ def test_checkpoint_export_describes_itself_and_loads_with_weights_only(trained)
         assert torch.equal(v, trained_weights[k])
 
 
-def test_torchscript_runs_without_the_project(trained, tmp_path):
-    path = write_model_export(trained, "torchscript")
+def test_pt2_runs_without_the_project_at_any_batch_size(trained, tmp_path):
+    path = write_model_export(trained, "pt2")
+    assert path.name == "model.pt2"
+    y = _isolated(tmp_path, f"""
+        import numpy as np, torch
+        m = torch.export.load({str(path)!r}).module()
+        x = torch.from_numpy(np.load("x.npy"))
+        one = m(x[:1]).detach().numpy()   # the batch dimension is dynamic, down to one image
+        y = m(x).detach().numpy()
+        assert np.allclose(one, y[:1], atol=1e-5), (one, y[:1])
+        np.save("y.npy", y)
+        """)
+    with torch.no_grad():
+        expected = load_model(write_model_export(trained, "checkpoint"))(_batch())[0].numpy()
+    assert y.shape == (5, 4)
+    np.testing.assert_allclose(y, expected, atol=1e-5, rtol=0)
+
+
+def test_torchscript_runs_without_the_project_and_says_it_is_deprecated(trained, tmp_path):
+    with pytest.warns(FutureWarning, match="deprecated"):  # PyTorch's own warning is no longer hidden
+        path = write_model_export(trained, "torchscript")
     y = _isolated(tmp_path, f"""
         import numpy as np, torch
         m = torch.jit.load({str(path)!r})
@@ -70,14 +90,20 @@ def test_torchscript_runs_without_the_project(trained, tmp_path):
     np.testing.assert_allclose(y, expected, atol=1e-5, rtol=0)
 
 
-def test_onnx_runs_in_onnxruntime_without_the_project(trained, tmp_path):
+def test_onnx_runs_in_onnxruntime_without_the_project(trained, tmp_path, recwarn):
     pytest.importorskip("onnxruntime")
     path = write_model_export(trained, "onnx", out="exports/custom.onnx")
     assert path.name == "custom.onnx"
+    assert not [w for w in recwarn if "deprecat" in str(w.message).lower()]  # the dynamo exporter, not the old one
     y = _isolated(tmp_path, f"""
         import numpy as np, onnxruntime as ort
         s = ort.InferenceSession({str(path)!r}, providers=["CPUExecutionProvider"])
-        np.save("y.npy", s.run(["logits"], {{"input": np.load("x.npy")}})[0])
+        assert s.get_inputs()[0].shape[0] == "batch", s.get_inputs()[0].shape  # a dynamic batch dimension
+        x = np.load("x.npy")
+        one = s.run(["logits"], {{"input": x[:1]}})[0]
+        y = s.run(["logits"], {{"input": x}})[0]
+        assert np.allclose(one, y[:1], atol=1e-4)
+        np.save("y.npy", y)
         """)
     with torch.no_grad():
         expected = load_model(write_model_export(trained, "checkpoint"))(_batch())[0].numpy()

@@ -14,7 +14,7 @@ from engine.runs.catalog import UNREADABLE, list_runs
 
 __all__ = ["MODEL_FORMATS", "cmd_derive", "cmd_inspect", "cmd_export", "cmd_runs"]
 
-MODEL_FORMATS = ("checkpoint", "torchscript", "onnx")  # a training run's model (engine/train/export.py)
+MODEL_FORMATS = ("checkpoint", "pt2", "onnx", "torchscript")  # a training run's model (engine/train/export.py)
 
 
 def _load_alphas(source: Path) -> dict[str, Any]:
@@ -164,8 +164,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_json(r) -> dict[str, Any]:
+    return {"run_id": r.run_id, "path": str(r.path), "kind": r.kind, "state": r.state, "created": r.created,
+            "epoch": r.epoch, "epochs": r.epochs, "step": r.step, "total_steps": r.total_steps,
+            "valid_acc": r.valid_acc, "test_acc": r.test_acc, "error": r.error,
+            "genotype": None if r.genotype is None else r.genotype.to_dict(), "config": r.config}
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     runs = list_runs(args.runs_dir)
+    if getattr(args, "json", False):  # for scripts: every run, an empty array when there is none
+        print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
+        return 0
     if not runs:
         print(f"no runs under {rundir.runs_root(args.runs_dir)}")
         return 0

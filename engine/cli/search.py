@@ -1,5 +1,7 @@
 """`search` and `bench`: a headless search in the foreground (a progress bar on a terminal, a line per epoch
-otherwise; Ctrl-C, SIGTERM and SIGHUP stop after the step in flight with a checkpoint), and what a step costs."""
+otherwise, engine/cli/progress.py; Ctrl-C, SIGTERM and SIGHUP stop after the step in flight with a checkpoint and
+exit 128 + the signal's number, 130 for Ctrl-C, as a shell reports a command a signal ended), and what a step
+costs."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 from engine.cli.common import BAD_INPUT, BadInput
+from engine.cli.progress import NORMAL, QUIET, VERBOSE, job_progress
 from engine.core.config import parse_overrides
 from engine.runs import rundir
 from engine.runs.liveness import is_interrupted
@@ -18,43 +21,83 @@ from engine.search.config import SearchConfig, from_preset
 __all__ = ["cmd_search", "cmd_bench"]
 
 
-def _progress_callback():
+def _recurrent(args: argparse.Namespace) -> bool:
+    """A search of the recurrent space: an rnn preset, or the resume of a run that was one."""
+    if args.resume:
+        try:
+            return rundir.read_config(args.resume).get("kind") == "rnn_search"
+        except rundir.RunDirError:
+            return False  # said by the convolutional path's own reading of the run
+    from engine.space.rnn.config import RNN_PRESETS
+
+    return args.preset in RNN_PRESETS
+
+
+def _cmd_rnn_search(args: argparse.Namespace) -> int:
+    """The recurrent space's search (engine/search/rnn_loop.py), with the same signals, progress and exits."""
+    from engine.runs.control import Control
     from engine.runs.hooks import Callback
+    from engine.runs.snapshot import SnapshotBox
+    from engine.runtime.threads import apply_threads
+    from engine.search.rnn_loop import run_rnn_search
+    from engine.space.rnn.config import RNNSearchConfig, from_rnn_preset
+    from engine.space.rnn.genotype import Genotype as RNNGenotype
 
-    class Progress(Callback):
-        """A progress bar on a terminal; one line per epoch otherwise (logs, CI)."""
+    overrides = parse_overrides(args.set or [], RNNSearchConfig)
+    if args.resume:
+        run_dir = Path(args.resume)
+        status = rundir.read_status(run_dir)
+        if status.get("state") in ("running", "paused", "stopping") and not is_interrupted(status):
+            raise BadInput(f"{run_dir} is still {status['state']} in process {status.get('pid')}; stop it first")
+        config = RNNSearchConfig.from_dict({**rundir.read_config(run_dir)["config"], **overrides})
+    else:
+        config = from_rnn_preset(args.preset, **overrides)
+        run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), args.preset)
+    # one thread: the recurrent cell's small matrix products run slower on two (docs/darts.md)
+    apply_threads(1)
+    control, box, signals, errors, started = Control(), SnapshotBox(), [], [], []
+    verbosity = getattr(args, "verbosity", NORMAL)
 
-        def __init__(self) -> None:
-            self.tty = sys.stderr.isatty()
+    def on_signal(signum, frame):
+        signals.append(signum)
+        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint...", file=sys.stderr)
+        control.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        def on_step_end(self, event) -> None:
-            s = event.status
-            total = max(int(s.get("total_steps") or 1), 1)
-            frac = event.step / total
-            m = event.metrics or {}
-            eta = s.get("eta_s")
-            text = (f"step {event.step}/{total} epoch {event.epoch + 1} "
-                    f"{'' if eta is None else f'eta {eta:5.0f}s '}"
-                    + " ".join(f"{k} {m[k]:.3f}" for k in ("train_loss", "valid_acc") if k in m))
-            if self.tty:
-                bar = "#" * int(30 * frac)
-                print(f"\r[{bar:<30}] {text}", end="", file=sys.stderr, flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
 
-        def on_epoch_end(self, event, genotype_row) -> None:
-            if self.tty:
-                print(file=sys.stderr)
-            print(f"epoch {event.epoch + 1} done at step {event.step}: "
-                  + json.dumps({k: round(v, 4) for k, v in (event.metrics or {}).items()
-                                if k in ("train_loss", "train_acc", "valid_loss", "valid_acc")}), file=sys.stderr)
+    class _Errors(Callback):
+        def on_run_start(self, info):
+            started.append(True)
+            if verbosity > QUIET:
+                print(f"run directory: {run_dir}", file=sys.stderr)
 
-        def on_state(self, status) -> None:
-            if status.get("message"):
-                print(f"\n{status['state']}: {status['message']}", file=sys.stderr)
+        def on_exception(self, exc, traceback_text):
+            errors.append(type(exc).__name__)
 
-    return Progress()
+    progress = job_progress(verbosity)
+    try:
+        state = run_rnn_search(config, run_dir, control=control, callbacks=[_Errors(), progress], box=box,
+                               resume=bool(args.resume))
+    finally:
+        progress.close()
+    if state == "failed":
+        bad_input = bool(errors) and errors[0] in (*BAD_INPUT, "CorpusError")
+        print(f"{'error' if bad_input and not started else 'failed'}: {box.get().error}", file=sys.stderr)
+        return 2 if bad_input else 1
+    if verbosity > QUIET:
+        print(f"{state}: {run_dir}", file=sys.stderr)
+    rows = rundir.read_genotypes(run_dir)
+    if rows:
+        print(RNNGenotype.from_dict(rows[-1]["genotype"]).to_darts())
+    return 128 + signals[0] if signals else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if _recurrent(args):
+        return _cmd_rnn_search(args)
     from engine.jobs.controller import resume_config
     from engine.runs.control import Control
     from engine.runs.hooks import Callback
@@ -85,8 +128,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         config = config.replace(device=f"cuda:{world.local_rank}")  # one GPU a rank (NCCL)
     threads = apply_threads(config.threads)  # before the first step (docs/threads.md: 0 = auto)
     control = Control()
+    verbosity = getattr(args, "verbosity", NORMAL)
+    signals: list[int] = []
 
     def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
+        signals.append(signum)
         name = signal.Signals(signum).name
         print(f"\n{name}: stopping after this step with a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
         control.stop()
@@ -104,36 +150,43 @@ def cmd_search(args: argparse.Namespace) -> int:
     class _Errors(Callback):
         def on_run_start(self, info):
             started.append(True)
-            print(f"run directory: {run_dir}", file=sys.stderr)
-            # said once the run began, so a refusal before it stays one line
-            print(f"torch threads: {threads}{' (auto)' if config.threads == 0 else ''}", file=sys.stderr)
+            if verbosity > QUIET:  # said once the run began, so a refusal before it stays one line
+                print(f"run directory: {run_dir}", file=sys.stderr)
+                print(f"torch threads: {threads}{' (auto)' if config.threads == 0 else ''}", file=sys.stderr)
+            if verbosity >= VERBOSE:
+                print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", file=sys.stderr)
 
         def on_exception(self, exc, traceback_text):
             errors.append(type(exc).__name__)
 
-    callbacks = [_Errors(), _progress_callback()] if world.main else []  # rank 0 speaks for the run
+    progress = job_progress(verbosity)
+    callbacks = [_Errors(), progress] if world.main else []  # rank 0 speaks for the run
     try:
         state = run_search(config, run_dir, control=control, callbacks=callbacks, box=box, resume=bool(args.resume),
                            world=world)
     finally:
+        progress.close()
         distributed.shutdown(world)
     if not world.main:
         return 0 if state not in ("failed", "interrupted") else 1
     if state == "interrupted":  # another rank died (engine/runtime/distributed.py PeerLost)
-        print(f"\ninterrupted: {box.get().message}", file=sys.stderr)
+        print(f"interrupted: {box.get().message}", file=sys.stderr)
         return 1
     if state == "failed":
         bad_input = bool(errors) and errors[0] in BAD_INPUT
         if bad_input and not started:  # refused before it began: one line, as for any bad input
             print(f"error: {box.get().error}", file=sys.stderr)
             return 2
-        print(f"\nfailed: {box.get().error}", file=sys.stderr)
+        print(f"failed: {box.get().error}", file=sys.stderr)
         return 2 if bad_input else 1
-    print(f"\n{state}: {run_dir}", file=sys.stderr)
+    if verbosity > QUIET:
+        print(f"{state}: {run_dir}", file=sys.stderr)
     genotype = rundir.latest_genotype(run_dir)
     if genotype is not None:
         print(genotype.to_darts())
-    return 0
+    # stopped by a signal: the checkpoint is written, and the exit status says a signal ended it (a script that
+    # runs searches in a loop then stops too, as for any command interrupted by Ctrl-C)
+    return 128 + signals[0] if signals else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ def add_sweep_commands(sub: Any) -> None:
     from engine.search.config import PRESETS
 
     s = sub.add_parser("sweep", help="one search per grid combination and seed, under one sweep directory")
-    s.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="the members' base preset")
+    s.add_argument("--preset", default="demo", choices=sorted(PRESETS), metavar="PRESET",
+                   help="the members' base preset: " + ", ".join(sorted(PRESETS)))
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field fixed for every member")
     s.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a field varied across members")
     s.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per combination (default 1)")

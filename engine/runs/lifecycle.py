@@ -34,6 +34,7 @@ from engine.runs.liveness import HEARTBEAT_S
 from engine.runs.snapshot import Snapshot, SnapshotBox
 from engine.runtime.device import amp_dtype, select_device
 from engine.runtime.distributed import SINGLE, PeerLost, World, agree
+from engine.version import version_record
 
 __all__ = ["RunLoop"]
 
@@ -129,6 +130,7 @@ class RunLoop(Resumable):
         return {
             "kind": self.KIND, "config": self.cfg.to_dict(), **self._record_extra(),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "dartboard": version_record(),  # {"version", "git_commit"}: which code wrote this run
             "torch": torch.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "device": str(self.device), "seed": self.cfg.seed, "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,

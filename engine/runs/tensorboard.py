@@ -6,6 +6,11 @@ each cell as an image (rows = edges, columns = ops, white = weight 1, on the sam
 the dashboard) and the genotype as text. A resumed run starts its writer with `purge_step` one past the
 checkpoint, so TensorBoard drops the steps that are redone and no curve doubles back.
 
+The run's settings (every config field, and whether it is a search or a training) go in as hparams, so
+TensorBoard's HParams view lists runs side by side with their settings and metrics. Only the session's own record
+is written, not an experiment summary: TensorBoard then builds the experiment from every run it finds, where the
+first experiment summary it met would hide the fields of the other kind of run.
+
 SummaryWriter queues events for its own thread, so the training thread does not wait on the disk.
 """
 
@@ -19,7 +24,7 @@ import numpy as np
 from engine.runs.hooks import Callback, StepEvent
 from engine.variants import record_weights
 
-__all__ = ["TensorBoardLog", "SCALARS"]
+__all__ = ["TensorBoardLog", "SCALARS", "hparam_values"]
 
 # metrics.jsonl key -> TensorBoard tag
 SCALARS = {
@@ -28,6 +33,21 @@ SCALARS = {
     "w_lr": "lr/weights", "a_lr": "lr/alphas", "lr": "lr/weights", "steps_per_s": "speed/steps_per_s",
 }
 _PIXELS = 12  # each (edge, op) weight is drawn as a square of this many pixels
+
+
+def hparam_values(config: Any, kind: str) -> dict[str, Any]:
+    """A config as TensorBoard hparams, with the run's kind (search, train): numbers and strings as they are, a
+    boolean as true/false (torch's `hparams` would make it the number 1.0), a tuple as its text ("0.5,0.999"); a
+    field left at none is left out (HParams gives each field one type across runs)."""
+    out: dict[str, Any] = {"kind": kind}
+    for key, value in config.to_dict().items():
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            out[key] = ",".join(str(v) for v in value)
+        elif isinstance(value, (bool, int, float, str)):
+            out[key] = value
+    return out
 
 
 class TensorBoardLog(Callback):
@@ -46,6 +66,19 @@ class TensorBoardLog(Callback):
         config = info.get("config")
         if config is not None and hasattr(config, "to_json"):
             self._writer.add_text("config", "```\n" + config.to_json() + "\n```", step)
+            self._add_hparams(config)
+
+    def _add_hparams(self, config: Any) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        from engine.runs import rundir
+
+        try:  # config.json, written before the run starts, says what kind of run this is
+            kind = str(rundir.read_config(self.run_dir).get("kind", "search"))
+        except rundir.RunDirError:
+            kind = "search"
+        _, start, _ = hparams(hparam_values(config, kind), {})
+        self._writer._get_file_writer().add_summary(start)
 
     def on_step_end(self, event: StepEvent) -> None:
         if self._writer is None or event.metrics is None:
@@ -71,6 +104,11 @@ class TensorBoardLog(Callback):
                                   event.step)
 
     def on_run_end(self, status: dict[str, Any]) -> None:
+        if self._writer is not None and status.get("state") == "finished":
+            from torch.utils.tensorboard.summary import hparams
+
+            _, _, end = hparams({}, {})  # a session that ran to its end (HParams shows its status)
+            self._writer._get_file_writer().add_summary(end)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -44,20 +44,24 @@ def _costs(genotype: Any, config: TrainConfig, record: dict[str, Any]) -> tuple[
 
 
 def compare(search: str | os.PathLike | None, config: TrainConfig, random_cells: int = 2,
-            runs_dir: str | os.PathLike | None = None, first_seed: int = 0,
-            quiet: bool = False) -> list[dict[str, Any]]:
+            runs_dir: str | os.PathLike | None = None, first_seed: int = 0, quiet: bool = False,
+            progress: Any = None, signals: list[int] | None = None) -> list[dict[str, Any]]:
     """Train every entrant with `config`; one row each: name, run_dir, state, test_acc, parameters, mult_adds,
-    wall_s. Genotype arguments are all resolved first, so a bad one fails before any training starts."""
+    wall_s. Genotype arguments are all resolved first, so a bad one fails before any training starts. `progress`
+    makes each entrant's progress callback; a signal that stopped an entrant (in `signals`) starts no more."""
     from engine.train.run import TrainFailed, train_one
 
     resolved = [(spec, *resolve_genotype(spec)) for spec in entrants(search, random_cells, first_seed)]
     root = rundir.runs_root(runs_dir)
     rows = []
-    for spec, genotype, source in resolved:
+    for i, (spec, genotype, source) in enumerate(resolved):
+        if signals:  # a Ctrl-C stopped the previous entrant: start no more
+            break
         run_dir = rundir.new_run_dir(root, f"compare-{source['label']}-{config.dataset}")
         t0 = time.monotonic()
         try:
-            state, error = train_one(config, genotype, source, run_dir, quiet=quiet), None
+            state, error = train_one(config, genotype, source, run_dir, quiet=quiet,
+                                     progress=None if progress is None else progress(), signals=signals), None
         except TrainFailed as e:
             state, error = "failed", str(e)
         wall_s = time.monotonic() - t0
@@ -66,7 +70,8 @@ def compare(search: str | os.PathLike | None, config: TrainConfig, random_cells:
             params, madds = _costs(genotype, config, rundir.read_config(run_dir))
         except (rundir.RunDirError, KeyError):  # it failed before writing config.json
             params, madds = None, None
-        rows.append({"name": "found" if spec == str(search) else source["label"], "genotype": spec,
+        found = search is not None and i == 0  # entrants() puts the search first; DARTS_V2 is never "found"
+        rows.append({"name": "found" if found else source["label"], "genotype": spec,
                      "run_dir": str(run_dir), "state": state, "error": error,
                      "test_acc": tested[-1]["test_acc"] if tested else None, "parameters": params,
                      "mult_adds": madds, "wall_s": wall_s})

@@ -1,24 +1,29 @@
-"""Exports of a training run's model: a self-describing checkpoint, TorchScript and ONNX.
+"""Exports of a training run's model: a self-describing checkpoint, torch.export, ONNX and TorchScript.
 
     checkpoint   model.pt: {"format", "genotype", "config", "num_classes", "in_channels", "image_size",
                  "mean", "std", "step", "epoch", "state_dict"}; `torch.load(weights_only=True)` reads it and
                  `load_model` rebuilds the network from it alone
-    torchscript  model.torchscript.pt: torch.jit.load(path)(x) -> logits, no dartboard code needed
+    pt2          model.pt2: torch.export.load(path).module()(x) -> logits, no dartboard code needed
     onnx         model.onnx: input "input" (batch, C, H, W), output "logits" (batch, classes)
+    torchscript  model.torchscript.pt: torch.jit.load(path)(x) -> logits; kept for runtimes that only read
+                 TorchScript, while PyTorch still ships it (2.14 marks torch.jit.trace deprecated and says so)
 
 Every graph is the network in eval mode: no drop path, no auxiliary head, BatchNorm on its running
-statistics. Inputs are normalised images ((pixel / 255 - mean) / std per channel, the recorded mean/std).
-Written only inside the run directory, atomically, like the genotype exports (engine/runs/export.py). ONNX uses
-torch's TorchScript-based exporter (`dynamo=False`): it needs only the `onnx` package and works offline,
-where the dynamo exporter would also need `onnxscript`.
+statistics, with a dynamic batch dimension. Inputs are normalised images ((pixel / 255 - mean) / std per channel,
+the recorded mean/std). Written only inside the run directory, atomically, like the genotype exports
+(engine/runs/export.py).
+
+pt2 and ONNX come from the same torch.export graph (ONNX through torch's dynamo exporter, which needs the `onnx`
+and `onnxscript` packages: the `onnx` extra). The TorchScript-based ONNX exporter (`dynamo=False`) and
+torch.jit.trace are the two PyTorch 2.14 marks deprecated; their warnings are no longer hidden here.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,9 @@ from engine.train.resume import load_train_checkpoint
 __all__ = ["MODEL_FORMAT", "MODEL_FILES", "model_record", "load_model", "write_model_export"]
 
 MODEL_FORMAT = "dartboard-model/1"
-MODEL_FILES = {"checkpoint": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+MODEL_FILES = {"checkpoint": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx",
+               "torchscript": "model.torchscript.pt"}
+_MAX_BATCH = 1 << 16  # the dynamic batch dimension's upper bound: torch.export wants one
 
 
 class _Logits(torch.nn.Module):
@@ -52,7 +59,7 @@ def model_record(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The self-describing model of a training run, from its latest checkpoint (auxiliary head left out)."""
     run_dir = Path(run_dir)
     if rundir.read_config(run_dir).get("kind") != "train":
-        raise ValueError(f"{run_dir} is a search run; model exports (checkpoint, torchscript, onnx) are for a "
+        raise ValueError(f"{run_dir} is a search run; model exports (checkpoint, pt2, onnx, torchscript) are for a "
                          "training run: `python -m engine train RUN_DIR` first")
     ckpt = load_train_checkpoint(run_dir / rundir.CHECKPOINT)
     weights = {k: v for k, v in ckpt["model"].items() if not k.startswith("auxiliary_head.")}
@@ -77,26 +84,44 @@ def _example(record: dict[str, Any], batch: int = 2) -> torch.Tensor:
     return torch.zeros(batch, record["in_channels"], record["image_size"], record["image_size"])
 
 
+def _graph(record: dict[str, Any]):
+    """The eval-mode network as a torch.export program whose batch dimension is dynamic (from 1 image)."""
+    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
+    return torch.export.export(_Logits(load_model(record)).eval(), (_example(record),),
+                               dynamic_shapes={"x": {0: batch}})
+
+
+def _pt2(record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.export.save(_graph(record), buf)
+    return buf.getvalue()
+
+
 def _torchscript(record: dict[str, Any]) -> bytes:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.trace is deprecated in favour of torch.export; it still works
-        traced = torch.jit.trace(_Logits(load_model(record)).eval(), _example(record))
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf)
+    if not hasattr(torch.jit, "trace"):  # a PyTorch that no longer ships TorchScript
+        raise ValueError(f"this PyTorch ({torch.__version__}) has no TorchScript; export pt2 (torch.export) instead")
+    traced = torch.jit.trace(_Logits(load_model(record)).eval(), _example(record))
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
     return buf.getvalue()
 
 
 def _onnx(record: dict[str, Any]) -> bytes:
-    try:
-        import onnx  # noqa: F401  (the exporter needs it; say so plainly when it is missing)
-    except ImportError:
-        raise ValueError("ONNX export needs the `onnx` package: pip install onnx") from None
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:  # say so plainly, before a long export fails deep in torch
+        raise ValueError(f"ONNX export needs {' and '.join(missing)}: pip install 'dartboard[onnx]' "
+                         "(or the onnx and onnxscript pins of requirements-dev.txt)")
+    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
+    program = torch.onnx.export(_Logits(load_model(record)).eval(), (_example(record),), dynamo=True,
+                                input_names=["input"], output_names=["logits"], dynamic_shapes={"x": {0: batch}},
+                                verbose=False)
+    with tempfile.TemporaryDirectory() as tmp:  # ONNXProgram.save writes a path; the run gets it atomically
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(_Logits(load_model(record)).eval(), (_example(record),), str(path), dynamo=False,
-                          input_names=["input"], output_names=["logits"], opset_version=17,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        program.save(str(path))
+        extra = [p.name for p in Path(tmp).iterdir() if p != path]
+        if extra:  # weights put beside the graph (past 2 GB) would not travel with one file
+            raise ValueError(f"the ONNX exporter wrote external data ({', '.join(extra)}); the model is too large "
+                             "for a one-file export")
         return path.read_bytes()
 
 
@@ -114,7 +139,7 @@ def write_model_export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathL
         torch.save(record, buf)
         data = buf.getvalue()
     else:
-        data = _torchscript(record) if fmt == "torchscript" else _onnx(record)
+        data = {"pt2": _pt2, "onnx": _onnx, "torchscript": _torchscript}[fmt](record)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(target, data)
     return target

@@ -63,8 +63,10 @@ def _progress():
 
 
 def train_one(config: TrainConfig, genotype, source: dict[str, Any], run_dir: Path, resume: bool = False,
-              quiet: bool = False) -> str:
-    """Run one training in the foreground, stopping cleanly on SIGINT/SIGTERM/SIGHUP; TrainFailed if it failed."""
+              quiet: bool = False, progress: Any = None, signals: list[int] | None = None) -> str:
+    """Run one training in the foreground, stopping cleanly on SIGINT/SIGTERM/SIGHUP; TrainFailed if it failed.
+    `progress` replaces the per-epoch lines (a callback); a signal that stopped it is appended to `signals`, so
+    the command line can exit 128 + its number."""
     from engine.runs.control import Control
     from engine.runs.hooks import Callback
     from engine.runs.snapshot import SnapshotBox
@@ -73,12 +75,14 @@ def train_one(config: TrainConfig, genotype, source: dict[str, Any], run_dir: Pa
     control, box, errors, started = Control(), SnapshotBox(), [], []
 
     def on_signal(signum, frame):
+        if signals is not None:
+            signals.append(signum)
         print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint...", file=sys.stderr)
         control.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
-    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
 
     class _Errors(Callback):
         def on_run_start(self, info):
@@ -87,7 +91,7 @@ def train_one(config: TrainConfig, genotype, source: dict[str, Any], run_dir: Pa
         def on_exception(self, exc, traceback_text):
             errors.append(type(exc).__name__)
 
-    callbacks = [_Errors()] + ([] if quiet else [_progress()])
+    callbacks = [_Errors()] + ([] if quiet else [progress or _progress()])
     try:
         state = run_training(config, genotype, run_dir, source=source, control=control, callbacks=callbacks, box=box,
                              resume=resume)

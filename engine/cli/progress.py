@@ -1,0 +1,88 @@
+"""What a foreground job shows while it runs: a tqdm bar on a terminal (it fits the terminal's width, redraws in
+place and gives the remaining time as h:mm:ss), a line per epoch otherwise (logs, CI), nothing with -q.
+
+tqdm rather than a bar of our own: it measures the terminal, keeps the bar to one line when the terminal is
+resized, and `disable=None` turns it off when stderr is not a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+__all__ = ["QUIET", "NORMAL", "VERBOSE", "epoch_line", "job_progress"]
+
+QUIET, NORMAL, VERBOSE = -1, 0, 1  # -q, neither, -v
+
+_EPOCH_KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc", "lr")
+
+
+def epoch_line(epoch: int, step: int, metrics: dict[str, Any] | None) -> str:
+    """`epoch 3 done at step 75: {...}`, the epoch's means, the one line a log gets per epoch."""
+    shown = {k: round(v, 4) for k, v in (metrics or {}).items() if k in _EPOCH_KEYS and isinstance(v, (int, float))}
+    return f"epoch {epoch + 1} done at step {step}: {json.dumps(shown)}"
+
+
+def _bar(total: int, initial: int, unit: str):
+    from tqdm import tqdm
+
+    # disable=None: a bar only when stderr is a terminal (a log gets the epoch lines instead)
+    return tqdm(total=total, initial=initial, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None,
+                leave=True, smoothing=0.1)
+
+
+def job_progress(verbosity: int = NORMAL):
+    """A callback for a search's or a training's loop: the bar advances each step; each epoch end writes its line
+    (above the bar on a terminal): a search's at `on_epoch_end`, a training's at the step whose row carries the
+    test scores (its loop has no `on_epoch_end`); a state message (paused by a failed write, stopped early) is
+    said on its own line."""
+    from engine.runs.hooks import Callback
+
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.bar = None
+
+        def _ensure(self, event) -> None:
+            if self.bar is None and verbosity > QUIET:
+                total = max(int(event.status.get("total_steps") or 1), 1)
+                self.bar = _bar(total, initial=max(event.step - 1, 0), unit="step")
+
+        def on_step_end(self, event) -> None:
+            self._ensure(event)
+            if self.bar is None:
+                return
+            self.bar.update(event.step - self.bar.n)
+            m = event.metrics or {}
+            # short, so that the bar keeps its width in an 80-column terminal
+            shown = [f"{label} {m[k]:.3f}" for k, label in (("train_loss", "loss"), ("valid_acc", "valid"),
+                                                            ("test_acc", "test")) if isinstance(m.get(k), (int, float))]
+            if shown:
+                self.bar.set_postfix_str(f"epoch {event.epoch + 1} " + " ".join(shown), refresh=False)
+            if "test_acc" in m:  # a training's epoch-end row
+                self._write(epoch_line(int(m.get("epoch", event.epoch)), event.step, m))
+
+        def on_epoch_end(self, event, genotype_row) -> None:
+            if verbosity > QUIET:
+                self._write(epoch_line(event.epoch, event.step, event.metrics))
+
+        def on_state(self, status) -> None:
+            if status.get("message") and verbosity > QUIET:
+                self._write(f"{status['state']}: {status['message']}")
+            if status.get("state") in ("finished", "stopped", "failed", "interrupted"):
+                self.close()
+
+        def _write(self, text: str) -> None:
+            from tqdm import tqdm
+
+            if self.bar is not None and not self.bar.disable:
+                tqdm.write(text, file=sys.stderr)  # above the bar, which is redrawn below it
+            else:
+                print(text, file=sys.stderr, flush=True)
+
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return Progress()
