@@ -3,7 +3,7 @@ side, and the runs of the Runs page."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import zip_longest
 from typing import Any
 
@@ -12,7 +12,8 @@ import pandas as pd
 from app.figures.labels import input_name
 from engine.space.cnn.genotype import Genotype, diff_genotypes, node_difference
 
-__all__ = ["genotype_frame", "genotype_changes", "compare_genotypes_frame", "runs_frame"]
+__all__ = ["genotype_frame", "genotype_changes", "compare_genotypes_frame", "runs_frame", "SETTINGS",
+           "differing_settings"]
 
 
 def genotype_frame(genotype: Genotype) -> pd.DataFrame:
@@ -58,16 +59,34 @@ def compare_genotypes_frame(a: Genotype, b: Genotype, names: tuple[str, str] = (
     return pd.DataFrame(rows, columns=["cell", "node", names[0], names[1], "same"])
 
 
+# The settings the Runs table shows (column -> the config fields it reads, the first one present): those that make
+# two searches differ. A training reads `lr` where a search has `w_lr`; `variant` and `a_lr` are a search's only.
+SETTINGS = {"dataset": ("dataset",), "variant": ("variant",), "order": ("order",), "lr": ("w_lr", "lr"),
+            "a_lr": ("a_lr",), "batch": ("batch_size",), "seed": ("seed",), "epochs": ("epochs",)}
+
+
+def _setting(cfg: Mapping[str, Any], fields: Sequence[str]) -> Any:
+    return next((cfg[f] for f in fields if f in cfg), None)
+
+
 def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
-    """The runs table of the Runs page from engine.runs.catalog.RunInfo rows."""
+    """The runs table of the Runs page from engine.runs.catalog.RunInfo rows: progress, then the settings
+    (SETTINGS), then what the run found."""
     rows = []
     for r in runs:
         cfg = r.config or {}
         rows.append({
             "run": r.run_id, "state": r.state, "epoch": f"{min(r.epoch + 1, r.epochs or r.epoch + 1)}/{r.epochs}",
-            "step": f"{r.step}/{r.total_steps}", "valid acc": r.valid_acc, "dataset": cfg.get("dataset", ""),
-            "order": cfg.get("order", ""), "genotype": "yes" if r.genotype is not None else "no",
-            "created": r.created,
+            "step": f"{r.step}/{r.total_steps}", "valid acc": r.valid_acc,
+            **{column: _setting(cfg, fields) for column, fields in SETTINGS.items()},
+            "genotype": "yes" if r.genotype is not None else "no", "created": r.created,
         })
-    return pd.DataFrame(rows, columns=["run", "state", "epoch", "step", "valid acc", "dataset", "order",
-                                       "genotype", "created"])
+    return pd.DataFrame(rows, columns=["run", "state", "epoch", "step", "valid acc", *SETTINGS, "genotype",
+                                       "created"])
+
+
+def differing_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without the SETTINGS columns that hold one value in every row (a missing value counts as a
+    value): what is left says how the runs differ."""
+    same = [c for c in SETTINGS if c in frame.columns and frame[c].astype(str).nunique(dropna=False) <= 1]
+    return frame.drop(columns=same)

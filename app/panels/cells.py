@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app.figures import cells_dot, heatmaps, labels
+from app.figures import alt, cells_dot, heatmaps, labels
 from engine.space.cnn.cell import PRIMITIVES
 
 __all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker", "lecture_toggle", "lecture_on", "LECTURE_KEY",
@@ -114,14 +114,14 @@ def render_heatmaps(weights: Mapping[str, np.ndarray], initial: Mapping[str, np.
             spec, data = heatmaps.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell),
                                               lecture=lecture)
             with st.container(key=f"{key}.heatmap.{cell}"):  # the same spec each step: redrawn in place
-                st.vega_lite_chart(data, spec, width="stretch")
+                st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
 
 
-def _graph(dot: str, key: str) -> None:
+def _graph(dot: str, key: str, text: str) -> None:
     """A graphviz chart in a container keyed by its DOT source, so a new graph is a fresh mount: redrawn in
     place, d3-graphviz computes path transitions from the old graph, about three times the browser's CPU."""
     with st.container(key=f"{key}.{hashlib.blake2b(dot.encode(), digest_size=6).hexdigest()}"):
-        st.graphviz_chart(dot, width="stretch")
+        st.graphviz_chart(dot, width="stretch", alt=text)
 
 
 def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bool, *,
@@ -135,10 +135,11 @@ def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bo
         with place:
             st.markdown(f"**{title}**")
             if show_all and weights and cell in weights:
-                _graph(cells_dot.weighted_cell_dot(weights[cell], cell=cell, lecture=lecture), f"{key}.dag.{cell}")
+                _graph(cells_dot.weighted_cell_dot(weights[cell], cell=cell, lecture=lecture), f"{key}.dag.{cell}",
+                       alt.weighted_cell_alt(cell))
             elif genotype is not None:
                 cell_weights = weights.get(cell) if weights and kept_weights else None
                 _graph(cells_dot.cell_dot(genotype, cell=cell, weights=cell_weights, lecture=lecture),
-                       f"{key}.dag.{cell}")
+                       f"{key}.dag.{cell}", alt.cell_alt(genotype, cell))
             else:
                 st.info("No genotype yet: it is derived after the first step.")

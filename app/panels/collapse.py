@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.figures import glossary
+from app.figures import alt, glossary
 
 __all__ = ["render", "frames", "history", "early_stop_note", "SERIES", "SECTIONS", "EIGEN_OFF"]
 
@@ -82,7 +82,7 @@ def _chart(data: pd.DataFrame, title: str, key: str) -> None:
                          "color": {"field": "series", "type": "nominal", "legend": {"orient": "bottom",
                                                                                     "title": None}}}}
     with st.container(key=key):
-        st.vega_lite_chart(data, spec, width="stretch")
+        st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
 
 
 def _cap(snap: Any, key: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.figures import cells_dot, replay
+from app.figures import alt, cells_dot, replay
 from app.figures.collapse import normal_cell_counts
 from app.figures.curves import RUN_COLOURS
 from engine.search.collapse import count_ops
@@ -121,14 +121,15 @@ def render(runs: Sequence[Any], lecture: bool = False) -> None:
             step = st.slider("Step", steps[0], steps[-1], key=slider_key)
         spec, data = counts_spec({r.label: r.metrics for r in runs}, step)
         with st.container(key=f"{KEY}.skips"):
-            st.vega_lite_chart(data, spec, width="stretch")
+            st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
         places = [st.container() for _ in runs] if lecture else list(st.columns(len(runs)))
         for place, run in zip(places, runs, strict=True):
             shown, genotype = frame_at(records[run.label], run.info.config or {}, step)
             with place, st.container(key=f"{KEY}.cell.{run.info.run_id}"):
                 counts = count_ops(genotype, "normal")
                 st.markdown(f"**{run.label}** · step {shown}")
-                st.graphviz_chart(cells_dot.cell_dot(genotype, cell="normal", lecture=lecture), width="stretch")
+                st.graphviz_chart(cells_dot.cell_dot(genotype, cell="normal", lecture=lecture), width="stretch",
+                                  alt=alt.cell_alt(genotype, "normal"))
                 st.caption(f"{counts['skips']} skip connection(s), {counts['param_free']} parameter-free of "
                            f"{len(genotype.normal)}")
         if st.session_state.get(playing_key) and step >= steps[-1]:

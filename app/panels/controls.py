@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.figures import cells_dot, tables
+from app.figures import alt, cells_dot, tables
 from engine.runs import rundir
 from engine.space.cnn.genotype import Genotype
 
@@ -136,7 +136,7 @@ def derived(run_id: str) -> None:
         for col, cell in zip(st.columns(2), ("normal", "reduce"), strict=True):
             with col:
                 st.caption(f"{cell} cell")
-                st.graphviz_chart(cells_dot.cell_dot(genotype, cell), width="stretch")
+                st.graphviz_chart(cells_dot.cell_dot(genotype, cell), width="stretch", alt=alt.cell_alt(genotype, cell))
         if shown["previous"] is None:
             st.caption("The first derivation of this run: nothing to compare with.")
             return

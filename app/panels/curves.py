@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.figures import curves
+from app.figures import alt, curves
 
 __all__ = ["render"]
 
@@ -22,4 +22,4 @@ def render(metrics: Sequence[Mapping[str, Any]], key: str, lecture: bool = False
     for place, curve in zip(places, curves.CURVES, strict=True):
         spec, data = curves.curve_vega(metrics, curve, lecture=lecture)
         with place.container(key=f"{key}.curve.{curve}"):  # the same spec each step: new rows are drawn in place
-            st.vega_lite_chart(data, spec, width="stretch")
+            st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.figures import variant_state
+from app.figures import alt, variant_state
 from engine.variants import state_text, variant_summary
 
 __all__ = ["render"]
@@ -40,5 +40,6 @@ def render(snap: Any, key: str = "live") -> None:
     cols = st.columns(len(shown))
     for i, (col, (caption, fig)) in enumerate(zip(cols, shown, strict=True)):
         with col:
-            st.plotly_chart(fig, key=f"{key}.variant_state.{i}", config={"displayModeBar": False})
+            st.plotly_chart(fig, key=f"{key}.variant_state.{i}", config={"displayModeBar": False},
+                            alt=alt.plotly_alt(fig, caption))
             st.caption(caption)

@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from app import nav, state
-from app.figures import cells_dot, collapse, labels, replay, tables
+from app.figures import alt, cells_dot, collapse, labels, replay, tables
 from app.panels import cells, collapse_film
 from engine.runs import catalog, examples
 from engine.search.collapse import count_ops
@@ -108,7 +108,8 @@ def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str | Map
         return
     places = [st.container() for _ in range(2)] if cells.lecture_on() else list(st.columns(2))
     for place, cell in zip(places, ("normal", "reduce"), strict=True):
-        place.plotly_chart(collapse.op_share_figure(records, cell, variant), key=f"{key}.share.{cell}")
+        share = collapse.op_share_figure(records, cell, variant)
+        place.plotly_chart(share, key=f"{key}.share.{cell}", alt=alt.plotly_alt(share, f"{cell} cell: op shares"))
     last = replay.record_genotype(records[-1], variant)
     skips = sum(op == "skip_connect" for op, _ in last.normal)
     st.caption(f"The normal cell derived at the last recorded step has {skips} skip connection(s) out of "
@@ -190,9 +191,9 @@ def _collapse_lesson() -> None:
             by_label = {r.label: r.metrics for r in runs}
             places = [st.container() for _ in range(2)] if lecture else list(st.columns(2))
             for place, count in zip(places, ("skips", "param_free"), strict=True):
-                place.plotly_chart(collapse.collapse_counts_figure(by_label, count, lecture=lecture,
-                                                                  settled=LESSON_SETTLED),
-                                   key=f"learn.collapse_lesson.{count}")
+                counts = collapse.collapse_counts_figure(by_label, count, lecture=lecture, settled=LESSON_SETTLED)
+                place.plotly_chart(counts, key=f"learn.collapse_lesson.{count}",
+                                   alt=alt.plotly_alt(counts, f"{count} per normal cell against the step"))
             collapse_film.render(runs, lecture=lecture)
             st.markdown("\n".join(f"- {r.summary()}" for r in runs))
             _prose("lesson_result", settled=str(LESSON_SETTLED))
@@ -200,7 +201,8 @@ def _collapse_lesson() -> None:
             for place, run in zip(columns, runs, strict=True):
                 with place:
                     st.markdown(f"**{run.label}**")
-                    st.graphviz_chart(cells_dot.cell_dot(run.genotype, cell="normal", lecture=lecture), width="stretch")
+                    st.graphviz_chart(cells_dot.cell_dot(run.genotype, cell="normal", lecture=lecture), width="stretch",
+                                      alt=alt.cell_alt(run.genotype, "normal"))
                     final = count_ops(run.genotype, "normal")
                     st.caption(f"{final['skips']} skip connection(s), {final['param_free']} parameter-free of "
                                f"{len(run.genotype.normal)} · {run.info.run_id}")
@@ -222,7 +224,8 @@ def _paper(genotype: Genotype | None, num_classes: int) -> None:
         st.markdown(f"**{_PAPER}**")
         for cell, title in cells.CELLS.items():
             st.caption(title)
-            st.graphviz_chart(cells_dot.cell_dot(paper, cell=cell, lecture=cells.lecture_on()), width="stretch")
+            st.graphviz_chart(cells_dot.cell_dot(paper, cell=cell, lecture=cells.lecture_on()), width="stretch",
+                              alt=alt.cell_alt(paper, cell))
         st.metric("Parameters (C=36, 20 cells, 10 classes)",
                   f"{state.param_count(json.dumps(paper.to_dict(), sort_keys=True), 10):,}")
     with right:
@@ -233,7 +236,7 @@ def _paper(genotype: Genotype | None, num_classes: int) -> None:
         for cell, title in cells.CELLS.items():
             st.caption(title)
             st.graphviz_chart(cells_dot.cell_dot(genotype, cell=cell, lecture=cells.lecture_on()),
-                              width="stretch")
+                              width="stretch", alt=alt.cell_alt(genotype, cell))
         st.metric(f"Parameters (C=36, 20 cells, {num_classes} classes)",
                   f"{state.param_count(json.dumps(genotype.to_dict(), sort_keys=True), num_classes):,}")
     st.dataframe(tables.compare_genotypes_frame(paper, genotype, names=(_PAPER, "this run")), hide_index=True,

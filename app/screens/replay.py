@@ -14,9 +14,10 @@ from app.figures import labels, replay
 from app.panels import cells, curves, genotype, run_labels
 from engine.runs import catalog, examples
 
-__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride", "RUN_PARAM"]
+__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride", "RUN_PARAM", "STEP_PARAM"]
 
 RUN_PARAM = "run"     # the run shown, kept in the URL (?run=<run id>)
+STEP_PARAM = "step"   # the step shown, kept in the URL (?step=<step>) while not playing
 
 PLAY_LABEL, STOP_LABEL = "Play", "Stop replay"
 TICK_S = 0.5          # seconds between frames while playing
@@ -49,11 +50,21 @@ def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: s
                       lecture=cells.lecture_on())
 
 
+def _step_from_url(steps: Sequence[int]) -> int | None:
+    """The URL's ?step=N as a recorded step: the last one at or before N (None when absent or not a number)."""
+    try:
+        wanted = int(st.query_params.get(STEP_PARAM, ""))
+    except ValueError:
+        return None
+    return max([s for s in steps if s <= wanted], default=steps[0])
+
+
 def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: str | Mapping[str, Any] = "darts",
-           metrics: Sequence[Mapping[str, Any]] | None = None) -> None:
+           metrics: Sequence[Mapping[str, Any]] | None = None, url: bool = False) -> None:
     """Slider over the recorded steps; Play advances it on a timer until the last record, `SPEEDS` records
     faster or slower. `variant` is the run's (its config): it turns each record's architecture parameters
-    into the weights and cell shown; `metrics` (its metrics rows) are drawn up to the step shown."""
+    into the weights and cell shown; `metrics` (its metrics rows) are drawn up to the step shown. With `url`,
+    the step shown (when not playing) is kept in the URL, ?step=N, and a URL's step is where the slider starts."""
     if not records:
         st.info("This run has no recorded alphas yet.")
         return
@@ -63,6 +74,8 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
     # replay to the end. The playing slider is a new, disabled widget each frame; Stop hands the position
     # back to the keyed slider.
     slider_key, playing_key, pos_key = f"{key}.step", f"{key}.playing", f"{key}.pos"
+    if url and slider_key not in st.session_state and (linked := _step_from_url(steps)) is not None:
+        st.session_state[slider_key] = linked
     playing = bool(st.session_state.get(playing_key)) and len(records) > 1
     play, stop, speed_box, _ = st.columns([1, 1, 2, 2])
     speed = speed_box.segmented_control("Speed", list(SPEEDS), default="1x", key=f"{key}.speed",
@@ -95,6 +108,8 @@ def render(records: Sequence[Mapping[str, Any]], key: str = "replay", variant: s
         current = st.session_state.get(slider_key, steps[-1])
         st.session_state[slider_key] = min(max(current, steps[0]), steps[-1])
         step = st.slider("Step", min_value=steps[0], max_value=steps[-1], key=slider_key)
+        if url:
+            st.query_params[STEP_PARAM] = str(step)
         _frame(records, step, key, variant, metrics)
 
     frame()
@@ -126,10 +141,12 @@ def page() -> None:
         st.session_state["replay.selected"] = _default_id(ids)
     paths = {r.run_id: r.path for r in runs}
     run_id = st.selectbox("Run", ids, key="replay.selected", format_func=lambda rid: run_labels.named(rid, paths[rid]))
+    if st.query_params.get(RUN_PARAM) != run_id:
+        st.query_params.pop(STEP_PARAM, None)  # a step of the run shown before: the new run starts at its end
     st.query_params[RUN_PARAM] = run_id
     info = next(r for r in runs if r.run_id == run_id)
     shipped = " · a recording shipped with dartboard" if examples.is_example(info.path) else ""
     st.caption(f"{info.state} · {labels.progress_text(info.epoch, info.epochs, info.step, info.total_steps)}{shipped}")
     # the run's config, not just its variant's name: its options (beta-DARTS on PC-DARTS) and skip cap count
     render(state.alphas_records(info.path), key=f"replay.{run_id}", variant=dict(info.config or {}),
-           metrics=state.metrics_records(info.path))
+           metrics=state.metrics_records(info.path), url=True)

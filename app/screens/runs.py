@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from app import nav, state
-from app.figures import labels
+from app.figures import labels, tables
 from app.panels import cells, curves, exports, run_labels
 from app.screens import runs_compare, runs_lineage
 from engine.jobs.controller import JobError
@@ -18,15 +18,24 @@ from engine.runs.catalog import RunInfo
 from engine.runs.rundir import RunDirError
 from engine.runtime.threads import apply_threads
 
-__all__ = ["page", "render_table", "render_details", "RESUMABLE"]
+__all__ = ["page", "render_table", "render_details", "RESUMABLE", "RUN_PARAM"]
 
 RESUMABLE = ("interrupted", "stopped")
+RUN_PARAM = "run"     # the run whose details are shown, kept in the URL (?run=<run id>)
 _ACTIVE = ("queued", "running", "paused", "stopping")
 
 
 def render_table(runs: Sequence[RunInfo]) -> None:
-    st.dataframe(runs_lineage.runs_table(runs), hide_index=True, width="stretch",
-                 column_config={"valid acc": st.column_config.NumberColumn(format="%.3f")})
+    """Every run with its settings; the toggle keeps only the settings that differ between them."""
+    frame = runs_lineage.runs_table(runs)
+    if st.toggle("Only the settings that differ", key="runs.differ", bind="query-params",
+                 help="hide the setting columns (" + ", ".join(tables.SETTINGS) + ") that are the same for every "
+                      "run listed"):
+        frame = tables.differing_settings(frame)
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={"valid acc": st.column_config.NumberColumn(format="%.3f"),
+                                "lr": st.column_config.NumberColumn(help="network-weight learning rate"),
+                                "a_lr": st.column_config.NumberColumn(help="architecture learning rate")})
 
 
 def _open(info: RunInfo) -> None:
@@ -95,6 +104,16 @@ def _confirm_delete(info: RunInfo) -> None:
         st.rerun()
 
 
+def _written_by(info: RunInfo) -> str:
+    """' · dartboard 0.1.0 (git 1a2b3c4d5e6f)': the code that wrote the run, as its config.json records it
+    (runs written before it did say nothing)."""
+    record = runs_lineage.record(info).get("dartboard")
+    if not isinstance(record, dict) or not record.get("version"):
+        return ""
+    commit = record.get("git_commit")
+    return f" · dartboard {record['version']}" + (f" (git {str(commit)[:12]})" if commit else "")
+
+
 def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
     """One run: its state, its search or trainings, actions, genotype, curves and exports."""
     st.subheader(info.run_id)
@@ -106,7 +125,7 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
         _confirm_delete(info)
         return
     progress = labels.progress_text(info.epoch, info.epochs, info.step, info.total_steps)
-    st.caption(f"`{info.path}` · {info.kind} · {info.state} · {progress}")
+    st.caption(f"`{info.path}` · {info.kind} · {info.state} · {progress}{_written_by(info)}")
     run_labels.label_box(info.run_id, info.path)
     runs_lineage.render_lineage(info, runs)
     if info.state == "failed":
@@ -160,7 +179,12 @@ def page() -> None:
     render_table(runs)
     ids = [r.run_id for r in runs]
     paths = {r.run_id: r.path for r in runs}
+    # the run shown lives in the URL (?run=<id>): a link or a reload opens the same run
+    wanted = st.query_params.get(RUN_PARAM)
+    if wanted in ids and "runs.selected" not in st.session_state:
+        st.session_state["runs.selected"] = wanted
     chosen = st.selectbox("Run", ids, key="runs.selected", format_func=lambda rid: run_labels.named(rid, paths[rid]))
+    st.query_params[RUN_PARAM] = chosen
     render_details(next(r for r in runs if r.run_id == chosen), runs)
     st.divider()
     st.header("Searches side by side")

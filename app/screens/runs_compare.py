@@ -17,16 +17,18 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import state
-from app.figures import cells_dot, curves, glossary, heatmaps, labels, replay, tables
+from app.figures import alt, cells_dot, curves, glossary, heatmaps, labels, replay, tables
 from app.panels import cells
 from app.screens.runs_lineage import record
 from engine.runs.catalog import RunInfo
 from engine.space.cnn.genotype import Genotype
 
 __all__ = ["training_frame", "scores_figure", "render_trainings", "skip_count", "extra_metric_keys", "searches_frame",
-           "render_searches", "BASE_METRICS", "MAX_SEARCHES"]
+           "render_searches", "BASE_METRICS", "MAX_SEARCHES", "SEARCHES_PARAM", "TRAININGS_PARAM"]
 
 MAX_SEARCHES = 4
+# The compared runs, kept in the URL so a link opens the same comparison: ?compare=<id>,<id>&trainings=<id>,<id>
+SEARCHES_PARAM, TRAININGS_PARAM = "compare", "trainings"
 # Keys of a search's metrics rows that are not curves to compare (or have their own chart); `early_stop_step`
 # is a step number on the one row where RobustDARTS's rule fires. Any other numeric key the rows carry (the
 # collapse indicators of engine/search/collapse.py, `hessian_eig`, a future `expected_params`) gets a chart of its own,
@@ -121,6 +123,16 @@ def scores_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], height: int =
     return fig
 
 
+def _from_url(key: str, param: str, ids: Sequence[str], most: int | None = None) -> None:
+    """Start the picker `key` from the URL's ?param=a,b (a shared link, a reload): the ids it names that exist,
+    in its order; ids that no longer exist are left out. Once the picker has a value, the picker leads."""
+    if key in st.session_state:
+        return
+    named = [x for x in dict.fromkeys(st.query_params.get(param, "").split(",")) if x in ids]
+    if named:
+        st.session_state[key] = named[:most] if most else named
+
+
 def render_trainings(runs: Sequence[RunInfo]) -> None:
     """Pick 2+ training runs: their table and their test curves."""
     trainings = [r for r in runs if r.kind == "train"]
@@ -129,7 +141,9 @@ def render_trainings(runs: Sequence[RunInfo]) -> None:
                 "found cell, DARTS_V2 and random cells on the same budget.")
         return
     ids = [t.run_id for t in trainings]
+    _from_url("runs.compare_trainings", TRAININGS_PARAM, ids)
     picked = st.multiselect("Training runs", ids, default=ids[:min(4, len(ids))], key="runs.compare_trainings")
+    st.query_params[TRAININGS_PARAM] = ",".join(picked)
     if len(picked) < 2:
         st.info("Pick two training runs or more.")
         return
@@ -140,7 +154,8 @@ def render_trainings(runs: Sequence[RunInfo]) -> None:
                  column_config={"test acc": st.column_config.NumberColumn(format="%.4f"),
                                 "parameters": st.column_config.NumberColumn(format="localized"),
                                 "mult-adds": st.column_config.NumberColumn(format="localized")})
-    st.plotly_chart(scores_figure(metrics), key="runs.train_curves")
+    figure = scores_figure(metrics)
+    st.plotly_chart(figure, key="runs.train_curves", alt=alt.plotly_alt(figure, "test accuracy of each training"))
 
 
 # ---------------------------------------------------------------- searches side by side
@@ -210,9 +225,11 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
         return
     ids = [s.run_id for s in searches]
     with_genotype = [s.run_id for s in searches if s.genotype is not None]
+    _from_url("runs.compare_searches", SEARCHES_PARAM, ids, MAX_SEARCHES)
     picked = st.multiselect("Search runs", ids, default=(with_genotype if len(with_genotype) >= 2 else ids)[:2],
                             max_selections=MAX_SEARCHES,
                             key="runs.compare_searches", help=f"2 to {MAX_SEARCHES} searches")
+    st.query_params[SEARCHES_PARAM] = ",".join(picked)
     if len(picked) < 2:
         st.info("Pick two search runs or more.")
         return
@@ -234,11 +251,12 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
                 step, weights = final
                 spec, data = heatmaps.heatmap_vega(weights[cell], title=f"step {step}")
                 with st.container(key=f"runs.sxs.{i}.heatmap.{cell}"):
-                    st.vega_lite_chart(data, spec, width="stretch")
+                    st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
             if s.genotype is None:
                 st.info("No genotype recorded yet.")
             else:
-                st.graphviz_chart(cells_dot.cell_dot(s.genotype, cell=cell), width="stretch")
+                st.graphviz_chart(cells_dot.cell_dot(s.genotype, cell=cell), width="stretch",
+                                  alt=alt.cell_alt(s.genotype, cell))
                 st.code(s.genotype.to_darts(), language="python", wrap_lines=True)
     if len(chosen) == 2 and all(s.genotype is not None for s in chosen):
         frame = tables.compare_genotypes_frame(chosen[0].genotype, chosen[1].genotype,
@@ -246,10 +264,11 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
         st.dataframe(frame, hide_index=True, width="stretch")
         st.caption(f"{(frame['same'] == 'yes').sum()} of {len(frame)} edges are the same.")
     labelled = {s.run_id: metrics[s.run_id] for s in chosen}
-    st.plotly_chart(_overlay(labelled, "valid_acc", "Validation accuracy (mean over the epoch so far)"),
-                    key="runs.sxs.valid_acc")
+    overlay = _overlay(labelled, "valid_acc", "Validation accuracy (mean over the epoch so far)")
+    st.plotly_chart(overlay, key="runs.sxs.valid_acc", alt=alt.plotly_alt(overlay))
     extras = extra_metric_keys(labelled)
     for i, key in enumerate(extras):
         if i % 2 == 0:
             row = st.columns(2)
-        row[i % 2].plotly_chart(_overlay(labelled, key, _TITLES.get(key, key)), key=f"runs.sxs.extra.{key}")
+        overlay = _overlay(labelled, key, _TITLES.get(key, key))
+        row[i % 2].plotly_chart(overlay, key=f"runs.sxs.extra.{key}", alt=alt.plotly_alt(overlay))

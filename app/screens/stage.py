@@ -22,7 +22,7 @@ from typing import Any
 import streamlit as st
 
 from app import nav, state
-from app.figures import replay, stage
+from app.figures import alt, replay, stage
 from app.panels import cells, controls, live, run_labels
 from app.screens.search import DEFAULT_REFRESH_S as REFRESH_S
 from engine.runs import catalog, examples
@@ -91,9 +91,9 @@ def _bar(items: list[tuple[str, str]], run: str) -> None:
     st.html(f'<div class="stage-bar">{spans}<span class="stage-run">{run}</span></div>')
 
 
-def _graph(dot: str, key: str) -> None:
+def _graph(dot: str, key: str, text: str) -> None:
     with st.container(key=f"{key}.{hashlib.blake2b(dot.encode(), digest_size=6).hexdigest()}"):
-        st.graphviz_chart(dot, width="stretch")
+        st.graphviz_chart(dot, width="stretch", alt=text)
 
 
 def _heatmap(weights: dict, initial: dict | None, cell: str, key: str) -> None:
@@ -103,12 +103,12 @@ def _heatmap(weights: dict, initial: dict | None, cell: str, key: str) -> None:
         return
     spec, data = stage.heatmap_spec(weights[cell], title, (initial or {}).get(cell))
     with st.container(key=f"{key}.heatmap.{cell}"):   # the same spec each step: the browser swaps the data
-        st.vega_lite_chart(data, spec, width="stretch")
+        st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
 
 
 def _dag(genotype: Any, cell: str, key: str) -> None:
     if genotype is not None:
-        _graph(stage.cell_dot(genotype, cell), f"{key}.dag.{cell}")
+        _graph(stage.cell_dot(genotype, cell), f"{key}.dag.{cell}", alt.cell_alt(genotype, cell))
 
 
 def _curves(metrics: list, key: str) -> None:
@@ -119,7 +119,7 @@ def _curves(metrics: list, key: str) -> None:
         for curve in stage.STAGE_CURVES:
             spec, data = stage.curve_spec(metrics, curve)
             with st.container(key=f"{key}.curve.{curve}"):
-                st.vega_lite_chart(data, spec, width="stretch")
+                st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
 
 
 def _layout(key: str) -> dict[str, Any]:

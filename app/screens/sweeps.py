@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import nav, state
+from app.figures import alt
 from app.figures.sweeps import band_figure, win_frequency_figure
 from engine.runs import rundir
 from engine.sweep.report import FIGURES, compare_groups, group_summaries, member_results
@@ -99,8 +100,8 @@ def _body(sweep: Sweep) -> None:
     curve = st.selectbox("Curve", list(_CURVES), format_func=_CURVES.get, key="sweep_curve", bind="query-params")
     runs = {g.label: [state.metrics_records(sweep.run_dir(r.member)) for r in g.members
                       if (sweep.run_dir(r.member) / rundir.CONFIG).exists()] for g in groups}
-    st.plotly_chart(band_figure(runs, curve, f"{_CURVES[curve]}: mean and range over the seeds"),
-                    key="sweep_band")
+    band = band_figure(runs, curve, f"{_CURVES[curve]}: mean and range over the seeds")
+    st.plotly_chart(band, key="sweep_band", alt=alt.plotly_alt(band))
     with_alphas = [g for g in groups if g.win_freq]
     if with_alphas:
         st.subheader("How often each op won each edge")
@@ -109,12 +110,12 @@ def _body(sweep: Sweep) -> None:
         kind = c[1].radio("Cell", ("normal", "reduce"), horizontal=True, key="sweep_cell")
         g = next(x for x in with_alphas if x.label == label)
         left, right = st.columns(2)
-        left.plotly_chart(win_frequency_figure(g.win_freq[kind], f"{kind} cell: share of seeds whose op won"),
-                          key="sweep_wins")
+        wins = win_frequency_figure(g.win_freq[kind], f"{kind} cell: share of seeds whose op won")
+        left.plotly_chart(wins, key="sweep_wins", alt=alt.plotly_alt(wins))
         from app.figures.heatmaps import heatmap
 
-        right.plotly_chart(heatmap(g.mean_weights[kind], title=f"{kind} cell: mean op weights over the seeds"),
-                           key="sweep_mean")
+        mean = heatmap(g.mean_weights[kind], title=f"{kind} cell: mean op weights over the seeds")
+        right.plotly_chart(mean, key="sweep_mean", alt=alt.plotly_alt(mean))
         st.markdown("**Distinct cells found**")
         for cell, n in g.cells:
             st.markdown(f"{n} of {len(g.members)} seed(s)")

@@ -27,7 +27,7 @@ from engine.space.cnn.genotype import Genotype
 from engine.variants import Variant, arch_of, op_weights
 
 __all__ = ["FORMATS", "CSV_COLUMNS", "GraphvizMissingError", "genotype_to", "cell_dot", "genotype_dot",
-           "weighted_cell_dot", "render_svg", "alphas_csv", "write_export"]
+           "weighted_cell_dot", "render_image", "render_svg", "alphas_csv", "write_export"]
 
 # format -> default file name under RUN_DIR/exports/
 FORMATS = {"json": "genotype.json", "darts": "genotype.txt", "dot": "genotype.dot", "svg": "genotype.svg",
@@ -56,19 +56,25 @@ def genotype_to(fmt: str, genotype: Genotype) -> str:
     raise ValueError(f"format {fmt!r} is not a genotype text format: json, darts or dot")
 
 
-def render_svg(dot_source: str) -> bytes:
-    """SVG bytes of DOT source, drawn by Graphviz's `dot` (a GraphvizMissingError says how to install it)."""
+def render_image(dot_source: str, fmt: str = "svg") -> bytes:
+    """SVG (or PNG) bytes of DOT source, drawn by Graphviz's `dot` (a GraphvizMissingError says how to install
+    it)."""
     try:
         import graphviz
     except ImportError:
         raise GraphvizMissingError("the `graphviz` Python package is missing: pip install graphviz. "
                                    + _INSTALL_HINT) from None
     try:
-        return graphviz.Source(dot_source).pipe(format="svg")
+        return graphviz.Source(dot_source).pipe(format=fmt)
     except graphviz.ExecutableNotFound:
         raise GraphvizMissingError(_INSTALL_HINT) from None
     except graphviz.CalledProcessError as e:
         raise ValueError(f"dot could not draw this source: {(e.stderr or b'').decode(errors='replace')}") from None
+
+
+def render_svg(dot_source: str) -> bytes:
+    """SVG bytes of DOT source, drawn by Graphviz's `dot`."""
+    return render_image(dot_source, "svg")
 
 
 def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant | Mapping[str, Any] = "darts") -> str:
