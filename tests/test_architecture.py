@@ -8,6 +8,7 @@ docs/architecture.md draws the same map.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,25 @@ def test_torch_free_packages_import_with_torch_blocked(package):
             + "".join(f"import {name}\n" for name in names) + "print(len(sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# A softmax (torch's, a tensor's, or one written out with exp) computed where op weights are read would be a second
+# definition of what a variant says its weights are; outside the variants, code calls a variant's weights or the
+# space's numpy `softmax` (engine.space.weights), imported by that name. `log_softmax` is a classifier's output.
+_SOFTMAX = re.compile(r"\.softmax\(|\bdef softmax\(|\bexp\(\s*\w+\s*-\s*\w+\.max\(")
+_WEIGHTS_LIVE_IN = ("engine.variants", "engine.space")
+
+
+def test_op_weights_are_computed_only_by_the_variants_and_the_space():
+    found = [f"{m}:{i}" for m, path in MODULES.items() if not m.startswith(_WEIGHTS_LIVE_IN)
+             for i, line in enumerate(path.read_text().splitlines(), 1)
+             if _SOFTMAX.search(line.split("#", 1)[0]) and not line.lstrip().startswith(("\"", "'"))]
+    assert found == []
+
+
+def test_the_softmax_rule_sees_the_forms_it_forbids():
+    for line in ("w = torch.softmax(a, -1)", "p = F.softmax(x, dim=-1)", "p = a.softmax(-1)",
+                 "e = np.exp(a - a.max(-1))", "def softmax(a):"):
+        assert _SOFTMAX.search(line), line
+    for line in ("return F.log_softmax(out, -1)", "w = softmax(alphas)"):   # the space's softmax, by its name
+        assert not _SOFTMAX.search(line), line

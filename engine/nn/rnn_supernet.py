@@ -13,12 +13,12 @@ only: the paper (Appendix A.1.2) enables it in each node to prevent gradient exp
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine.nn.rnn_network import ACTIVATIONS, LanguageModel, RecurrentCell, check_sizes
 from engine.space.rnn.cell import PRIMITIVES, STEPS, num_edges
 from engine.space.rnn.genotype import Genotype, derive_genotype
+from engine.variants.darts import op_weights
 
 __all__ = ["SearchCell", "RNNSearchNetwork"]
 
@@ -84,7 +84,7 @@ class RNNSearchNetwork(LanguageModel):
         return [p for name, p in self.named_parameters() if name != "alphas"]
 
     def forward(self, words, hidden):
-        self.cell.probs = F.softmax(self.alphas, dim=-1)
+        self.cell.probs = op_weights(self.alphas)
         try:
             return super().forward(words, hidden)
         finally:

@@ -37,6 +37,7 @@ from engine.runs.snapshot import SnapshotBox
 from engine.runtime.distributed import SINGLE, World
 from engine.search.rnn_step import bilevel_step, evaluate, make_optimizers
 from engine.space.rnn.config import RNNSearchConfig
+from engine.space.weights import softmax
 
 __all__ = ["run_rnn_search", "RNNSearchData", "load_rnn_search_data"]
 
@@ -132,7 +133,7 @@ class _RNNLoop(RunLoop):
         return self.model.init_hidden(self.cfg.batch_size), self.model.init_hidden(self.cfg.batch_size)
 
     def _op_weights(self) -> dict[str, np.ndarray]:
-        return {"recurrent": torch.softmax(self.model.alphas.detach(), -1).cpu().double().numpy()}
+        return {"recurrent": softmax(self.model.alphas.detach().cpu().double().numpy())}
 
     def _begin(self) -> None:
         self.initial_weights = self._op_weights()
@@ -165,9 +166,7 @@ class _RNNLoop(RunLoop):
         metrics = super()._load(record)
         first = rundir.read_alphas(self.run_dir)[:1]
         if first and "recurrent" in first[0]:
-            a = np.asarray(first[0]["recurrent"], dtype=np.float64)
-            e = np.exp(a - a.max(-1, keepdims=True))
-            self.initial_weights = {"recurrent": e / e.sum(-1, keepdims=True)}
+            self.initial_weights = {"recurrent": softmax(np.asarray(first[0]["recurrent"], dtype=np.float64))}
         else:
             self.initial_weights = self._op_weights()
         return metrics

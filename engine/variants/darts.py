@@ -12,14 +12,20 @@ from engine.variants.base import Variant
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Darts", "softmax_weights"]
+__all__ = ["Darts", "softmax_weights", "op_weights"]
+
+
+def op_weights(alphas: torch.Tensor) -> torch.Tensor:
+    """One cell's DARTS op weights: the softmax over the ops of each edge (a row of `alphas`). The recurrent
+    space's search network weighs its ops with it too."""
+    import torch
+
+    return torch.softmax(alphas, dim=-1)
 
 
 def softmax_weights(arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """DARTS's op weights: softmax over the ops of each edge, both cells ((edges, ops) each)."""
-    import torch
-
-    return {kind: torch.softmax(arch[kind], dim=-1) for kind in CELL_KINDS}
+    return {kind: op_weights(arch[kind]) for kind in CELL_KINDS}
 
 
 @register
