@@ -227,3 +227,53 @@ def test_derive_pt_command_prints_the_cell(fresh_run, capsys):
     with pytest.raises(BadInput, match="search run directory"):
         cmd_derive_pt(argparse.Namespace(source=str(run_dir / "nope.json"), format="darts", tune_steps=None,
                                          eval_batches=None, seed=0))
+
+
+def test_the_runs_page_shows_both_rules_side_by_side(fresh_run, tmp_path, monkeypatch, page):
+    """A planted PT in a runs root: the Runs page draws the weights beside the measured accuracies, names the
+    planted edge as a disagreement, and draws both cells; the rows read without torch give PT's cell."""
+    from app import state
+    from app.figures import alt
+    from app.figures import pt as pt_figures
+    from app.figures.labels import input_name
+    from engine.derive import rows as pt_rows
+    from tests.conftest import reset_streamlit_caches
+
+    root = tmp_path / "root"
+    root.mkdir()
+    run_dir = Path(shutil.copytree(fresh_run(), root / "20260101T000000Z-planted"))
+    seed, edge = _plant(run_dir, NODES)
+    src = edge_endpoints(NODES)[edge][0]
+    result = pt.run_pt(run_dir, pt.PTOptions.of(tune_steps=1, eval_batches=1, seed=seed))
+    rows = pt_rows.read_rows(run_dir)
+    assert len(rows) == pt_rows.decisions(NODES) == sum(len(r) for r in pt.plan(NODES, seed))
+    assert pt_rows.genotype_of_rows(rows, NODES) == result.genotype
+    assert pt_rows.genotype_of_rows(rows[:-1], NODES) is None   # a PT stopped part way has no cell yet
+
+    lines = pt_figures.disagreements(rows)
+    where = f"normal cell, edge {input_name(src)} -> {edge_endpoints(NODES)[edge][1]}:"
+    planted = [line for line in lines if line.startswith(where)]
+    assert len(planted) == 1 and f"largest weight is {DECOY}" in planted[0] and f"PT keeps {PLANTED}" in planted[0]
+    assert len(lines) == sum(r["kind"] == "op" and r["chosen"] != r["argmax"] for r in rows)
+    acc = pt_figures.masked_accuracy(rows, "normal", NODES)
+    assert acc[edge, PRIMITIVES.index(PLANTED)] == next(
+        r for r in rows if r["kind"] == "op" and r["cell"] == "normal" and r["edge"] == edge)["masked"][PLANTED]["acc"]
+    assert np.isnan(acc[:, PRIMITIVES.index("none")]).all()
+
+    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
+    reset_streamlit_caches()
+    try:
+        at = page("runs", timeout=120).run()
+        assert not at.exception, at.exception
+        text = " ".join(m.value for m in at.markdown)
+        assert "Where the two rules disagree" in text and planted[0] in text
+        alts = [c.proto.alt for c in at.get("vega_lite_chart")]   # a chart's alt names its title
+        assert sum("accuracy with the op removed" in a for a in alts) == 2
+        assert sum(": op weights" in a for a in alts) == 2
+        [both] = [d.value for d in at.dataframe if {"alpha argmax", "PT"} <= set(d.value.columns)]
+        assert ((both["cell"] == "normal") & (both["PT"] == f"{PLANTED} <- {input_name(src)}")).any()
+        cells_drawn = [c.proto.alt for c in at.get("graphviz_chart")]
+        assert alt.cell_alt(result.genotype, "normal") in cells_drawn
+    finally:
+        state.registry().shutdown(timeout=30)
+        reset_streamlit_caches()

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.core.atomic import append_jsonl, read_jsonl, write_bytes_atomic
+from engine.derive.rows import ROWS, genotype_of_rows
 from engine.runs import rundir
 from engine.runs.checkpoint import CheckpointError, load_checkpoint, load_states
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints
@@ -44,7 +45,7 @@ from engine.space.cnn.genotype import Genotype
 __all__ = ["PTOptions", "PTError", "PTResult", "ROWS", "STATE", "run_pt", "edge_order", "plan", "forward_with",
            "evaluate", "fine_tune", "describe", "genotype_of_rows"]
 
-ROWS, STATE = "pt.jsonl", "pt_state.pt"
+STATE = "pt_state.pt"
 STATE_FORMAT = "dartboard-pt-state/1"
 # Defaults sized for a CPU (docs/derivation.md has what a demo search's PT took with them). The paper tunes
 # 5 epochs between decisions on a GPU; here a round's budget is a number of weight steps.
@@ -203,14 +204,6 @@ class _Projection:
             cells[kind] = pairs
         concat = list(range(2, 2 + self.nodes))
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
-
-
-def genotype_of_rows(rows: list[dict[str, Any]], nodes: int) -> Genotype:
-    """The cell a complete list of decision rows describes."""
-    proj = _Projection({k: np.zeros((len(edge_endpoints(nodes)), len(PRIMITIVES))) for k in CELL_KINDS}, nodes)
-    for row in rows:
-        proj.apply(row)
-    return proj.genotype()
 
 
 def _decide_op(net: Any, batches: list, proj: _Projection, kind: str, edge: int) -> dict[str, Any]:
