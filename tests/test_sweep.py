@@ -3,6 +3,7 @@ after the driver is killed, a failing member leaving the others alone, and the r
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -257,3 +258,38 @@ def test_the_command_line_stops_a_sweep_with_ctrl_c_and_resumes_it(tmp_path, cli
     assert cli("sweep", "--resume", str(path), "--jobs", "2").returncode == 0
     for m in sweep.members:
         assert [r["step"] for r in rundir.read_metrics(sweep.run_dir(m))] == list(range(1, 51))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_sweeps_progress_is_a_bar_on_a_terminal_and_a_line_per_change_in_a_log(monkeypatch):
+    from engine.cli.progress import NORMAL, QUIET, SweepProgress
+
+    states = [{"a": "pending", "b": "pending"}, {"a": "running", "b": "pending"}, {"a": "running", "b": "pending"},
+              {"a": "finished", "b": "running"}, {"a": "finished", "b": "failed"}]
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    progress = SweepProgress(2, NORMAL)
+    for s in states:
+        progress(s)
+    progress.close()
+    assert log.getvalue().splitlines() == ["members: 2 pending", "members: 1 pending, 1 running",
+                                           "members: 1 finished, 1 running", "members: 1 failed, 1 finished"]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    progress = SweepProgress(2, NORMAL)
+    progress(states[3])
+    assert "1/2" in terminal.getvalue().split("\r")[-1] and "1 running" in terminal.getvalue()
+    progress(states[4])
+    progress.close()
+    assert "2/2" in terminal.getvalue().split("\r")[-1]
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    progress = SweepProgress(2, QUIET)
+    for s in states:
+        progress(s)
+    progress.close()
+    assert quiet.getvalue() == ""

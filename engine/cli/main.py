@@ -93,7 +93,7 @@ def build_parser(prog: str = "dartboard") -> argparse.ArgumentParser:
                    help="derive the genotype again with at most K skip connections per normal cell")
     e.set_defaults(func=cmd_export)
     add_score_parser(sub)
-    add_sweep_commands(sub)
+    add_sweep_commands(sub, parents=[verbosity])
     r = sub.add_parser("runs", help="list runs with state, progress, genotype and accuracy")
     r.add_argument("--runs-dir", help="runs root (default $DARTBOARD_RUNS or ./runs)")
     r.add_argument("--json", action="store_true", help="one JSON array, a run an object (config included)")

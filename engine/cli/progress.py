@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["QUIET", "NORMAL", "VERBOSE", "epoch_line", "job_progress"]
+__all__ = ["QUIET", "NORMAL", "VERBOSE", "epoch_line", "job_progress", "SweepProgress", "states_line"]
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1  # -q, neither, -v
 
@@ -86,3 +86,42 @@ def job_progress(verbosity: int = NORMAL):
                 self.bar = None
 
     return Progress()
+
+
+_ENDED = ("finished", "failed", "stopped", "interrupted")
+
+
+def states_line(states: dict[str, str]) -> str:
+    """`members: 3 finished, 2 running, 3 pending`: how many members are in each state."""
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    return "members: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+class SweepProgress:
+    """A sweep driver's `on_change`: on a terminal, a bar of the members that have ended (the running ones and
+    the counts by state beside it, the remaining time from the pace so far); otherwise a `states_line` each time
+    a member starts or ends; nothing with -q."""
+
+    def __init__(self, total: int, verbosity: int = NORMAL) -> None:
+        self.verbosity = verbosity
+        self.bar = _bar(total, initial=0, unit="run") if verbosity > QUIET else None
+        self._last = ""
+
+    def __call__(self, states: dict[str, str]) -> None:
+        if self.verbosity <= QUIET:
+            return
+        line = states_line(states)
+        if self.bar is None or self.bar.disable:
+            if line != self._last:
+                print(line, file=sys.stderr, flush=True)
+            self._last = line
+            return
+        self.bar.update(sum(s in _ENDED for s in states.values()) - self.bar.n)
+        self.bar.set_postfix_str(line.removeprefix("members: "), refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

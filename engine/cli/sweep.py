@@ -16,15 +16,20 @@ import argparse
 import datetime as _dt
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+from engine.cli.progress import NORMAL, SweepProgress, states_line
 
 __all__ = ["add_sweep_commands"]
 
 
-def add_sweep_commands(sub: Any) -> None:
+def add_sweep_commands(sub: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """`parents`: options every command takes (-q / -v); a sweep's progress follows them."""
     from engine.search.config import PRESETS
 
-    s = sub.add_parser("sweep", help="one search per grid combination and seed, under one sweep directory")
+    s = sub.add_parser("sweep", help="one search per grid combination and seed, under one sweep directory",
+                       parents=list(parents))
     s.add_argument("--preset", default="demo", choices=sorted(PRESETS), metavar="PRESET",
                    help="the members' base preset: " + ", ".join(sorted(PRESETS)))
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a field fixed for every member")
@@ -61,10 +66,7 @@ def add_sweep_commands(sub: Any) -> None:
 
 
 def _print_states(states: dict[str, str]) -> None:
-    counts: dict[str, int] = {}
-    for state in states.values():
-        counts[state] = counts.get(state, 0) + 1
-    print("members: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
+    print(states_line(states), file=sys.stderr)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -98,16 +100,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                  train=args.train, train_sets=train_sets, baseline=args.baseline,
                                  random_cells=args.random)
         print(f"sweep directory: {sweep.path} ({len(sweep.members)} members)", file=sys.stderr)
+        progress = SweepProgress(len(sweep.members) + len(sweep.trainings), getattr(args, "verbosity", NORMAL))
         try:
             if args.backend == "ray":
                 states = run_on_ray(sweep, args.threads, args.gpus_per_run, args.ray_address, args.member,
-                                    on_change=_print_states)
+                                    on_change=progress)
             else:
                 jobs = args.jobs if args.jobs is not None else max(1, (os.cpu_count() or 1) // args.threads)
-                states = run_local(sweep, jobs, args.threads, args.member, on_change=_print_states)
+                states = run_local(sweep, jobs, args.threads, args.member, on_change=progress)
         except KeyboardInterrupt:
+            progress.close()
             print(f"\nstopped: resume with `python -m engine sweep --resume {sweep.path}`", file=sys.stderr)
             return 130
+        progress.close()
     except SweepError as e:
         raise BadInput(str(e)) from None
     _print_states(states)
