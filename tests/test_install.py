@@ -150,6 +150,19 @@ def test_the_installed_ui_command_starts_the_dashboard(installed, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+    # SIGTERM to `dartboard ui` stops the dashboard's server itself: nothing is left holding the port
+    end = time.monotonic() + 30
+    while time.monotonic() < end and _answers(port):
+        time.sleep(0.5)
+    assert not _answers(port), "the dashboard's server outlived `dartboard ui`"
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read()
+        return True
+    except OSError:
+        return False
 
 
 def _pins(lines: list[str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,7 +150,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
         launcher = None
     if launcher is None:
         raise BadInput("the dashboard is not in this installation (app/__main__.py is missing)")
-    proc = subprocess.Popen([sys.executable, "-m", "app", *args.ui_args])
+    command = [sys.executable, "-m", "app", *args.ui_args]
+    if os.name == "posix":
+        # This process becomes the dashboard (which in turn becomes its server): a stop sent to `dartboard ui` (a
+        # kill, a service manager's SIGTERM, a closed terminal's SIGHUP) reaches the server itself, with no
+        # launcher in between that could exit and leave the server holding its port.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, command)
+    proc = subprocess.Popen(command)
     try:
         return proc.wait()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reached the dashboard too: let it shut down, then say so
