@@ -32,6 +32,7 @@ __all__ = ["LOGS", "OUTCOMES", "run_local", "run_on_ray", "member_states", "chec
 LOGS = "logs"               # one stderr log per member
 OUTCOMES = "outcomes.json"  # the driver's record of how each member's process ended
 _POLL_S = 0.5               # how often the driver looks at its members' processes
+_REPORT_S = 5.0             # how often it reports the members' states besides their starts and ends
 _ROOT = Path(__file__).resolve().parents[2]  # the project, importable by every member process
 
 
@@ -147,7 +148,10 @@ def run_local(sweep: Sweep, jobs: int = 1, threads: int | None = 1, only: list[s
 def _run_stage(sweep: Sweep, todo: list[Member], jobs: int, threads: int | None,
                running: dict[str, subprocess.Popen], stopping: list[int], outcomes: dict[str, Any],
                on_change: Callable[[dict[str, str]], None] | None) -> None:
-    """Run `todo`, `jobs` at a time, until every member ended (or a stop was asked and the running ones ended)."""
+    """Run `todo`, `jobs` at a time, until every member ended (or a stop was asked and the running ones ended).
+    `on_change` gets the members' states at each start and end, and every _REPORT_S: a member started a moment
+    ago is still pending until its process has written its run directory."""
+    reported = time.monotonic()
     while (todo and not stopping) or running:
         while todo and len(running) < jobs and not stopping:
             member = next((m for m in todo if not _busy_elsewhere(sweep, m)), None)
@@ -167,6 +171,9 @@ def _run_stage(sweep: Sweep, todo: list[Member], jobs: int, threads: int | None,
                 _record(sweep, outcomes, sweep.member(name), proc.returncode)
                 if on_change:
                     on_change(member_states(sweep))
+        if on_change and time.monotonic() - reported >= _REPORT_S:
+            on_change(member_states(sweep))
+            reported = time.monotonic()
         if running or (todo and not stopping):
             time.sleep(_POLL_S)
 
@@ -215,7 +222,11 @@ def run_on_ray(sweep: Sweep, threads: int | None = 1, gpus_per_run: float = 0.0,
                     _member_env())
                 pending[ref] = member
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=_REPORT_S)
+                if not done:  # nothing ended: report the states the members' own files give
+                    if on_change:
+                        on_change(member_states(sweep))
+                    continue
                 member = pending.pop(done[0])
                 _record(sweep, outcomes, member, ray.get(done[0]))
                 if on_change:
