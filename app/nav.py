@@ -50,7 +50,9 @@ def url_of(name: str) -> str:
 
 
 def switch_to(name: str, query_params: Mapping[str, str] | None = None) -> None:
-    """Go to page `name`, with `query_params` in its URL (the page's state kept in the address: ?run=...)."""
-    if query_params:
-        st.switch_page(_pages[name], query_params=dict(query_params))
-    st.switch_page(_pages[name])
+    """Go to page `name`, with `query_params` (or none) in its URL (the page's state kept in the address: ?run=...).
+
+    Always with a mapping: without one, Streamlit clears the old page's parameters through the check that refuses
+    to clear a parameter bound to a widget (`bind="query-params"`, e.g. the Runs table's toggle), and the switch
+    fails; a mapping replaces them all."""
+    st.switch_page(_pages[name], query_params=dict(query_params or {}))

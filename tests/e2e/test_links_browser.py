@@ -61,6 +61,10 @@ def settled(page: Page) -> None:
                                                             timeout=STATE_MS)
 
 
+def no_exception(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
 def query(page: Page) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
 
@@ -92,6 +96,14 @@ def test_a_runs_link_opens_the_same_run_and_comparison(server: str, session, lin
     expect(picker).to_contain_text(demo)
     settled(second)
     assert query(second)["compare"] == f"{collapse},{demo}"
+
+    # a setting bound to the URL (the table's toggle) does not stop a button from opening another page
+    keyed(second, "runs.differ").get_by_text("Only the settings that differ").click()
+    expect(second).to_have_url(re.compile(r"runs\.differ=true"), timeout=STATE_MS)
+    settled(second)
+    keyed(second, "runs.replay", "button").click()
+    expect(second.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=STATE_MS)
+    no_exception(second)
 
 
 def test_a_replay_link_opens_the_same_step(server: str, session, linked_runs):
