@@ -150,3 +150,23 @@ def test_every_chart_of_the_runs_and_replay_pages_has_a_text_alternative(app_run
         # heatmaps, two cells, three curves
         assert len(charts) >= least, charts
         assert all(text.strip() for _, text in charts), [kind for kind, text in charts if not text.strip()]
+
+
+_CHARTS = {"vega_lite_chart", "plotly_chart", "graphviz_chart", "line_chart", "area_chart", "bar_chart",
+           "scatter_chart", "altair_chart", "pyplot", "map"}
+
+
+def test_every_chart_call_in_the_app_passes_an_alt_text():
+    """The pages the AppTest above does not open (Search, Train, Learn, Stage, Sweeps) too: every call of a
+    Streamlit chart anywhere under app/ names its `alt`."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "app"
+    calls, missing = 0, []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _CHARTS:
+                calls += 1
+                if not any(k.arg == "alt" for k in node.keywords):
+                    missing.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert calls >= 30 and missing == []

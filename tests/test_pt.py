@@ -260,6 +260,13 @@ def test_the_runs_page_shows_both_rules_side_by_side(fresh_run, tmp_path, monkey
         r for r in rows if r["kind"] == "op" and r["cell"] == "normal" and r["edge"] == edge)["masked"][PLANTED]["acc"]
     assert np.isnan(acc[:, PRIMITIVES.index("none")]).all()
 
+    # lines that parse but are no rows of this cell (an edge past the cell, an op that is no primitive, a list)
+    # are skipped, not drawn
+    with open(run_dir / pt_rows.ROWS, "a") as f:
+        f.write(json.dumps({**rows[0], "edge": 999}) + "\n" + json.dumps({**rows[0], "chosen": "bogus"}) + "\n"
+                + json.dumps([1, 2]) + "\n" + json.dumps({**rows[0], "masked": {}}) + "\n")
+    assert pt_rows.read_rows(run_dir, NODES) == rows
+
     monkeypatch.setenv("DARTBOARD_RUNS", str(root))
     reset_streamlit_caches()
     try:

@@ -272,7 +272,7 @@ def test_a_sweeps_progress_is_a_bar_on_a_terminal_and_a_line_per_change_in_a_log
               {"a": "finished", "b": "running"}, {"a": "finished", "b": "failed"}]
     log = io.StringIO()
     monkeypatch.setattr(sys, "stderr", log)
-    progress = SweepProgress(2, NORMAL)
+    progress = SweepProgress(states[0], NORMAL)
     for s in states:
         progress(s)
     progress.close()
@@ -280,15 +280,27 @@ def test_a_sweeps_progress_is_a_bar_on_a_terminal_and_a_line_per_change_in_a_log
                                            "members: 1 finished, 1 running", "members: 1 failed, 1 finished"]
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    progress = SweepProgress(2, NORMAL)
+    progress = SweepProgress(states[0], NORMAL)
     progress(states[3])
     assert "1/2" in terminal.getvalue().split("\r")[-1] and "1 running" in terminal.getvalue()
     progress(states[4])
     progress.close()
     assert "2/2" in terminal.getvalue().split("\r")[-1]
+    # a resumed sweep starts at the members already ended; --member counts only the members asked for
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    progress = SweepProgress({"a": "finished", "b": "pending", "c": "pending"}, NORMAL, only=["b"])
+    assert "0/1" in terminal.getvalue().split("\r")[-1]
+    progress({"a": "finished", "b": "finished", "c": "pending"})
+    progress.close()
+    assert "1/1" in terminal.getvalue().split("\r")[-1]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    SweepProgress({"a": "finished", "b": "pending"}, NORMAL).close()
+    assert "1/2" in terminal.getvalue().split("\r")[-1]
     quiet = io.StringIO()
     monkeypatch.setattr(sys, "stderr", quiet)
-    progress = SweepProgress(2, QUIET)
+    progress = SweepProgress(states[0], QUIET)
     for s in states:
         progress(s)
     progress.close()

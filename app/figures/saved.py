@@ -24,7 +24,9 @@ _PNG_SCALE = 2      # PNG pixels per SVG unit: sharp on a slide or a high-densit
 
 
 class FigureError(RuntimeError):
-    """A figure could not be drawn: the reason, for the page to show."""
+    """A figure could not be drawn, and why. A download button's data is made outside the page's script, so the
+    server logs the reason and the browser says the download failed: the panel disables the buttons whose figure
+    it knows cannot be drawn (no vl-convert, no dot, no records yet) instead."""
 
 
 def _records(data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -97,7 +97,12 @@ def _kind(run_dir: str | None) -> str:
 
 
 def _has(run_dir: str | None, name: str) -> bool:
-    return run_dir is not None and (Path(run_dir) / name).exists()
+    """The run has this file with something in it (a figure of an empty file would fail at click time, where a
+    download can only say that it failed)."""
+    try:
+        return run_dir is not None and (Path(run_dir) / name).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def render_figures(get_genotype: Callable[[], Any], run_dir: str | None, name: str, key: str,
@@ -112,7 +117,8 @@ def render_figures(get_genotype: Callable[[], Any], run_dir: str | None, name: s
                             label_visibility="collapsed", help="the figure as the page draws it, as a file")
     fmt = c[1].segmented_control("Figure format", saved.FORMATS, default="png", format_func=str.upper,
                                  key=f"{key}.figure_format", label_visibility="collapsed") or "png"
-    mode = st.query_params.get(cells.SCALE_PARAM)
+    # the colour scale of this page's heatmaps (its picker's, else the URL's), as the page draws them
+    mode = st.session_state.get(f"{key}.mode") or st.query_params.get(cells.SCALE_PARAM)
     mode = mode if mode in heatmaps.HEATMAP_MODES else next(iter(heatmaps.HEATMAP_MODES))
     can = figures_available() and ready[figure]
     c[2].download_button(f"{FIGURES[figure]} ({fmt.upper()})",

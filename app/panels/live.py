@@ -139,7 +139,10 @@ def piece_keys(snap: Snapshot, key: str = "live") -> dict[str, Hashable]:
         "curves": (lecture, _metrics_key(snap.metrics)),
         "genotype": (genotype_key, _genotype_key(snap.epoch_genotype), state.num_classes_of(snap.config),
                      _untrained(snap)),
-        "export": (snap.run_id, snap.run_dir, snap.genotype is not None, _has_alphas(snap)),
+        # the figure downloads draw the heatmaps in the page's colour scale and lecture sizes, and the curves once
+        # there are metrics: the buttons are made again when one of these changes
+        "export": (snap.run_id, snap.run_dir, snap.genotype is not None, _has_alphas(snap), bool(snap.metrics),
+                   mode, lecture),
     }
 
 

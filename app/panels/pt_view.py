@@ -14,6 +14,7 @@ from app.panels import cells
 from engine.derive.rows import decisions, genotype_of_rows, read_rows
 from engine.runs.catalog import RunInfo
 from engine.runs.handle import RunHandle
+from engine.runs.rundir import RunDirError
 from engine.space.cnn.cell import PRIMITIVES, edge_endpoints
 
 __all__ = ["render"]
@@ -21,27 +22,35 @@ __all__ = ["render"]
 _RULES = ("alpha argmax", "PT")
 
 
-def _last_weights(info: RunInfo, nodes: int) -> dict[str, np.ndarray]:
+def _last_alphas(info: RunInfo, nodes: int) -> tuple[dict[str, np.ndarray], Any]:
+    """The op weights of the run's last recorded alphas and the cell its own rule derives from them: what PT's
+    "largest weight" means, on the alphas PT started from (a finished or stopped search's last record)."""
     run = RunHandle(info.path)
     records = run.alphas()
     if records:
-        return run.weights(records[-1])
+        return run.weights(records[-1]), run.genotype_of(records[-1])
     blank = np.full((len(edge_endpoints(nodes)), len(PRIMITIVES)), np.nan)
-    return {kind: blank for kind in cells.CELLS}
+    return {kind: blank for kind in cells.CELLS}, None
 
 
 def render(info: RunInfo, key: str = "runs.pt") -> None:
-    """Draws nothing for a run PT never ran on."""
-    rows = read_rows(info.path)
+    """Draws nothing for a run PT never ran on; says so, and draws nothing else, for a run it cannot read."""
+    nodes = (info.config or {}).get("nodes", 4)
+    if not isinstance(nodes, int) or nodes < 1:
+        return
+    rows = read_rows(info.path, nodes)
     if not rows:
         return
-    nodes = int((info.config or {}).get("nodes", 4))
+    try:
+        weights, argmax = _last_alphas(info, nodes)
+    except (RunDirError, OSError, ValueError, KeyError) as err:
+        st.caption(f"DARTS-PT ran on this search, but its alphas cannot be read: {err}")
+        return
     total = decisions(nodes)
     st.markdown("**Two ways to read this supernet: the largest op weight, and DARTS-PT**")
     st.caption(f"PT (`python -m engine derive RUN --method pt`) removed each op in turn and measured the supernet's "
                f"accuracy without it, keeping the op whose removal hurt most. {len(rows)} of {total} decisions "
                "made" + ("." if len(rows) >= total else "; run the same command again to continue it."))
-    weights = _last_weights(info, nodes)
     lecture = cells.lecture_on()
     for kind, title in cells.CELLS.items():
         left, right = st.columns(2)
@@ -61,9 +70,9 @@ def render(info: RunInfo, key: str = "runs.pt") -> None:
     else:
         st.caption("On every edge decided so far, PT kept the op with the largest weight.")
     found = genotype_of_rows(rows, nodes)
-    if found is None or info.genotype is None:
+    if found is None or argmax is None:
         return
-    _cells_side_by_side(info.genotype, found)
+    _cells_side_by_side(argmax, found)
 
 
 def _cells_side_by_side(argmax: Any, found: Any) -> None:

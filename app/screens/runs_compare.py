@@ -133,17 +133,26 @@ def _from_url(key: str, param: str, ids: Sequence[str], most: int | None = None)
         st.session_state[key] = named[:most] if most else named
 
 
+def _to_url(param: str, picked: Sequence[str]) -> None:
+    """The picked ids into the URL; none picked: no parameter (a link then opens on the page's default)."""
+    if picked:
+        st.query_params[param] = ",".join(picked)
+    else:
+        st.query_params.pop(param, None)
+
+
 def render_trainings(runs: Sequence[RunInfo]) -> None:
     """Pick 2+ training runs: their table and their test curves."""
     trainings = [r for r in runs if r.kind == "train"]
     if len(trainings) < 2:
         st.info("Comparing trainings needs two training runs: `python -m engine compare runs/<search>` trains the "
                 "found cell, DARTS_V2 and random cells on the same budget.")
+        st.query_params.pop(TRAININGS_PARAM, None)
         return
     ids = [t.run_id for t in trainings]
     _from_url("runs.compare_trainings", TRAININGS_PARAM, ids)
     picked = st.multiselect("Training runs", ids, default=ids[:min(4, len(ids))], key="runs.compare_trainings")
-    st.query_params[TRAININGS_PARAM] = ",".join(picked)
+    _to_url(TRAININGS_PARAM, picked)
     if len(picked) < 2:
         st.info("Pick two training runs or more.")
         return
@@ -222,6 +231,7 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
     searches = [r for r in runs if r.kind == "search" and r.state != "unreadable"]
     if len(searches) < 2:
         st.info("Comparing searches needs two search runs.")
+        st.query_params.pop(SEARCHES_PARAM, None)
         return
     ids = [s.run_id for s in searches]
     with_genotype = [s.run_id for s in searches if s.genotype is not None]
@@ -229,7 +239,7 @@ def render_searches(runs: Sequence[RunInfo]) -> None:
     picked = st.multiselect("Search runs", ids, default=(with_genotype if len(with_genotype) >= 2 else ids)[:2],
                             max_selections=MAX_SEARCHES,
                             key="runs.compare_searches", help=f"2 to {MAX_SEARCHES} searches")
-    st.query_params[SEARCHES_PARAM] = ",".join(picked)
+    _to_url(SEARCHES_PARAM, picked)
     if len(picked) < 2:
         st.info("Pick two search runs or more.")
         return

@@ -151,7 +151,8 @@ def _compare_panel(job: CompareJob) -> None:
         curves.update({(r["name"], step): acc for step, acc in tested})
     if curves:
         frame = pd.DataFrame([{"step": step, "cell": name, "test acc": acc} for (name, step), acc in curves.items()])
-        st.line_chart(frame, x="step", y="test acc", color="cell", height=280)
+        st.line_chart(frame, x="step", y="test acc", color="cell", height=280,
+                      alt="Line chart: test accuracy of each compared cell against the training step")
 
 
 def _selected() -> Controller | None:
@@ -200,8 +201,10 @@ def _panel(job: Controller) -> None:
         st.info("No metrics yet: the first line is logged after the first steps.")
         return
     left, right = st.columns(2)
-    left.line_chart(curves_frame(metrics, ("train_loss", "test_loss")), height=260)
-    right.line_chart(curves_frame(metrics, ("train_acc", "test_acc")), height=260)
+    left.line_chart(curves_frame(metrics, ("train_loss", "test_loss")), height=260,
+                    alt="Line chart: training and test loss against the step")
+    right.line_chart(curves_frame(metrics, ("train_acc", "test_acc")), height=260,
+                     alt="Line chart: training and test accuracy against the step")
     tested = [m for m in metrics if "test_acc" in m]
     if tested:
         st.metric("Test accuracy (last epoch)", f"{tested[-1]['test_acc']:.4f}")

@@ -104,21 +104,33 @@ class SweepProgress:
     the counts by state beside it, the remaining time from the pace so far); otherwise a `states_line` each time
     a member starts or ends; nothing with -q."""
 
-    def __init__(self, total: int, verbosity: int = NORMAL) -> None:
-        self.verbosity = verbosity
-        self.bar = _bar(total, initial=0, unit="run") if verbosity > QUIET else None
+    def __init__(self, states: dict[str, str], verbosity: int = NORMAL, only: list[str] | None = None) -> None:
+        """`states`: every member's state before the driver starts (a resumed sweep has members that ended
+        already: the bar starts there, so its pace counts only what this driver does); `only`: the members this
+        driver runs (--member), all of them by default."""
+        self.verbosity, self.only = verbosity, set(only) if only else None
+        states = self._mine(states)
+        self.bar = (_bar(len(states), initial=self._ended(states), unit="run") if verbosity > QUIET else None)
         self._last = ""
+
+    def _mine(self, states: dict[str, str]) -> dict[str, str]:
+        return states if self.only is None else {n: s for n, s in states.items() if n in self.only}
+
+    @staticmethod
+    def _ended(states: dict[str, str]) -> int:
+        return sum(s in _ENDED for s in states.values())
 
     def __call__(self, states: dict[str, str]) -> None:
         if self.verbosity <= QUIET:
             return
+        states = self._mine(states)
         line = states_line(states)
         if self.bar is None or self.bar.disable:
             if line != self._last:
                 print(line, file=sys.stderr, flush=True)
             self._last = line
             return
-        self.bar.update(sum(s in _ENDED for s in states.values()) - self.bar.n)
+        self.bar.update(self._ended(states) - self.bar.n)
         self.bar.set_postfix_str(line.removeprefix("members: "), refresh=True)
 
     def close(self) -> None:

@@ -76,7 +76,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from engine.core.config import parse_overrides
     from engine.runs import rundir
     from engine.search.config import SearchConfig
-    from engine.sweep.run import run_local, run_on_ray
+    from engine.sweep.run import member_states, run_local, run_on_ray
     from engine.sweep.spec import SweepError, create_sweep, load_sweep, parse_grid
 
     if args.threads < 1:
@@ -100,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                  train=args.train, train_sets=train_sets, baseline=args.baseline,
                                  random_cells=args.random)
         print(f"sweep directory: {sweep.path} ({len(sweep.members)} members)", file=sys.stderr)
-        progress = SweepProgress(len(sweep.members) + len(sweep.trainings), getattr(args, "verbosity", NORMAL))
+        progress = SweepProgress(member_states(sweep), getattr(args, "verbosity", NORMAL), args.member)
         try:
             if args.backend == "ray":
                 states = run_on_ray(sweep, args.threads, args.gpus_per_run, args.ray_address, args.member,
@@ -112,7 +112,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             progress.close()
             print(f"\nstopped: resume with `python -m engine sweep --resume {sweep.path}`", file=sys.stderr)
             return 130
-        progress.close()
+        finally:
+            progress.close()
     except SweepError as e:
         raise BadInput(str(e)) from None
     _print_states(states)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.atomic import read_jsonl
-from engine.space.cnn.cell import CELL_KINDS, edge_endpoints
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints
 from engine.space.cnn.genotype import Genotype
 
 __all__ = ["ROWS", "read_rows", "decisions", "genotype_of_rows"]
@@ -16,9 +16,34 @@ __all__ = ["ROWS", "read_rows", "decisions", "genotype_of_rows"]
 ROWS = "pt.jsonl"
 
 
-def read_rows(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The decision rows PT has appended so far ([] when it never ran here); a damaged line is skipped."""
-    return [r for r in read_jsonl(Path(run_dir) / ROWS) if isinstance(r, dict) and r.get("kind") in ("op", "node")]
+def _measured(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), (int, float)) for k in ("acc", "loss"))
+
+
+def _well_formed(row: Any, nodes: int | None) -> bool:
+    """A row as PT writes it (docs/derivation.md), with its edge or node inside a cell of `nodes` nodes."""
+    if not isinstance(row, dict) or row.get("cell") not in CELL_KINDS:
+        return False
+    edges = len(edge_endpoints(nodes)) if nodes is not None else None
+    if row.get("kind") == "op":
+        edge, masked = row.get("edge"), row.get("masked")
+        return (isinstance(edge, int) and 0 <= edge < (edges or edge + 1) and row.get("chosen") in PRIMITIVES
+                and row.get("argmax") in PRIMITIVES and isinstance(row.get("weights"), dict)
+                and isinstance(row.get("input"), int) and isinstance(row.get("node"), int)
+                and isinstance(masked, dict)
+                and all(_measured(masked.get(op)) for op in (row["chosen"], row["argmax"])))
+    if row.get("kind") == "node":
+        removed = row.get("removed")
+        return (isinstance(row.get("node"), int) and isinstance(removed, list)
+                and all(isinstance(r, dict) and isinstance(r.get("edge"), int)
+                        and 0 <= r["edge"] < (edges or r["edge"] + 1) for r in removed))
+    return False
+
+
+def read_rows(run_dir: str | os.PathLike, nodes: int | None = None) -> list[dict[str, Any]]:
+    """The decision rows PT has appended so far ([] when it never ran here). A line that is not JSON, or not a row
+    as PT writes it (an edge outside a cell of `nodes` nodes, an op that is no primitive, ...), is skipped."""
+    return [r for r in read_jsonl(Path(run_dir) / ROWS) if _well_formed(r, nodes)]
 
 
 def decisions(nodes: int) -> int:
