@@ -82,7 +82,9 @@ def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", init
                                          tickvals=_symlog(ticks, hi).tolist(), ticktext=[f"{t:+.2g}" for t in ticks]),
                            **common)
     fig = go.Figure(trace)
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10))
+    # the op names stand slanted above the matrix: the title goes above them, in a margin tall enough for both
+    fig.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top"), height=height + 60,
+                      margin=dict(l=10, r=10, t=120 if title else 90, b=10))
     fig.update_yaxes(autorange="reversed", title=None)  # edge 0 at the top, as in the alpha matrix
     fig.update_xaxes(side="top", tickangle=-30, title=None)
     return fig
