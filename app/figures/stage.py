@@ -5,6 +5,7 @@ of a 1920 px screen."""
 from __future__ import annotations
 
 import copy
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,8 @@ from engine.space.cnn import dot
 from engine.space.cnn.cell import PRIMITIVES
 from engine.space.cnn.genotype import Genotype
 
-__all__ = ["STAGE", "SHORT_OPS", "short_op", "heatmap_spec", "cell_dot", "curve_spec", "STAGE_CURVES"]
+__all__ = ["STAGE", "SHORT_OPS", "short_op", "heatmap_spec", "cell_dot", "curve_spec", "STAGE_CURVES",
+           "compare_table_html", "compare_curve_spec"]
 
 # Sizes in px: heatmap numbers and every label at least 24 px on a 1920x1080 screen (the issue's floor for a
 # hall); `row_px` is a heatmap row, `dag_*` the graphs' text before the browser scales the graph to its box.
@@ -86,4 +88,47 @@ def curve_spec(metrics: Sequence[Mapping[str, Any]], curve: str) -> tuple[dict[s
     line["x"]["title"] = None
     line["color"]["legend"] = {"orient": "top-right", "title": None, "labelFontSize": STAGE["axis_label"],
                                "symbolSize": 300, "fillColor": "white"}
+    return spec, data
+
+
+
+def compare_table_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A comparison's table in the stage's type: cell, test accuracy, parameters; the best accuracy in bold."""
+    best = max((r["test_acc"] for r in rows if isinstance(r.get("test_acc"), (int, float))), default=None)
+
+    def acc(value: Any) -> str:
+        if not isinstance(value, (int, float)):
+            return "—"
+        return f"<b>{value:.4f}</b>" if value == best else f"{value:.4f}"
+
+    def count(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) else "—"
+
+    body = "".join(f"<tr><td>{html.escape(str(r.get('name', '')))}</td><td class='num'>{acc(r.get('test_acc'))}"
+                   f"</td><td class='num'>{count(r.get('parameters'))}</td></tr>" for r in rows)
+    return ("<table class='stage-compare'><thead><tr><th>cell</th><th>test accuracy</th><th>parameters</th></tr>"
+            f"</thead><tbody>{body}</tbody></table>")
+
+
+def compare_curve_spec(tested: Mapping[str, Sequence[tuple[int, float]]]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Each compared cell's test accuracy against the training step (`tested`: cell -> (step, accuracy) pairs),
+    one colour a cell, in the stage's type."""
+    data = pd.DataFrame([{"cell": name, "step": step, "test accuracy": acc}
+                         for name, points in tested.items() for step, acc in points],
+                        columns=["cell", "step", "test accuracy"])
+    axis = {"labelFontSize": STAGE["axis_label"], "titleFontSize": STAGE["axis_label"], "tickCount": 4}
+    spec = {
+        "title": {"text": "Test accuracy while training", "fontSize": STAGE["title"], "anchor": "start"},
+        "width": "container", "height": STAGE["curve_px"],
+        "mark": {"type": "line", "point": True, "strokeWidth": 3},
+        "encoding": {
+            "x": {"field": "step", "type": "quantitative", "title": "step", "axis": axis},
+            "y": {"field": "test accuracy", "type": "quantitative", "title": None, "scale": {"zero": False},
+                  "axis": axis},
+            "color": {"field": "cell", "type": "nominal", "sort": list(tested),
+                      "legend": {"orient": "bottom-right", "title": None, "labelFontSize": STAGE["axis_label"],
+                                 "symbolSize": 300, "fillColor": "white"}},
+            "strokeDash": {"field": "cell", "type": "nominal", "sort": list(tested), "legend": None},
+        },
+    }
     return spec, data

@@ -17,6 +17,7 @@ from app.figures import labels
 from app.panels import controls, status
 from engine.jobs.compare_job import CompareJob
 from engine.jobs.controller import Controller, JobError
+from engine.runs import examples
 from engine.runs.catalog import list_runs
 from engine.runs.rundir import RunDirError
 from engine.runtime.threads import apply_threads
@@ -24,7 +25,7 @@ from engine.space.cnn.genotype import KNOWN_GENOTYPES
 from engine.train.config import TRAIN_PRESETS, from_train_preset
 from engine.train.source import GenotypeSourceError, resolve_genotype
 
-__all__ = ["page", "genotype_choices", "curves_frame"]
+__all__ = ["page", "genotype_choices", "curves_frame", "SHIPPED_LABEL"]
 
 _TRAIN_KEY = "train.run_id"
 
@@ -124,6 +125,10 @@ def _compare_sidebar(runs: list[Any], preset: str) -> None:
     busy = state.registry().running() is not None
     st.button("Start comparison", key="train.compare.start", disabled=busy, width="stretch",
               on_click=_start_compare, args=(searches.get(found), int(random_cells), preset))
+    st.button(SHIPPED_LABEL, key="train.compare.shipped_show", width="stretch",
+              disabled=examples.shipped_comparison() is None,
+              help="a comparison trained on the embedded data and shipped with the app: no training here",
+              on_click=st.session_state.__setitem__, args=(_SHIPPED_KEY, True))
 
 
 @st.fragment(run_every=2.0)
@@ -139,6 +144,11 @@ def _compare_panel(job: CompareJob) -> None:
         st.button("Stop comparison", key="train.compare.stop", on_click=job.stop)
     if not rows:
         return
+    _comparison_body(rows)
+
+
+def _comparison_body(rows: list[dict[str, Any]]) -> None:
+    """A comparison's table and its cells' test accuracy against the step, from each training's metrics."""
     table = pd.DataFrame([{"cell": r["name"], "state": r["state"], "test acc": r["test_acc"],
                            "parameters": r["parameters"], "mult-adds": r["mult_adds"],
                            "wall time (s)": None if r["wall_s"] is None else round(r["wall_s"]),
@@ -163,11 +173,34 @@ def _selected() -> Controller | None:
     return job
 
 
+SHIPPED_LABEL = "Show the comparison shipped with dartboard"
+_SHIPPED_KEY = "train.compare.shipped"   # session state: the shipped comparison stays open until hidden
+
+
+def _shipped_panel(record: dict[str, Any]) -> None:
+    """The comparison recorded with the app (scripts/record_comparison.py): no training on this machine."""
+    st.subheader("Compare cells: a comparison shipped with dartboard")
+    seconds = sum(r["wall_s"] or 0 for r in record["rows"])
+    st.caption(f"Recorded with the `{record.get('preset')}` preset on {record.get('machine', 'an unknown machine')} "
+               f"({record.get('recorded', '')[:10]}; {labels.format_duration(seconds)} of training): the cell the "
+               f"shipped demo search found (`{record.get('search')}`), the paper's DARTS_V2 and random cells, each "
+               "trained from scratch on the embedded data and scored on its 2,000 held-out test images. One "
+               "training seed each: differences of a few test images are within what another seed changes "
+               "(docs/training.md).")
+    _comparison_body(record["rows"])
+    st.button("Hide the shipped comparison", key="train.compare.shipped_hide",
+              on_click=st.session_state.pop, args=(_SHIPPED_KEY, None))
+
+
 def page() -> None:
     with st.sidebar:
         _sidebar()
     st.title("Train a genotype")
     state.show_flash()
+    shipped = examples.shipped_comparison()
+    if st.session_state.get(_SHIPPED_KEY) and shipped is not None:
+        _shipped_panel(shipped)
+        st.divider()
     comparison = _comparisons().get(st.session_state.get(_COMPARE_KEY, ""))
     if comparison is not None:
         _compare_panel(comparison)
@@ -176,6 +209,10 @@ def page() -> None:
     if job is None:
         st.info("Pick a genotype and a preset in the sidebar and press **Start training**. The command line "
                 "does the same: `python -m engine train DARTS_V2 --preset train-demo`.")
+        if shipped is not None and not st.session_state.get(_SHIPPED_KEY):
+            st.button(SHIPPED_LABEL, key="train.compare.shipped_open", type="primary",
+                      help="found cell vs DARTS_V2 vs a random cell, trained already: opens at once",
+                      on_click=st.session_state.__setitem__, args=(_SHIPPED_KEY, True))
         return
     _panel(job)
 

@@ -13,9 +13,14 @@ from pathlib import Path
 
 from engine.runs import catalog, rundir
 
-__all__ = ["EXAMPLES_ROOT", "DEFAULT_EXAMPLE", "example_runs", "example", "is_example", "check_writable"]
+__all__ = ["EXAMPLES_ROOT", "DEFAULT_EXAMPLE", "example_runs", "example", "is_example", "check_writable",
+           "COMPARISONS_ROOT", "COMPARISON_FILE", "shipped_comparison"]
 
 EXAMPLES_ROOT = Path(__file__).resolve().parents[2] / "assets" / "runs"
+# A comparison shipped with the project (scripts/record_comparison.py): the trained cells of the Train page's
+# "Compare cells", each an ordinary (trimmed) training run directory, beside comparison.json, its table.
+COMPARISONS_ROOT = Path(__file__).resolve().parents[2] / "assets" / "compare"
+COMPARISON_FILE = "comparison.json"
 # The recording Replay and Learn open on: the 10-epoch demo search. The others (the Learn page's collapse lesson,
 # assets/runs/*-example-collapse-*) are newer but longer and made for one lesson, so they come after it.
 DEFAULT_EXAMPLE = "demo"
@@ -50,3 +55,26 @@ def check_writable(run_dir: str | Path) -> None:
     if is_example(run_dir):
         raise rundir.RunDirError(f"{Path(run_dir).name} is a recording shipped with dartboard; it can be "
                                  "replayed and studied, not resumed, changed or deleted")
+
+
+def _plain_name(name: str) -> bool:
+    """A folder name inside the comparison's folder, never a path that leads out of it."""
+    return name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+
+
+def shipped_comparison(name: str = DEFAULT_EXAMPLE, root: Path | None = None) -> dict | None:
+    """The comparison recorded as `name` (its comparison.json, each row with `run_dir`, the path of its trimmed
+    training run), or None when none is shipped or it cannot be read. A row whose run is missing is left out."""
+    from engine.core.atomic import read_json
+
+    folder = (root or COMPARISONS_ROOT) / name
+    try:
+        record = read_json(folder / COMPARISON_FILE)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("rows"), list):
+        return None
+    rows = [dict(r, run_dir=str(folder / r["run_id"])) for r in record["rows"]
+            if isinstance(r, dict) and isinstance(r.get("run_id"), str) and _plain_name(r["run_id"])
+            and (folder / r["run_id"] / rundir.CONFIG).is_file()]
+    return {**record, "rows": rows} if rows else None
