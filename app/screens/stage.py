@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import json
 import time
 from pathlib import Path
@@ -26,16 +25,16 @@ import streamlit as st
 
 from app import nav, state
 from app.figures import alt, replay, stage
-from app.panels import cells, controls, live, run_labels
+from app.panels import cells, controls, live, run_labels, stage_compare
+from app.panels.stage_compare import COMPARE_VIEW, VIEW_PARAM
 from app.screens.search import DEFAULT_REFRESH_S as REFRESH_S
 from engine.runs import catalog, examples
 from engine.runs.rundir import RunDirError
 
-__all__ = ["page", "RUN_PARAM", "VIEW_PARAM", "COMPARE_VIEW", "KEYS", "TICK_S", "PIECES", "default_run_id",
+__all__ = ["page", "RUN_PARAM", "KEYS", "TICK_S", "PIECES", "default_run_id",
            "runs_for_stage", "piece_keys"]
 
 RUN_PARAM = "run"
-VIEW_PARAM, COMPARE_VIEW = "view", "compare"   # /stage?view=compare: the shipped comparison instead of a run
 KEYS = {"pause_resume": "Space", "step": "S", "derive": "D"}   # st.button shortcuts (docs/dashboard.md)
 TICK_S = 0.5          # seconds between frames while a replay plays
 _FRAMES = 60          # a replay at the stage plays in about _FRAMES ticks, as on the Replay page at 1x
@@ -335,36 +334,14 @@ def _name(info: catalog.RunInfo) -> str:
     return run_labels.named(info.run_id, info.path) + shipped
 
 
-def _compare_view(record: dict[str, Any]) -> None:
-    """The comparison shipped with dartboard on one screen: was the search worth it? The found cell, DARTS_V2
-    and random cells trained alike, their test accuracies in large type and their curves."""
-    st.html("<div class='stage-bar'><span class='stage-item'><span class='stage-value'>Compare cells</span></span>"
-            f"<span class='stage-run'>trained with {html.escape(str(record.get('preset')))}, one seed each, "
-            "scored on 2,000 held-out images</span></div>")
-    left, right = st.columns([2, 3])
-    left.html(stage.compare_table_html(record["rows"]))
-    tested = {r["name"]: [(m["step"], m["test_acc"]) for m in state.metrics_records(r["run_dir"]) if "test_acc" in m]
-              for r in record["rows"]}
-    spec, data = stage.compare_curve_spec(tested)
-    with right.container(key="stage.compare.curves"):
-        st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
-
-
-def _view(name: str | None) -> None:
-    if name is None:
-        st.query_params.pop(VIEW_PARAM, None)
-    else:
-        st.query_params[VIEW_PARAM] = name
-
-
 def page() -> None:
     st.html(f"<style>{_css()}</style>")
     st.html(_graph_css())
     shipped = examples.shipped_comparison()
     if st.query_params.get(VIEW_PARAM) == COMPARE_VIEW and shipped is not None:
-        _compare_view(shipped)
+        stage_compare.render(shipped)
         with st.container(key="stage.footer", horizontal=True):
-            st.button("Back to the run", key="stage.compare.back", on_click=_view, args=(None,))
+            st.button("Back to the run", key="stage.compare.back", on_click=stage_compare.show, args=(None,))
         return
     reg = state.registry()
     runs = runs_for_stage(reg.runs_dir)
@@ -385,7 +362,7 @@ def page() -> None:
                      on_change=lambda: _pick(st.session_state["stage.selected"]), width=620,
                      label_visibility="collapsed")
         if shipped is not None:
-            st.button("Compare cells", key="stage.compare.open", on_click=_view, args=(COMPARE_VIEW,),
+            st.button("Compare cells", key="stage.compare.open", on_click=stage_compare.show, args=(COMPARE_VIEW,),
                       help="the found cell beside DARTS_V2 and a random cell, trained already (shipped)")
         if nav.page("search") is not None:   # None where the page runs alone (AppTest)
             st.page_link(nav.page("search"), label="Leave the stage")
