@@ -15,7 +15,8 @@ __all__ = ["QUIET", "NORMAL", "VERBOSE", "epoch_line", "job_progress", "SweepPro
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1  # -q, neither, -v
 
-_EPOCH_KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc", "lr")
+_EPOCH_KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "valid_ppl", "test_loss", "test_acc", "test_ppl",
+               "lr")
 
 
 def epoch_line(epoch: int, step: int, metrics: dict[str, Any] | None) -> str:
@@ -56,10 +57,11 @@ def job_progress(verbosity: int = NORMAL):
             m = event.metrics or {}
             # short, so that the bar keeps its width in an 80-column terminal
             shown = [f"{label} {m[k]:.3f}" for k, label in (("train_loss", "loss"), ("valid_acc", "valid"),
-                                                            ("test_acc", "test")) if isinstance(m.get(k), (int, float))]
+                                                            ("test_acc", "test"), ("valid_ppl", "valid ppl"))
+                     if isinstance(m.get(k), (int, float))]
             if shown:
                 self.bar.set_postfix_str(f"epoch {event.epoch + 1} " + " ".join(shown), refresh=False)
-            if "test_acc" in m:  # a training's epoch-end row
+            if "test_acc" in m or "valid_ppl" in m:  # a training's epoch-end row (convolutional, recurrent)
                 self._write(epoch_line(int(m.get("epoch", event.epoch)), event.step, m))
 
         def on_epoch_end(self, event, genotype_row) -> None:

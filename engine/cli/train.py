@@ -3,7 +3,9 @@
     train GENOTYPE --preset NAME [--set k=v ...] [--runs-dir DIR] [--resume RUN_DIR]
     compare RUN_DIR --preset NAME [--random N] [--set k=v ...]   the found cell vs DARTS_V2 vs N random cells
 
-Bad input (a genotype that names nothing usable, a config value out of range) exits 2 with one line.
+`train` takes a convolutional or a recurrent cell: the genotype's space (or an rnn preset's) picks the config
+(`_SPACES`), and engine/train/run.py the job; a cell and a preset of different spaces are refused. Bad input (a
+genotype that names nothing usable, a config value out of range) exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -19,16 +21,41 @@ from engine.cli.fields import fields_epilog
 from engine.core.config import parse_overrides
 from engine.runs import rundir
 from engine.runs.liveness import is_interrupted
+from engine.space.rnn.train_config import RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
 from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
-from engine.train.run import TrainFailed, resume_train_config, train_one
+from engine.train.run import TRAIN_KINDS, TrainFailed, resume_train_config, score_of, train_one
 
 __all__ = ["add_train_commands", "cmd_train", "cmd_compare"]
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from engine.runtime.device import select_device
-    from engine.train.source import resolve_genotype
+# space -> (what it is called, its presets, the default preset, the config class, preset + overrides -> config)
+_SPACES: dict[str, tuple[str, dict[str, Any], str, type, Any]] = {
+    "cnn": ("convolutional", TRAIN_PRESETS, "train-demo", TrainConfig, from_train_preset),
+    "rnn": ("recurrent", RNN_TRAIN_PRESETS, "rnn-train-demo", RNNTrainConfig, from_rnn_train_preset),
+}
+# A recurrent cell's small matrix products run faster on one thread up to about this width (docs/darts.md).
+_ONE_THREAD_NHID = 256
 
-    overrides = parse_overrides(args.set or [], TrainConfig)
+
+def _new_training(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Path]:
+    """(config, genotype, source, run directory) of a new training; BadInput when the cell and preset disagree."""
+    from engine.runtime.device import select_device
+    from engine.train.source import resolve_genotype, space_of
+
+    preset_space = next((s for s, spec in _SPACES.items() if args.preset in spec[1]), None)
+    genotype, source = resolve_genotype(args.genotype, preset_space or "cnn")
+    space = space_of(genotype)
+    name, presets, default, config_class, from_preset = _SPACES[space]
+    if preset_space not in (None, space):
+        raise BadInput(f"{source['label']} is a {name} cell and {args.preset} a {_SPACES[preset_space][0]} preset: "
+                       f"train it with one of {', '.join(presets)}")
+    config = from_preset(args.preset or default, parse_overrides(args.set or [], config_class))
+    select_device(config.device)
+    data = getattr(config, "dataset", None) or Path(getattr(config, "corpus", "")).name
+    return config, genotype, source, rundir.new_run_dir(rundir.runs_root(args.runs_dir),
+                                                        f"train-{source['label']}-{data}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         status = rundir.read_status(run_dir)
@@ -36,15 +63,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"error: {run_dir} is still {status['state']} in process {status.get('pid')}; stop it first",
                   file=sys.stderr)
             return 2
-        config, genotype, source = resume_train_config(run_dir, overrides)
+        config_class = TRAIN_KINDS.get(rundir.read_config(run_dir).get("kind"), TrainConfig)
+        config, genotype, source = resume_train_config(run_dir, parse_overrides(args.set or [], config_class))
     else:
         if args.genotype is None:
             print("error: give a GENOTYPE to train (or --resume RUN_DIR)", file=sys.stderr)
             return 2
-        genotype, source = resolve_genotype(args.genotype)
-        config = from_train_preset(args.preset, overrides)
-        select_device(config.device)
-        run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), f"train-{source['label']}-{config.dataset}")
+        config, genotype, source, run_dir = _new_training(args)
+    if isinstance(config, RNNTrainConfig) and config.nhid <= _ONE_THREAD_NHID:
+        from engine.runtime.threads import apply_threads
+
+        apply_threads(1)
     if getattr(args, "verbosity", 0) > 0:
         print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", file=sys.stderr)
     from engine.cli.progress import job_progress
@@ -57,8 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainFailed as e:
         print(f"{'error' if e.bad_input else 'failed'}: {e}", file=sys.stderr)
         return 2 if e.bad_input else 1
-    last = [m for m in rundir.read_metrics(run_dir) if "test_acc" in m]
-    print(f"{state}: {run_dir}" + (f" test_acc {last[-1]['test_acc']:.4f}" if last else ""), file=sys.stderr)
+    scores = [score for m in rundir.read_metrics(run_dir) if (score := score_of(m))]
+    print(f"{state}: {run_dir}" + (f" {scores[-1]}" if scores else ""), file=sys.stderr)
     return 128 + signals[0] if signals else 0  # a stop by a signal (after its checkpoint) is not a success
 
 
@@ -91,11 +120,15 @@ def add_train_commands(sub: Any, prog: str = "dartboard", parents: list[argparse
     presets = sorted(TRAIN_PRESETS)
     shared = {"parents": parents or [], "formatter_class": argparse.RawDescriptionHelpFormatter,
               "epilog": fields_epilog(TrainConfig, TRAIN_PRESETS, prog)}
-    t = sub.add_parser("train", help="train the network built from a genotype, writing a run directory", **shared)
+    recurrent = fields_epilog(RNNTrainConfig, RNN_TRAIN_PRESETS, prog)
+    t = sub.add_parser("train", help="train the network built from a genotype, writing a run directory",
+                       **(shared | {"epilog": f"{shared['epilog']}\n\nrecurrent cells: {recurrent}"}))
     t.add_argument("genotype", nargs="?", metavar="GENOTYPE",
-                   help="DARTS_V2, a JSON/DARTS file, a search RUN_DIR or RUN_DIR@STEP, random or random:SEED")
-    t.add_argument("--preset", default="train-demo", choices=presets, metavar="PRESET",
-                   help="the config to start from (default train-demo; listed below)")
+                   help="DARTS_V2, DARTS_RNN, a JSON/DARTS file, a search RUN_DIR or RUN_DIR@STEP, random or "
+                        "random:SEED (a recurrent one with an rnn preset)")
+    t.add_argument("--preset", choices=sorted({*TRAIN_PRESETS, *RNN_TRAIN_PRESETS}), metavar="PRESET",
+                   help="the config to start from (default train-demo, rnn-train-demo for a recurrent cell; "
+                        "listed below)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field (repeatable); the fields are listed below")
     t.add_argument("--runs-dir", help="runs root (default $DARTBOARD_RUNS or ./runs)")
