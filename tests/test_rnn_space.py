@@ -30,7 +30,7 @@ def test_the_rnn_space_is_the_papers_cell():
     assert space.primitives == ("none", "tanh", "relu", "sigmoid", "identity")
     assert space.cell_kinds == ("recurrent",) and space.inputs_per_node == 1 and space.data_kind == "text"
     assert edge_endpoints(3) == [(0, 0), (0, 1), (1, 1), (0, 2), (1, 2), (2, 2)]
-    assert space.edge_labels(2) == ["s_0 -> 0", "s_0 -> 1", "0 -> 1"]
+    assert space.edge_labels(2) == ["0 -> 1", "0 -> 2", "1 -> 2"]  # the genotype's numbers: 0 is s_0
     with pytest.raises(ValueError, match="35 edges is not a recurrent DARTS cell"):
         nodes_of(35)
 

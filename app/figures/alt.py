@@ -12,7 +12,7 @@ from typing import Any
 from app.figures.labels import input_name
 from engine.space.cnn.genotype import Genotype
 
-__all__ = ["vega_alt", "plotly_alt", "cell_alt", "weighted_cell_alt"]
+__all__ = ["vega_alt", "plotly_alt", "cell_alt", "recurrent_cell_alt", "weighted_cell_alt"]
 
 _CELL_NAMES = {"normal": "Normal cell", "reduce": "Reduction cell"}
 _MARKS = {"rect": "Heatmap", "line": "Line chart", "bar": "Bar chart", "area": "Area chart", "point": "Scatter plot",
@@ -59,6 +59,15 @@ def cell_alt(genotype: Genotype, cell: str = "normal") -> str:
     concat = getattr(genotype, f"{cell}_concat")
     output = ", ".join(input_name(j) for j in concat)
     return f"{_CELL_NAMES.get(cell, cell)} graph. " + ". ".join(nodes) + f". Output c(k): concatenation of {output}."
+
+
+def recurrent_cell_alt(genotype: Any) -> str:
+    """'Recurrent cell graph. s_0 from x_t and h_{t-1}. Node 1: sigmoid of node 0. ... Output h_t: the mean of
+    nodes 1-8.' (states numbered as the genotype numbers them: 0 is s_0)."""
+    nodes = [f"Node {k + 1}: {op} of node {j}" for k, (op, j) in enumerate(genotype.recurrent)]
+    output = ", ".join(str(c) for c in genotype.concat)
+    return ("Recurrent cell graph. Node 0 (s_0) from x_t and h_{t-1}. " + ". ".join(nodes)
+            + f". Output h_t: the mean of nodes {output}.")
 
 
 def weighted_cell_alt(cell: str = "normal") -> str:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from app.figures.labels import sizes
 
-__all__ = ["CURVES", "RUN_COLOURS", "DASHES", "curve_figure", "overlay_figure", "curve_vega"]
+__all__ = ["CURVES", "SPACE_CURVES", "RUN_COLOURS", "DASHES", "curve_figure", "overlay_figure", "curve_vega"]
 
 
 # The curves of the live panel: key -> (title, y axis, [(metric key, trace name), ...]).
@@ -20,7 +20,10 @@ CURVES = {
     "loss": ("Loss", "cross-entropy", [("train_loss", "train"), ("valid_loss", "valid")]),
     "accuracy": ("Accuracy", "accuracy", [("train_acc", "train"), ("valid_acc", "valid")]),
     "lr": ("Network-weight learning rate", "lr", [("w_lr", "w_lr")]),
+    "perplexity": ("Perplexity", "perplexity", [("train_ppl", "train"), ("valid_ppl", "valid")]),
 }
+# The curves a run of each search space shows: a language model is scored by perplexity, not accuracy.
+SPACE_CURVES = {"cnn": ("loss", "accuracy", "lr"), "rnn": ("loss", "perplexity", "lr")}
 
 
 def _series(metrics: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:

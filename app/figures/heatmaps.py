@@ -20,7 +20,7 @@ __all__ = ["HEATMAP_MODES", "SYMLOG_CONSTANT", "colour_domain", "weights_frame",
 # the same for both cells and every step (colour_domain), so a colour means the same value wherever it is seen.
 HEATMAP_MODES = {
     "softmax": "Op weights (0 to 1)",
-    "uniform": f"Op weight minus 1/{len(PRIMITIVES)} (centred)",
+    "uniform": "Op weight minus uniform (centred)",
     "change": "Change since the start",
 }
 # The diverging modes colour on a symmetric-log scale (Vega-Lite "symlog": sign(v) log(1 + |v| / c)): fixed ends,
@@ -46,10 +46,13 @@ def _symlog(v: np.ndarray, end: float) -> np.ndarray:
     return np.sign(v) * np.log1p(np.abs(v) / SYMLOG_CONSTANT) / np.log1p(end / SYMLOG_CONSTANT)
 
 
-def weights_frame(weights: np.ndarray, ops: Sequence[str] = PRIMITIVES) -> pd.DataFrame:
-    """(edges, ops) weights as a frame: one row per edge labelled `source -> node`, one column per op."""
+def weights_frame(weights: np.ndarray, ops: Sequence[str] = PRIMITIVES,
+                  edges: Sequence[str] | None = None) -> pd.DataFrame:
+    """(edges, ops) weights as a frame: one row per edge labelled `source -> node` (`edges`; by default the
+    convolutional cell's labels), one column per op."""
     w = np.asarray(weights, dtype=np.float64)  # (edges, ops)
-    return pd.DataFrame(w, index=edge_names(nodes_of(w.shape[0])), columns=list(ops))
+    return pd.DataFrame(w, index=list(edges) if edges is not None else edge_names(nodes_of(w.shape[0])),
+                        columns=list(ops))
 
 
 def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
@@ -78,7 +81,7 @@ def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", init
         ticks = np.array([-hi, -0.1, -0.01, 0.0, 0.01, 0.1, hi])
         trace = go.Heatmap(z=_symlog(value, hi), zmin=-1.0, zmax=1.0, zmid=0.0, colorscale="RdBu_r",
                            text=np.char.mod("%+.3f", value), texttemplate="%{text}",
-                           colorbar=dict(title="op weight - 1/8" if mode == "uniform" else "change",
+                           colorbar=dict(title=f"op weight - 1/{w.shape[1]}" if mode == "uniform" else "change",
                                          tickvals=_symlog(ticks, hi).tolist(), ticktext=[f"{t:+.2g}" for t in ticks]),
                            **common)
     fig = go.Figure(trace)
@@ -96,17 +99,17 @@ def heatmap(weights: np.ndarray, *, title: str = "", mode: str = "softmax", init
 # and every number is in the data frame.
 
 def heatmap_vega(weights: np.ndarray, *, title: str = "", mode: str = "softmax", initial: np.ndarray | None = None,
-                 ops: Sequence[str] = PRIMITIVES, height: int | None = None,
-                 lecture: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
+                 ops: Sequence[str] = PRIMITIVES, height: int | None = None, lecture: bool = False,
+                 edges: Sequence[str] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """heatmap() as a Vega-Lite spec and its data: one row per (edge, op), edges in order, ops in order within
     an edge, with the op weight, its change since the start (`initial`, else uniform 1/ops) and `value`, what the
     colour and the cell's text show: the op weight; in mode "uniform" the op weight minus 1/ops; in mode
     "change" the change. Each mode's colour domain is fixed (colour_domain): the spec does not depend on the
     data, so both cells and every step share one colour scale. `lecture`: lecture mode's sizes (LECTURE); the
-    height defaults to a row height per edge."""
+    height defaults to a row height per edge. `ops` and `edges` name the columns and rows (weights_frame)."""
     lo, hi = colour_domain(mode, len(ops))
     size = sizes(lecture)
-    frame = weights_frame(weights, ops)
+    frame = weights_frame(weights, ops, edges)
     w = frame.to_numpy()  # (edges, ops)
     start = np.full_like(w, 1.0 / w.shape[1]) if initial is None else np.asarray(initial, dtype=np.float64)
     data = pd.DataFrame({"edge": np.repeat(frame.index.to_numpy(), w.shape[1]),

@@ -10,14 +10,27 @@ from typing import Any
 import pandas as pd
 
 from app.figures.labels import input_name
+from engine.space import DEFAULT_SPACE, space_of_genotype
 from engine.space.cnn.genotype import Genotype, diff_genotypes, node_difference
 
 __all__ = ["genotype_frame", "genotype_changes", "compare_genotypes_frame", "runs_frame", "SETTINGS",
            "differing_settings"]
 
 
+def _recurrent(genotype: Any) -> bool:
+    return space_of_genotype(genotype).name != DEFAULT_SPACE
+
+
+def _state(j: int) -> str:
+    """A recurrent cell's state as its genotype numbers it: 0 is s_0 (from x_t and h_{t-1})."""
+    return "s_0" if j == 0 else f"node {j}"
+
+
 def genotype_frame(genotype: Genotype) -> pd.DataFrame:
     """One row per kept edge: cell, node, input, op."""
+    if _recurrent(genotype):  # one input per node, nodes numbered from 1 as in the genotype
+        return pd.DataFrame([{"cell": "recurrent", "node": k + 1, "input": _state(j), "op": op}
+                             for k, (op, j) in enumerate(genotype.recurrent)], columns=["cell", "node", "input", "op"])
     rows = []
     for cell in ("normal", "reduce"):
         for node, pairs in enumerate(genotype.cell_nodes(cell)):
@@ -34,6 +47,11 @@ def genotype_changes(old: Genotype | None, new: Genotype | None) -> list[str]:
     """What changed between two genotypes, one line per changed (cell, node, slot); empty when the same."""
     if old is None or new is None:
         return []
+    if _recurrent(new):
+        if not _recurrent(old):
+            return ["a cell of another search space"]
+        return [f"recurrent node {k + 1}: {a[0]} of {_state(a[1])} -> {b[0]} of {_state(b[1])}"
+                for k, (a, b) in enumerate(zip(old.recurrent, new.recurrent, strict=False)) if a != b]
     return [f"{c.cell} node {c.node}: {_pair_text(c.before)} -> {_pair_text(c.after)}"
             for c in diff_genotypes(old, new)]
 

@@ -12,10 +12,11 @@ import numpy as np
 import streamlit as st
 
 from app.figures import alt, cells_dot, heatmaps, labels
+from engine.space import DEFAULT_SPACE, SearchSpace, get_space, space_of_genotype, space_of_kinds
 from engine.space.cnn.cell import PRIMITIVES
 
-__all__ = ["CELLS", "render_heatmaps", "render_dags", "mode_picker", "lecture_toggle", "lecture_on", "LECTURE_KEY",
-           "SCALE_PARAM", "LECTURE_SCREEN_PX", "graph_css"]
+__all__ = ["CELLS", "row_labels", "render_heatmaps", "render_dags", "mode_picker", "lecture_toggle", "lecture_on",
+           "LECTURE_KEY", "SCALE_PARAM", "LECTURE_SCREEN_PX", "graph_css"]
 
 CELLS = {"normal": "Normal cell", "reduce": "Reduction cell"}
 
@@ -95,24 +96,34 @@ def mode_picker(key: str) -> str:
                          "the centred and change scales are symmetric-log, so a move of 0.01 is already visible.")
 
 
-def _places(lecture: bool) -> list:
-    """Where the normal and the reduction cell go: side by side, or in lecture mode one above the other."""
-    return [st.container() for _ in CELLS] if lecture else list(st.columns(2))
+def _places(lecture: bool, cells: int = 2) -> list:
+    """Where the cells go (the normal and the reduction cell): side by side, or in lecture mode (or for a single
+    cell) one above the other, full width."""
+    return [st.container() for _ in range(cells)] if lecture or cells == 1 else list(st.columns(cells))
+
+
+def row_labels(space: SearchSpace, rows: int) -> list[str] | None:
+    """Row labels of a cell's heatmap: the convolutional cell keeps the dashboard's "c(k-2) -> 0" (labels.py)."""
+    return None if space.name == DEFAULT_SPACE else space.row_labels(rows)
 
 
 def render_heatmaps(weights: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray] | None, mode: str,
-                    key: str, lecture: bool | None = None) -> None:
-    """Two heatmaps (side by side; in lecture mode one above the other, full width): rows are edges
-    `source -> node`, columns ops, values on hover."""
+                    key: str, lecture: bool | None = None, space: SearchSpace | None = None) -> None:
+    """A heatmap per cell kind of the space (side by side; in lecture mode one above the other, full width): rows
+    are edges `source -> node`, columns ops, values on hover."""
     initial = initial or {}
     lecture = lecture_on() if lecture is None else lecture
-    for place, (cell, title) in zip(_places(lecture), CELLS.items(), strict=True):
+    space = space or space_of_kinds(weights) or get_space()
+    if space.rows_note:
+        st.caption(space.rows_note)
+    for place, (cell, title) in zip(_places(lecture, len(space.cell_titles)), space.cell_titles.items(), strict=True):
         with place:
             if cell not in weights:
                 st.info(f"{title}: no op weights yet.")
                 continue
             spec, data = heatmaps.heatmap_vega(weights[cell], title=title, mode=mode, initial=initial.get(cell),
-                                              lecture=lecture)
+                                              lecture=lecture, ops=space.primitives,
+                                              edges=row_labels(space, len(weights[cell])))
             with st.container(key=f"{key}.heatmap.{cell}"):  # the same spec each step: redrawn in place
                 st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))
 
@@ -125,12 +136,21 @@ def _graph(dot: str, key: str, text: str) -> None:
 
 
 def render_dags(genotype, weights: Mapping[str, np.ndarray] | None, show_all: bool, *,
-                kept_weights: bool = True, key: str = "cells", lecture: bool | None = None) -> None:
+                kept_weights: bool = True, key: str = "cells", lecture: bool | None = None,
+                space: SearchSpace | None = None) -> None:
     """The cells of a genotype as graphs (rendered in the browser); with `show_all`, every candidate edge
     of the relaxed cell, thicker where its strongest op weighs more. `kept_weights`: the kept edges' weights on
     their labels and pen widths (off in the live panel, whose graph then changes only with the genotype).
     Lecture mode: one cell above the other, full width, drawn top to bottom in large type."""
     lecture = lecture_on() if lecture is None else lecture
+    space = space or (space_of_genotype(genotype) if genotype is not None else get_space())
+    if space.name != DEFAULT_SPACE:  # one cell, drawn by its space (the chain of a recurrent cell)
+        st.markdown(f"**{', '.join(space.cell_titles.values())}**")
+        if genotype is None:
+            st.info("No genotype yet: it is derived after the first step.")
+        else:
+            _graph(space.dot(genotype), f"{key}.dag.{space.name}", alt.recurrent_cell_alt(genotype))
+        return
     for place, (cell, title) in zip(_places(lecture), CELLS.items(), strict=True):
         with place:
             st.markdown(f"**{title}**")

@@ -19,6 +19,7 @@ import streamlit as st
 
 from app.figures import alt, cells_dot, tables
 from engine.runs import rundir
+from engine.space import DEFAULT_SPACE, get_space
 from engine.space.cnn.genotype import Genotype
 
 __all__ = ["LABELS", "PAUSING_KEY", "STEPPING_KEY", "DERIVED_KEY", "shown_state", "request", "render", "derived",
@@ -52,10 +53,11 @@ def previous_derivation(run_dir: str | None) -> tuple[int, Genotype] | None:
     """(step, genotype) of the run's last Derive now recorded in genotypes.jsonl, or None."""
     if not run_dir or not Path(run_dir).is_dir():
         return None
+    space = rundir.run_space(run_dir)
     for row in reversed(rundir.read_genotypes(run_dir)):
         if row.get("kind") == "derive":
             try:
-                return int(row["step"]), Genotype.from_dict(row["genotype"])
+                return int(row["step"]), space.genotype_from_dict(row["genotype"])
             except (KeyError, TypeError, ValueError):
                 continue
     return None
@@ -66,13 +68,13 @@ def _derive(job: Any) -> None:
     before = previous_derivation(snap.run_dir)  # read before asking: the loop may answer within a tick
     mine = st.session_state.get(DERIVED_KEY)
     if before is None and mine and mine["run_id"] == snap.run_id:  # not on disk (yet): this session's last one
-        before = (mine["step"], Genotype.from_dict(mine["genotype"]))
+        before = (mine["step"], get_space(mine["space"]).genotype_from_dict(mine["genotype"]))
     job.derive_now()
     if snap.genotype is None:
         st.session_state.pop(DERIVED_KEY, None)
         return
     st.session_state[DERIVED_KEY] = {
-        "run_id": snap.run_id, "step": snap.step, "genotype": snap.genotype.to_dict(),
+        "run_id": snap.run_id, "space": snap.space, "step": snap.step, "genotype": snap.genotype.to_dict(),
         "previous_step": None if before is None else before[0],
         "previous": None if before is None else before[1].to_dict()}
 
@@ -127,20 +129,25 @@ def derived(run_id: str) -> None:
     shown = st.session_state.get(DERIVED_KEY)
     if not shown or shown["run_id"] != run_id:
         return
-    genotype = Genotype.from_dict(shown["genotype"])
+    space = get_space(shown["space"])
+    genotype = space.genotype_from_dict(shown["genotype"])
     with st.container(border=True, key="control.derived_cell"):
         head, close = st.columns([5, 1])
         head.markdown(f"**Derived now, at step {shown['step']}** (added to genotypes.jsonl as a `derive` row)")
         close.button("Hide", key="control.derived_hide", on_click=st.session_state.pop, args=(DERIVED_KEY, None))
         st.code(genotype.to_darts(), language="python", wrap_lines=True)
-        for col, cell in zip(st.columns(2), ("normal", "reduce"), strict=True):
-            with col:
-                st.caption(f"{cell} cell")
-                st.graphviz_chart(cells_dot.cell_dot(genotype, cell), width="stretch", alt=alt.cell_alt(genotype, cell))
+        if space.name != DEFAULT_SPACE:  # the recurrent cell: one graph, as its space draws it
+            st.graphviz_chart(space.dot(genotype), width="stretch", alt=alt.recurrent_cell_alt(genotype))
+        else:
+            for col, cell in zip(st.columns(2), ("normal", "reduce"), strict=True):
+                with col:
+                    st.caption(f"{cell} cell")
+                    st.graphviz_chart(cells_dot.cell_dot(genotype, cell), width="stretch",
+                                      alt=alt.cell_alt(genotype, cell))
         if shown["previous"] is None:
             st.caption("The first derivation of this run: nothing to compare with.")
             return
-        changes = tables.genotype_changes(Genotype.from_dict(shown["previous"]), genotype)
+        changes = tables.genotype_changes(space.genotype_from_dict(shown["previous"]), genotype)
         st.markdown(f"**Changes since the previous derivation** (step {shown['previous_step']})")
         if changes:
             st.code("\n".join(changes), language=None)

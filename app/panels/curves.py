@@ -13,13 +13,15 @@ from app.figures import alt, curves
 __all__ = ["render"]
 
 
-def render(metrics: Sequence[Mapping[str, Any]], key: str, lecture: bool = False) -> None:
-    """The three curves side by side; in lecture mode one above the other, full width, in large type."""
+def render(metrics: Sequence[Mapping[str, Any]], key: str, lecture: bool = False, space: str = "cnn") -> None:
+    """The three curves of the run's search space side by side (loss, accuracy or perplexity, lr); in lecture mode
+    one above the other, full width, in large type."""
     if not metrics:
         st.info("No metrics yet: the first line is logged after the first step.")
         return
-    places = [st.container() for _ in curves.CURVES] if lecture else list(st.columns(len(curves.CURVES)))
-    for place, curve in zip(places, curves.CURVES, strict=True):
+    shown = curves.SPACE_CURVES.get(space, curves.SPACE_CURVES["cnn"])
+    places = [st.container() for _ in shown] if lecture else list(st.columns(len(shown)))
+    for place, curve in zip(places, shown, strict=True):
         spec, data = curves.curve_vega(metrics, curve, lecture=lecture)
         with place.container(key=f"{key}.curve.{curve}"):  # the same spec each step: new rows are drawn in place
             st.vega_lite_chart(data, spec, width="stretch", alt=alt.vega_alt(spec))

@@ -75,16 +75,18 @@ def _figure_data(figure: str, fmt: str, get_genotype: Callable[[], Any], run_dir
         if figure in ("normal_cell", "reduce_cell"):
             cell = figure.removesuffix("_cell")
             return saved.dot_file(cells_dot.cell_dot(get_genotype(), cell=cell, lecture=lecture), fmt)
-        run = RunHandle(run_dir)
+        run, space = RunHandle(run_dir), rundir.run_space(run_dir)
         if figure == "curves":
             metrics = run.metrics()
-            return saved.vega_file([curves.curve_vega(metrics, c, lecture=lecture) for c in curves.CURVES], fmt)
+            return saved.vega_file([curves.curve_vega(metrics, c, lecture=lecture)
+                                    for c in curves.SPACE_CURVES[space.name]], fmt)
         records = run.alphas()
         weights, initial = run.weights(records[-1]), run.weights(records[0])
         step = records[-1].get("step", len(records) - 1)
         return saved.vega_file([heatmaps.heatmap_vega(weights[c], title=title, mode=mode, initial=initial.get(c),
-                                                      lecture=lecture)
-                                for c, title in cells.CELLS.items() if c in weights], fmt,
+                                                      lecture=lecture, ops=space.primitives,
+                                                      edges=cells.row_labels(space, len(weights[c])))
+                                for c, title in space.cell_titles.items() if c in weights], fmt,
                                title=f"{Path(run_dir).name}: op weights at step {step}")
     return make
 
@@ -108,8 +110,8 @@ def _has(run_dir: str | None, name: str) -> bool:
 def render_figures(get_genotype: Callable[[], Any], run_dir: str | None, name: str, key: str,
                    has_genotype: bool = True) -> None:
     """Pick a figure and a format, then download it; the metrics as CSV beside them."""
-    cnn = _kind(run_dir) != "rnn_search"  # the recurrent space's cell has figures of its own (docs/darts.md)
-    ready = {"heatmaps": cnn and _has(run_dir, rundir.ALPHAS), "curves": _has(run_dir, rundir.METRICS),
+    cnn = _kind(run_dir) != "rnn_search"  # the recurrent cell is saved as the genotype's SVG above
+    ready = {"heatmaps": _has(run_dir, rundir.ALPHAS), "curves": _has(run_dir, rundir.METRICS),
              "normal_cell": cnn and has_genotype and svg_available(),
              "reduce_cell": cnn and has_genotype and svg_available()}
     c = st.columns([3, 2, 3, 3])

@@ -32,6 +32,7 @@ from app.panels import cells, collapse, controls, curves, exports, genotype, sta
 from engine.runs import rundir
 from engine.runs.rundir import RunDirError
 from engine.runs.snapshot import Snapshot
+from engine.space import DEFAULT_SPACE, get_space
 
 __all__ = ["render", "panel", "messages", "PIECES", "piece_keys", "next_tick_s", "SHOW_ALL_QUANTUM"]
 
@@ -74,7 +75,7 @@ def messages(snap: Snapshot) -> None:
 
 def _params(snap: Snapshot) -> tuple[int | None, int]:
     classes = state.num_classes_of(snap.config)
-    if snap.genotype is None:
+    if snap.genotype is None or snap.space != DEFAULT_SPACE:  # the count is of the convolutional network
         return None, classes
     try:
         return state.param_count(json.dumps(snap.genotype.to_dict(), sort_keys=True), classes), classes
@@ -171,12 +172,15 @@ def _draw_weights(job: Any, snap: Snapshot, key: str) -> None:
     st.caption("The softmax of each edge's architecture parameters (alphas): how much of each op the edge "
                "mixes in. Not the network weights, which the convolutions learn.")
     mode = cells.mode_picker(key=f"{key}.mode")
-    cells.render_heatmaps(snap.weights, snap.initial_weights, mode, key=key)
+    cells.render_heatmaps(snap.weights, snap.initial_weights, mode, key=key, space=get_space(snap.space))
     variant_state.render(snap, key=key)  # the variant's own state (edge weights, temperature, threshold, spread)
 
 
 def _draw_cells(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Cells")
+    if snap.space != DEFAULT_SPACE:  # the recurrent cell: its chain of nodes, each with the one input it keeps
+        cells.render_dags(snap.genotype, snap.weights, False, kept_weights=False, key=key, space=get_space(snap.space))
+        return
     show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all",
                          help="all 14 edges of the relaxed cell, thickness by the strongest op's weight (redrawn "
                               f"when an edge's strongest op changes or its weight moves by {SHOW_ALL_QUANTUM})")
@@ -185,7 +189,7 @@ def _draw_cells(job: Any, snap: Snapshot, key: str) -> None:
 
 def _draw_curves(job: Any, snap: Snapshot, key: str) -> None:
     st.subheader("Curves")
-    curves.render(snap.metrics, key=key, lecture=cells.lecture_on())
+    curves.render(snap.metrics, key=key, lecture=cells.lecture_on(), space=snap.space)
     collapse.render(snap, key=key)  # entropy, skip counts, Hessian eigenvalue, early-stop warning (docs/collapse.md)
 
 

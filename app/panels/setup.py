@@ -20,6 +20,7 @@ from typing import Any
 import streamlit as st
 
 from app.figures import glossary
+from app.panels import setup_rnn
 from engine.search.config import (
     DATASETS,
     DEVICES,
@@ -30,6 +31,7 @@ from engine.search.config import (
     config_errors,
     from_preset,
 )
+from engine.space.rnn.config import RNN_PRESETS, RNNSearchConfig
 from engine.variants import all_variant_options, option_spec, variant_names, variant_options, variant_summary
 
 __all__ = ["FIELDS", "labels", "START_LABEL", "render", "run_settings", "message", "problems", "preflight",
@@ -289,6 +291,10 @@ def _show(value: Any) -> str:
 
 def settings_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) of a run's config: the sidebar's fields, the variant's options, then the rest."""
+    if "corpus" in config:  # a recurrent search: its sidebar's fields, then the rest under their own names
+        shown = setup_rnn.FIELDS
+        return ([(label, _show(config[f])) for f, (label, *_) in shown.items() if f in config]
+                + [(f, _show(v)) for f, v in config.items() if f not in shown])
     variant = config.get("variant", "darts")
     own = ["arch_warmup_epochs", *(variant_options(variant) if variant in variant_names() else ())]
     order = [*FIELDS, *own, *EXTRA_FIELDS, *(f for f in _PRESET_ONLY if f != "preset")]
@@ -321,13 +327,19 @@ def _threads_note(value: Any) -> None:
         st.caption(f"CPU threads 0 = auto: {resolve_threads(0)} on this machine now (chosen again at Start).")
 
 
-def render(on_start: Callable[[SearchConfig], None], busy: bool,
-           presets: Mapping[str, SearchConfig] = PRESETS, title: str = "Run setup") -> SearchConfig | None:
-    """Draw the setup into the current container (the sidebar); return the valid config, or None."""
+def render(on_start: Callable[[SearchConfig | RNNSearchConfig], None], busy: bool,
+           presets: Mapping[str, SearchConfig] = PRESETS, title: str = "Run setup",
+           rnn_presets: Mapping[str, RNNSearchConfig] = RNN_PRESETS) -> SearchConfig | RNNSearchConfig | None:
+    """Draw the setup into the current container (the sidebar); return the valid config, or None. The menu
+    offers the convolutional presets, then the recurrent ones (their own fields: app/panels/setup_rnn.py)."""
     st.header(title)
-    names = list(presets)
+    names = [*presets, *(name for name in rnn_presets if name not in presets)]
     preset = st.selectbox("Preset", names, index=0, key="setup.preset",
-                          help="a starting point; the fields below override it")
+                          format_func=lambda name: f"{name} (recurrent)" if name not in presets else name,
+                          help="a starting point; the fields below override it. The recurrent presets search "
+                               "the paper's recurrent cell on text")
+    if preset not in presets:
+        return setup_rnn.render(preset, rnn_presets[preset], on_start, busy, START_LABEL)
     base = presets[preset]
     values: dict[str, Any] = {}
     slots: dict[str, Any] = {}

@@ -15,8 +15,10 @@ import streamlit as st
 from app import nav, state
 from app.figures import alt, cells_dot, collapse, labels, replay, tables
 from app.panels import cells, collapse_film
+from app.screens import learn_rnn
 from engine.runs import catalog, examples
 from engine.search.collapse import count_ops
+from engine.space import DEFAULT_SPACE
 from engine.space.cnn.cell import PRIMITIVES
 from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
 from engine.variants import variant_class, variant_names
@@ -280,7 +282,8 @@ def page() -> None:
     cells.lecture_toggle()
     st.title("Learn DARTS")
     # this machine's searches, then the recordings shipped with the app, so the lesson has a real run at once
-    runs = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
+    searches = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
+    runs = [r for r in searches if r.space == DEFAULT_SPACE]  # sections 1-6 read the convolutional cell
     records: list[dict[str, Any]] = []
     classes, variant, valid_acc = 10, "darts", None
     if runs:
@@ -299,3 +302,4 @@ def page() -> None:
     else:
         st.caption("No runs yet: the figures below appear once a search has run (Search page).")
     render(records, classes, variant=variant, valid_acc=valid_acc)
+    learn_rnn.render(searches, _prose)

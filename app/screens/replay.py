@@ -13,6 +13,7 @@ from app import state
 from app.figures import labels, replay
 from app.panels import cells, curves, genotype, run_labels
 from engine.runs import catalog, examples
+from engine.space import DEFAULT_SPACE, get_space, space_of_kinds
 
 __all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride", "RUN_PARAM", "STEP_PARAM"]
 
@@ -38,16 +39,18 @@ def _frame(records: Sequence[Mapping[str, Any]], step: int, key: str, variant: s
     weights = replay.record_weights(record, variant)
     st.caption(f"Record {i + 1} of {len(records)} · step {record.get('step', i)} · epoch "
                f"{int(record.get('epoch', 0)) + 1}")
+    space = space_of_kinds(weights) or get_space()
     mode = cells.mode_picker(key=f"{key}.mode")
-    cells.render_heatmaps(weights, replay.record_weights(records[0], variant), mode, key=key)
-    show_all = st.toggle("Show every candidate edge", key=f"{key}.show_all")
+    cells.render_heatmaps(weights, replay.record_weights(records[0], variant), mode, key=key, space=space)
+    # the convolutional cells can be drawn with every candidate edge; a recurrent cell is drawn as derived
+    show_all = space.name == DEFAULT_SPACE and st.toggle("Show every candidate edge", key=f"{key}.show_all")
     if int(record.get("step", i)) == 0:
         st.caption(genotype.UNTRAINED_NOTE)
-    cells.render_dags(replay.record_genotype(record, variant), weights, show_all)
+    cells.render_dags(replay.record_genotype(record, variant), weights, show_all, space=space)
     if metrics:  # the curves as they stood at this step
         shown = int(record.get("step", i))
         curves.render([m for m in metrics if int(m.get("step", 0)) <= shown] or metrics[:1], key=key,
-                      lecture=cells.lecture_on())
+                      lecture=cells.lecture_on(), space=space.name)
 
 
 def _step_from_url(steps: Sequence[int]) -> int | None:

@@ -161,7 +161,7 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
         st.info("No genotype recorded yet (one is written at each epoch end and on Derive now).")
     if not training:
         pt_view.render(info)   # only where DARTS-PT ran on this search
-    curves.render(state.metrics_records(info.path), key="runs")
+    curves.render(state.metrics_records(info.path), key="runs", space=info.space)
     st.markdown("**Export**")
     exports.render(lambda: info.genotype, str(info.path), info.run_id, key="runs",
                    has_genotype=info.genotype is not None)

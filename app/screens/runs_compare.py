@@ -21,6 +21,7 @@ from app.figures import alt, cells_dot, curves, glossary, heatmaps, labels, repl
 from app.panels import cells
 from app.screens.runs_lineage import record
 from engine.runs.catalog import RunInfo
+from engine.space import DEFAULT_SPACE
 from engine.space.cnn.genotype import Genotype
 
 __all__ = ["training_frame", "scores_figure", "render_trainings", "skip_count", "extra_metric_keys", "searches_frame",
@@ -228,7 +229,11 @@ def _overlay(metrics: Mapping[str, Sequence[Mapping[str, Any]]], key: str, title
 def render_searches(runs: Sequence[RunInfo]) -> None:
     """2 to 4 searches: a table (skip connections per cell, last valid accuracy), per run its final op-weight
     heatmap, cell and genotype, then validation accuracy (and any extra per-step metric) against the step."""
-    searches = [r for r in runs if r.kind == "search" and r.state != "unreadable"]
+    # side by side reads the convolutional cells (skip connections per cell, two heatmaps); a recurrent search is
+    # read on its own
+    searches = [r for r in runs if r.kind == "search" and r.state != "unreadable" and r.space == DEFAULT_SPACE]
+    if any(r.space != DEFAULT_SPACE for r in runs):
+        st.caption("Recurrent searches are not compared side by side: pick one above to read it.")
     if len(searches) < 2:
         st.info("Comparing searches needs two search runs.")
         st.query_params.pop(SEARCHES_PARAM, None)

@@ -30,6 +30,7 @@ from app.panels.stage_compare import COMPARE_VIEW, VIEW_PARAM
 from app.screens.search import DEFAULT_REFRESH_S as REFRESH_S
 from engine.runs import catalog, examples
 from engine.runs.rundir import RunDirError
+from engine.space import DEFAULT_SPACE
 
 __all__ = ["page", "RUN_PARAM", "KEYS", "TICK_S", "PIECES", "default_run_id",
            "runs_for_stage", "piece_keys"]
@@ -51,7 +52,10 @@ def _graph_css() -> str:
 def runs_for_stage(runs_dir: str | Path) -> list[catalog.RunInfo]:
     """The searches the stage can show: the shipped recordings first (the demo one leading), then this machine's
     searches, newest first."""
-    return examples.example_runs() + [r for r in catalog.list_runs(runs_dir) if r.kind != "train"]
+    # the stage's layout is the convolutional cell's (two heatmaps, two graphs): recurrent searches are watched on
+    # the Search page
+    return examples.example_runs() + [r for r in catalog.list_runs(runs_dir)
+                                       if r.kind != "train" and r.space == DEFAULT_SPACE]
 
 
 def default_run_id(runs: list[catalog.RunInfo]) -> str | None:

@@ -53,8 +53,7 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
     else:
         config = from_rnn_preset(args.preset, **overrides)
         run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), args.preset)
-    # one thread: the recurrent cell's small matrix products run slower on two (docs/darts.md)
-    apply_threads(1)
+    apply_threads(config.threads)  # one by default: the recurrent cell's small products run slower on two
     control, box, signals, errors, started = Control(), SnapshotBox(), [], [], []
     verbosity = getattr(args, "verbosity", NORMAL)
 

@@ -23,6 +23,7 @@ from engine.runs.liveness import is_interrupted
 from engine.runs.snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
 from engine.search.config import SearchConfig
 from engine.space.cnn.genotype import Genotype
+from engine.space.rnn.config import RNNSearchConfig
 from engine.train.config import TrainConfig
 
 __all__ = ["JobError", "Controller", "Registry", "resume_config"]
@@ -32,16 +33,26 @@ class JobError(RuntimeError):
     """A control request that cannot be honoured (e.g. a second search while one runs)."""
 
 
-def resume_config(run_dir: str | os.PathLike, overrides: dict | None = None) -> SearchConfig:
-    """The config a run was started with, with the (resumable) overrides applied."""
-    saved = rundir.read_config(run_dir)["config"]
-    return SearchConfig.from_dict({**saved, **(overrides or {})})
+def resume_config(run_dir: str | os.PathLike, overrides: dict | None = None) -> SearchConfig | RNNSearchConfig:
+    """The config a search was started with (a recurrent search's for one), with the (resumable) overrides applied."""
+    record = rundir.read_config(run_dir)
+    config_type = RNNSearchConfig if rundir.space_name(record) == "rnn" else SearchConfig
+    return config_type.from_dict({**record["config"], **(overrides or {})})
+
+
+def _run_name(config: SearchConfig | RNNSearchConfig) -> str:
+    """The readable part of a new search's run directory name."""
+    if isinstance(config, RNNSearchConfig):
+        corpus = "embedded" if config.corpus == "embedded" else Path(config.corpus).name or "corpus"
+        return f"rnn-{corpus}-{config.order}"
+    return f"{config.dataset}-{config.variant}-{config.order}"
 
 
 class Controller:
-    """One search (a SearchConfig) or training (a TrainConfig and its genotype) in a daemon thread."""
+    """One search (a SearchConfig, or an RNNSearchConfig for the recurrent space) or training (a TrainConfig and
+    its genotype) in a daemon thread."""
 
-    def __init__(self, config: SearchConfig | TrainConfig, run_dir: Path, resume: bool = False,
+    def __init__(self, config: SearchConfig | RNNSearchConfig | TrainConfig, run_dir: Path, resume: bool = False,
                  callbacks: list[Callback] | None = None, genotype: Genotype | None = None,
                  source: dict | None = None):
         self.config, self.run_dir, self.resume_run = config, Path(run_dir), resume
@@ -66,6 +77,8 @@ class Controller:
         try:
             if self.kind == "train":
                 from engine.train.loop import run_training
+            elif isinstance(self.config, RNNSearchConfig):
+                from engine.search.rnn_loop import run_rnn_search as run_search
             else:
                 from engine.search.loop import run_search
         except Exception as e:
@@ -124,11 +137,11 @@ class Registry:
         with self._lock:
             return self._running()
 
-    def start(self, config: SearchConfig | TrainConfig | None = None, resume: str | os.PathLike | None = None,
-              overrides: dict | None = None, slug: str | None = None, genotype: Genotype | None = None,
-              source: dict | None = None) -> Controller:
-        """Start a new search (a SearchConfig), a new training (a TrainConfig, its genotype and where it came
-        from), or resume a run directory of either kind (resume, optional overrides)."""
+    def start(self, config: SearchConfig | RNNSearchConfig | TrainConfig | None = None,
+              resume: str | os.PathLike | None = None, overrides: dict | None = None, slug: str | None = None,
+              genotype: Genotype | None = None, source: dict | None = None) -> Controller:
+        """Start a new search (a SearchConfig or an RNNSearchConfig), a new training (a TrainConfig, its genotype
+        and where it came from), or resume a run directory of either kind (resume, optional overrides)."""
         with self._lock:
             running = self._running()
             if running is not None:
@@ -154,8 +167,7 @@ class Registry:
             else:
                 if config is None:
                     raise JobError("nothing to start: give a config or a run directory to resume")
-                name = slug or f"{config.dataset}-{config.variant}-{config.order}"
-                job = Controller(config, rundir.new_run_dir(self.runs_dir, name))
+                job = Controller(config, rundir.new_run_dir(self.runs_dir, slug or _run_name(config)))
             self._jobs[job.run_id] = job
             if job.kind == "search":  # the Search page's run; the Train page finds trainings by kind
                 self._current = job.run_id

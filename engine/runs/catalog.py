@@ -37,6 +37,7 @@ class RunInfo:
     error: str | None = None
     kind: str = "search"                 # "search" or "train"
     test_acc: float | None = None        # a training's last test accuracy
+    space: str = "cnn"                   # the search space of its cells (engine.space.get_space)
 
 
 def _last_metric(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -69,6 +70,7 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
         valid_acc=_last_metric(metrics, "valid_acc"), created=str(cfg.get("created", "")),
         config=cfg["config"], error=None if status.get("error") is None else str(status["error"]),
         kind="train" if cfg.get("kind") == "train" else "search", test_acc=_last_metric(metrics, "test_acc"),
+        space=rundir.space_name(cfg),
     )
 
 

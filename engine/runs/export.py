@@ -21,8 +21,8 @@ import numpy as np
 from engine.core.atomic import write_bytes_atomic
 from engine.runs import rundir
 from engine.runs.handle import RunHandle
-from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, source_name
-from engine.space.cnn.dot import cell_dot, genotype_dot, weighted_cell_dot
+from engine.space import space_of_genotype, space_of_kinds
+from engine.space.cnn.dot import cell_dot, weighted_cell_dot
 from engine.space.cnn.genotype import Genotype
 from engine.variants import Variant, arch_of, op_weights
 
@@ -43,6 +43,12 @@ _INSTALL_HINT = ("Graphviz's `dot` program is not installed (SVG needs it; DOT e
 
 class GraphvizMissingError(RuntimeError):
     """SVG was asked for and Graphviz's `dot` program is not on PATH; the message says how to install it."""
+
+
+def genotype_dot(genotype: Any) -> str:
+    """The DOT drawing of a genotype of any search space (both convolutional cells side by side, or the recurrent
+    cell)."""
+    return space_of_genotype(genotype).dot(genotype)
 
 
 def genotype_to(fmt: str, genotype: Genotype) -> str:
@@ -78,24 +84,25 @@ def render_svg(dot_source: str) -> bytes:
 
 
 def alphas_csv(records: Iterable[Mapping[str, Any]], variant: str | Variant | Mapping[str, Any] = "darts") -> str:
-    """alphas.jsonl records {"step", "epoch", "normal": (edges, ops), "reduce": ...} as long-format CSV: one row
-    per (record, cell, edge, op) with the raw alpha and the op weight the run's variant gives it (the softmax
-    for DARTS); edge is the alpha row index. A variant's own state beside the alphas (PC-DARTS's
-    betas_normal, GDAS's tau and sampled ops, ...) follows, one row per value: `cell` is its name, `edge` its
-    index (empty for a single number), `alpha` the value, `op` and `weight` empty."""
+    """alphas.jsonl records {"step", "epoch", "normal": (edges, ops), "reduce": ...} (or "recurrent": ...) as
+    long-format CSV: one row per (record, cell, edge, op) with the raw alpha and the op weight the run's variant
+    gives it (the softmax for DARTS); edge is the alpha row index. A variant's own state beside the alphas
+    (PC-DARTS's betas_normal, GDAS's tau and sampled ops, ...) follows, one row per value: `cell` is its name, `edge`
+    its index (empty for a single number), `alpha` the value, `op` and `weight` empty."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(CSV_COLUMNS)
     for rec in records:
         arch = arch_of(rec)
-        weights = op_weights(arch, variant)  # {"normal", "reduce"} -> (edges, ops)
-        for cell in CELL_KINDS:
+        space = space_of_kinds(arch)  # the record's search space: its cell kinds, ops and edges
+        weights = op_weights(arch, variant)  # {kind: (edges, ops)}
+        for cell in space.cell_kinds:
             alphas = arch[cell]  # (edges, ops)
-            for r, (j, i) in enumerate(edge_endpoints(nodes_of(alphas.shape[0]))):
-                for k, op in enumerate(PRIMITIVES):
-                    out.writerow([rec["step"], rec.get("epoch", ""), cell, r, source_name(j), i, op,
+            for r, (j, i) in enumerate(space.edge_endpoints(space.nodes_of(alphas.shape[0]))):
+                for k, op in enumerate(space.primitives):
+                    out.writerow([rec["step"], rec.get("epoch", ""), cell, r, space.source_name(j), space.node_name(i), op,
                                   float(alphas[r, k]), float(weights[cell][r, k])])
-        for name in sorted(set(arch) - set(CELL_KINDS)):
+        for name in sorted(set(arch) - set(space.cell_kinds)):
             values = np.atleast_1d(arch[name]).reshape(-1)
             edges = [""] if np.ndim(arch[name]) == 0 else range(len(values))
             for r, value in zip(edges, values, strict=True):

@@ -50,19 +50,18 @@ def snapshot_from_dir(run_dir: str | os.PathLike, recent: int = 500) -> Snapshot
         weights = record_weights(alphas_rows[-1], variant)
         initial = record_weights(alphas_rows[0], variant)
     genos = rundir.read_genotypes(run_dir)
+    space = rundir.run_space(run_dir)
     epoch_geno = None
     if len(genos) >= 2:
-        from engine.space.cnn.genotype import Genotype
-
         try:
-            epoch_geno = Genotype.from_dict(genos[-2]["genotype"])
+            epoch_geno = space.genotype_from_dict(genos[-2]["genotype"])
         except (KeyError, TypeError, ValueError):
             epoch_geno = None
     return Snapshot(
         run_id=info.run_id, run_dir=str(run_dir), state=info.state, epoch=info.epoch, epochs=info.epochs,
         step=info.step, steps_per_epoch=_count(status.get("steps_per_epoch")), total_steps=info.total_steps,
         steps_per_s=_real(status.get("steps_per_s")), eta_s=_real(status.get("eta_s")),
-        device=str(status.get("device", "")),
+        device=str(status.get("device", "")), space=space.name,
         alphas=alphas, weights=weights, initial_weights=initial, genotype=info.genotype, epoch_genotype=epoch_geno,
         metrics=tuple(metrics[-recent:]), message=_text(status.get("message")), error=_text(status.get("error")),
         config=info.config, updated_at=_real(status.get("updated")) or 0.0,

@@ -44,6 +44,7 @@ class RunLoop(Resumable):
     abstract methods. `setup` checks and builds everything before it writes; `run` steps until the end or a stop."""
 
     KIND: str                # "search" or "train": config.json's kind, and the command that resumes the run
+    SPACE = "cnn"            # the search space of the job's cells (the snapshot's `space`)
     OOM_ADVICE: str          # what to lower when the job runs out of memory
     SPLITS: tuple[str, ...]  # the data's split sizes that config.json records
     scheduler: Any           # the weights' learning-rate schedule, stepped once an epoch
@@ -279,7 +280,8 @@ class RunLoop(Resumable):
             run_id=self.run_dir.name, run_dir=str(self.run_dir), state=self.state, epoch=self.epoch,
             epochs=self.cfg.epochs, step=self.step, steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps, steps_per_s=status["steps_per_s"], eta_s=status["eta_s"],
-            device=str(self.device), metrics=tuple(self.recent), message=self.message, error=self.error,
+            device=str(self.device), space=self.SPACE, metrics=tuple(self.recent), message=self.message,
+            error=self.error,
             config=self.cfg.to_dict(), updated_at=time.time(), **self._picture()))
 
     # ---------------------------------------------------------------- the end

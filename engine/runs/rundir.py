@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.atomic import loads_json, read_json, read_jsonl, write_json_atomic
-from engine.space.cnn.genotype import Genotype
+from engine.space import SearchSpace, get_space, space_of_kinds
 
 __all__ = [
     "CONFIG", "STATUS", "METRICS", "ALPHAS", "GENOTYPES", "CHECKPOINT", "CONTROL", "CONTROL_LOCK", "RUN_LOCK",
     "RunDirError",
     "runs_root", "new_run_dir", "read_config", "read_status", "write_status", "read_metrics", "read_alphas",
-    "read_genotypes", "latest_genotype",
+    "read_genotypes", "latest_genotype", "space_name", "run_space",
 ]
 
 CONFIG, STATUS, METRICS, ALPHAS, GENOTYPES, CHECKPOINT, CONTROL = (
@@ -108,26 +108,52 @@ def _is_matrix(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(r, list) for r in value)
 
 
+# config.json's kind -> the search space of the run's cells; a kind not named here is the default space's
+_SPACE_OF_KIND = {"rnn_search": "rnn", "rnn_train": "rnn"}
+
+
+def space_name(record: dict[str, Any]) -> str:
+    """The search space of a run, from its config.json record: "cnn" for the convolutional searches and
+    trainings, "rnn" for the recurrent ones."""
+    return _SPACE_OF_KIND.get(record.get("kind"), get_space().name) if isinstance(record, dict) else get_space().name
+
+
+def run_space(run_dir: str | os.PathLike) -> SearchSpace:
+    """The search space of a run directory's cells; the default space when its config.json cannot be read
+    (what reads the rest of the run then reports that damage itself)."""
+    try:
+        return get_space(space_name(read_config(run_dir)))
+    except (RunDirError, OSError, ValueError):
+        return get_space()
+
+
+def _is_alphas_row(row: dict[str, Any]) -> bool:
+    """An integer step and an op-weight matrix of every cell kind of one search space."""
+    space = space_of_kinds(row) if _has_step(row) else None
+    return space is not None and all(_is_matrix(row[kind]) for kind in space.cell_kinds)
+
+
 # The readers below return the lines a reader can place: a line without an integer step (or an alphas line
-# without its two matrices) is damage, skipped like a torn line, so one bad line cannot break a page.
+# without the matrices of its cell kinds) is damage, skipped like a torn line, so one bad line cannot break a page.
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return [r for r in read_jsonl(Path(run_dir) / METRICS) if _has_step(r)]
 
 
 def read_alphas(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    return [r for r in read_jsonl(Path(run_dir) / ALPHAS)
-            if _has_step(r) and _is_matrix(r.get("normal")) and _is_matrix(r.get("reduce"))]
+    return [r for r in read_jsonl(Path(run_dir) / ALPHAS) if _is_alphas_row(r)]
 
 
 def read_genotypes(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return [r for r in read_jsonl(Path(run_dir) / GENOTYPES) if _has_step(r)]
 
 
-def latest_genotype(run_dir: str | os.PathLike) -> Genotype | None:
-    """The last well-formed genotype of genotypes.jsonl, or None; a row without one (or a broken one) is skipped."""
+def latest_genotype(run_dir: str | os.PathLike) -> Any:
+    """The last well-formed genotype of genotypes.jsonl (of the run's search space), or None; a row without one
+    (or a broken one) is skipped."""
+    space = run_space(run_dir)
     for row in reversed(read_genotypes(run_dir)):
         try:
-            return Genotype.from_dict(row["genotype"])
+            return space.genotype_from_dict(row["genotype"])
         except (KeyError, TypeError, ValueError):
             continue
     return None

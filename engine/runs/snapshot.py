@@ -33,13 +33,15 @@ class Snapshot:
     steps_per_s: float | None = None
     eta_s: float | None = None
     device: str = ""
-    # raw (pre-softmax) architecture state: "normal" and "reduce" are (edges, ops); extras beside them
+    space: str = "cnn"                # the search space of the run's cells (engine.space.get_space)
+    # raw (pre-softmax) architecture state: one (edges, ops) matrix per cell kind of the space ("normal" and
+    # "reduce"; "recurrent"), extras beside them
     alphas: dict[str, np.ndarray] = field(default_factory=dict)
     # op weights as the search uses them (softmax rows for DARTS): (edges, ops) per cell type
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     # op weights at step 0, so a view can show the change since the start
     initial_weights: dict[str, np.ndarray] = field(default_factory=dict)
-    genotype: Any = None              # engine.space.cnn.genotype.Genotype of the current alphas
+    genotype: Any = None              # the space's Genotype of the current alphas
     epoch_genotype: Any = None        # the genotype at the end of the previous epoch (for "what changed")
     metrics: tuple[dict[str, Any], ...] = ()   # recent metric rows (same keys as metrics.jsonl)
     message: str | None = None        # a note for the user (e.g. why the run paused)

@@ -7,9 +7,6 @@ valid one read from the train window's row modulo its length, as the reference d
 from window to window within an epoch (truncated BPTT) and starts from zeros at each epoch, as the reference's
 `train()` does; it is part of the checkpoint, so a resumed run continues exactly. The sequence length is fixed
 at `bptt` (the reference halves it at random one window in twenty; a fixed grid keeps the epoch's steps fixed).
-
-This module imports engine.runs, which engine/space may not (tests/test_architecture.py): it belongs in
-engine/search/ beside the convolutional loop; it lives here until it is moved there.
 """
 
 from __future__ import annotations
@@ -103,6 +100,7 @@ def _rows(a: np.ndarray) -> list[list[float]]:
 
 class _RNNLoop(RunLoop):
     KIND = "rnn_search"
+    SPACE = "rnn"
     OOM_ADVICE = "lower batch_size, nhid and emsize, bptt or max_vocab, or use order=first"
     SPLITS = ("num_train", "num_valid")
     Meters = _Meters
@@ -196,7 +194,11 @@ class _RNNLoop(RunLoop):
         end_of_epoch = self.batch == self.steps_per_epoch
         metrics = alphas_row = None
         if self.step % cfg.log_every == 0 or end_of_epoch:
-            metrics = {"step": self.step, "epoch": self.epoch, **self.meters.means(),
+            means = self.meters.means()
+            # perplexity, the language model's usual score: exp of the mean cross-entropy (capped, as at epoch end)
+            ppl = {f"{split}_ppl": float(np.exp(min(means[f"{split}_loss"], 50.0))) for split in ("train", "valid")
+                   if f"{split}_loss" in means}
+            metrics = {"step": self.step, "epoch": self.epoch, **means, **ppl,
                        "w_lr": self.w_opt.param_groups[0]["lr"], "a_lr": self.a_opt.param_groups[0]["lr"],
                        **self._pace()}
             self.recent.append(metrics)

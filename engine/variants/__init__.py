@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.space import space_of_kinds
 from engine.variants.base import Variant
 from engine.variants.options import Option, Rule
 from engine.variants.registry import (
@@ -49,8 +50,8 @@ _RECORD_KEYS = frozenset({"step", "epoch"})
 
 def arch_of(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The architecture parameters of an alphas.jsonl line (or a snapshot's `alphas`) as float64 arrays."""
-    if "normal" not in record or "reduce" not in record:
-        raise ValueError("an alphas record needs 'normal' and 'reduce' matrices")
+    if space_of_kinds(record) is None:
+        raise ValueError("an alphas record needs the matrices of a cell: 'normal' and 'reduce', or 'recurrent'")
     try:
         return {k: np.asarray(v, dtype=np.float64) for k, v in record.items() if k not in _RECORD_KEYS}
     except (TypeError, ValueError, OverflowError) as e:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from engine.space import DEFAULT_SPACE, space_of_kinds
 from engine.space.cnn.genotype import Genotype, genotype_from_weights
 from engine.variants.options import Option, Rule
 from engine.variants.state import StateFigure
@@ -141,5 +142,9 @@ class Variant:
         """The discrete cell of these op weights (as `weights` gave them, numpy) and raw parameters.
 
         The default is the DARTS rule on the op weights (engine.space.cnn.genotype.select_edges): per node, the two
-        edges whose strongest non-`none` weight is largest, each with that op."""
+        edges whose strongest non-`none` weight is largest, each with that op; for the weights of another search
+        space's cells (the recurrent cell), that space's rule."""
+        space = space_of_kinds(weights)
+        if space is not None and space.name != DEFAULT_SPACE:
+            return space.derive(weights)
         return genotype_from_weights(weights["normal"], weights["reduce"])

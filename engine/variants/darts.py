@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from engine.space import space_of_kinds
 from engine.space.cnn.cell import CELL_KINDS
 from engine.variants import register
 from engine.variants.base import Variant
@@ -24,8 +25,10 @@ def op_weights(alphas: torch.Tensor) -> torch.Tensor:
 
 
 def softmax_weights(arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """DARTS's op weights: softmax over the ops of each edge, both cells ((edges, ops) each)."""
-    return {kind: op_weights(arch[kind]) for kind in CELL_KINDS}
+    """DARTS's op weights: softmax over the ops of each edge, for every cell kind of the arch's search space
+    ((edges, ops) each: the normal and the reduction cell, or the recurrent cell)."""
+    space = space_of_kinds(arch)
+    return {kind: op_weights(arch[kind]) for kind in (space.cell_kinds if space is not None else CELL_KINDS)}
 
 
 @register

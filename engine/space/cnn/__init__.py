@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.space.base import SearchSpace
-from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, num_edges, source_name
+from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of, num_edges, source_name
 from engine.space.cnn.dot import genotype_dot
 from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
 
@@ -24,7 +24,9 @@ def _derive(weights: Mapping[str, Any]) -> Genotype:
 
 SPACE = SearchSpace(
     name="cnn", title="convolutional cell (DARTS, CIFAR-10)", primitives=PRIMITIVES, cell_kinds=CELL_KINDS,
-    inputs_per_node=2, num_edges=num_edges, edge_endpoints=edge_endpoints, source_name=source_name,
-    derive=_derive, parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict, dot=genotype_dot,
+    cell_titles={"normal": "Normal cell", "reduce": "Reduction cell"},
+    inputs_per_node=2, num_edges=num_edges, nodes_of=nodes_of, edge_endpoints=edge_endpoints,
+    source_name=source_name, derive=_derive, genotype_type=Genotype,
+    parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict, dot=genotype_dot,
     known_genotypes=KNOWN_GENOTYPES, data_kind="image", network="engine.nn.network:NetworkCIFAR",
 )

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.space.base import SearchSpace
-from engine.space.rnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, num_edges, source_name
+from engine.space.rnn.cell import (
+    CELL_KINDS,
+    PRIMITIVES,
+    edge_endpoints,
+    node_name,
+    nodes_of,
+    num_edges,
+    source_name,
+)
 from engine.space.rnn.dot import genotype_dot
 from engine.space.rnn.genotype import KNOWN_GENOTYPES, Genotype, genotype_from_weights
 
@@ -26,7 +34,12 @@ def _derive(weights: Mapping[str, Any]) -> Genotype:
 
 SPACE = SearchSpace(
     name="rnn", title="recurrent cell (DARTS, language modelling)", primitives=PRIMITIVES, cell_kinds=CELL_KINDS,
-    inputs_per_node=1, num_edges=num_edges, edge_endpoints=edge_endpoints, source_name=source_name,
-    derive=_derive, parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict, dot=genotype_dot,
+    cell_titles={"recurrent": "Recurrent cell"},
+    inputs_per_node=1, num_edges=num_edges, nodes_of=nodes_of, edge_endpoints=edge_endpoints,
+    source_name=source_name, derive=_derive, genotype_type=Genotype,
+    parse_genotype=Genotype.parse, genotype_from_dict=Genotype.from_dict, dot=genotype_dot,
     known_genotypes=KNOWN_GENOTYPES, data_kind="text", network="engine.nn.rnn_network:RNNModel",
+    node_name=node_name,
+    rows_note="States are numbered as in the genotype and the drawn cell: 0 is s_0, made from x_t and h_{t-1}; "
+              "1 to 8 are the cell's nodes. Each node keeps one input: its strongest op other than none.",
 )

@@ -9,7 +9,8 @@ is intermediate node j - 1 (the paper's Figure 6 numbers the same states 0..8).
 
 from __future__ import annotations
 
-__all__ = ["PRIMITIVES", "CELL_KINDS", "STEPS", "num_edges", "nodes_of", "edge_endpoints", "source_name"]
+__all__ = ["PRIMITIVES", "CELL_KINDS", "STEPS", "num_edges", "nodes_of", "edge_endpoints", "source_name",
+           "node_name"]
 
 # The candidate ops, in the column order of the op-weight matrix (the reference's rnn/genotypes.py order).
 PRIMITIVES: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
@@ -38,6 +39,12 @@ def edge_endpoints(nodes: int) -> list[tuple[int, int]]:
 
 
 def source_name(index: int) -> str:
-    """Input state as people read it: 0 -> "s_0" (from x_t and h_{t-1}), j >= 1 -> intermediate node j - 1,
-    numbered from 0 like the nodes of an edge label ("s_0 -> 0", "0 -> 1")."""
-    return "s_0" if index == 0 else str(index - 1)
+    """Input state as people read it: its number in the genotype and the drawn cell (0 is s_0, from x_t and
+    h_{t-1}; j >= 1 is intermediate node j), so an edge label "0 -> 1" is the genotype's ('op', 0) of node 1."""
+    return str(index)
+
+
+def node_name(index: int) -> str:
+    """Intermediate node `index` (0-based, the op-weight rows' order) as the genotype and the drawing number it:
+    from 1 (state 0 is s_0)."""
+    return str(index + 1)

@@ -45,6 +45,9 @@ class RNNSearchConfig(FrozenConfig):
     dropoute: float = 0.0          # whole words (off during search, as the reference)
     seed: int = 3                  # the reference's search seed
     device: str = "auto"
+    # torch CPU threads; 0 = auto (engine/runtime/threads.py). One by default: the cell's small matrix products
+    # ran many times slower on two threads of a loaded 2-core machine (docs/darts.md, section 6)
+    threads: int = 1
     amp: bool = False
     log_every: int = 10
     checkpoint_every_s: float = 60.0
@@ -73,6 +76,8 @@ class RNNSearchConfig(FrozenConfig):
         for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
             value = getattr(self, name)
             check(is_num(value) and 0 <= value < 1, name, value, "a probability in [0, 1)")
+        check(is_int(self.threads) and 0 <= self.threads <= 1024, "threads", self.threads,
+              "an integer from 0 (auto) to 1024")
         check_run_fields(self)
 
 
@@ -84,6 +89,10 @@ RNN_PRESETS: dict[str, RNNSearchConfig] = {
     # A laptop-sized search on the embedded corpus: a capped vocabulary, a small cell state, short sequences.
     "rnn-demo": RNNSearchConfig(max_vocab=2_000, emsize=32, nhid=32, bptt=20, batch_size=32, epochs=10,
                                 order="first", log_every=1),
+    # For tests: a few steps take well under a second each; an epoch of the embedded corpus is long, so a test
+    # stops it (or sets epochs and reads a few steps).
+    "rnn-smoke": RNNSearchConfig(max_vocab=300, emsize=8, nhid=8, nodes=8, bptt=8, batch_size=8, epochs=1,
+                                 order="first", log_every=1, checkpoint_every_s=3600.0),
 }
 
 
