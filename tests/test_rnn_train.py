@@ -283,3 +283,35 @@ def test_ctrl_c_stops_a_recurrent_training_with_a_checkpoint_and_it_resumes(runs
 
     assert load_checkpoint(run / rundir.CHECKPOINT, RNN_TRAIN_FORMAT, ("step", "hidden"))["step"] == status["step"]
     assert main(["train", "--resume", str(run), "-q", "--set", "epochs=1"]) == 2  # a resume keeps what it learns
+
+
+def _rnn_search_dir(tmp_path: Path) -> Path:
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / rundir.CONFIG).write_text(json.dumps({"kind": "rnn_search", "config": {"epochs": 1}}))
+    row = {"step": 10, "epoch": 0, "kind": "final", "genotype": KNOWN_GENOTYPES["DARTS_RNN_V1"].to_dict()}
+    (search / rundir.GENOTYPES).write_text(json.dumps(row) + "\n")
+    return search
+
+
+def test_compare_trains_a_recurrent_searchs_cell_beside_darts_rnn_and_random_cells(tmp_path, runs_dir, capsys):
+    search = _rnn_search_dir(tmp_path)
+    # no preset: the search is recurrent, so the cells are compared as recurrent cells (rnn-train-demo's settings)
+    assert main(["compare", str(search), "--random", "1", "-q", "--set", "epochs=1", "--set", "max_vocab=50",
+                 "--set", "emsize=8", "--set", "nhid=8", "--set", "batch_size=512", "--set", "test_batch_size=64",
+                 "--set", "eval_batch_size=64"]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0].split()[:2] == ["cell", "test_ppl"] and [line.split()[0] for line in table[1:]] == [
+        "found", "DARTS_RNN", "random:0"]
+    assert all(float(line.split()[1]) > 1 for line in table[1:])
+    trained = sorted(rundir.read_config(p)["genotype"]["recurrent"] == [list(x) for x in KNOWN_GENOTYPES[
+        "DARTS_RNN_V1"].recurrent] for p in runs_dir.iterdir())
+    assert trained == [False, False, True]  # the found cell is the search's final one
+    assert all(rundir.read_config(p)["kind"] == "rnn_train" for p in runs_dir.iterdir())
+
+
+def test_compare_refuses_a_recurrent_search_with_a_convolutional_preset(tmp_path, runs_dir, capsys):
+    assert main(["compare", str(_rnn_search_dir(tmp_path)), "--preset", "train-smoke", "--random", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a recurrent cell; compare it with a recurrent preset" in err and len(err.strip().splitlines()) == 1
+    assert not list(runs_dir.iterdir())

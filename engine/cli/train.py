@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,13 @@ _SPACES: dict[str, tuple[str, dict[str, Any], str, type, Any]] = {
 }
 # A recurrent cell's small matrix products run faster on one thread up to about this width (docs/darts.md).
 _ONE_THREAD_NHID = 256
+
+
+def _recurrent_threads(config: Any) -> None:
+    if isinstance(config, RNNTrainConfig) and config.nhid <= _ONE_THREAD_NHID:
+        from engine.runtime.threads import apply_threads
+
+        apply_threads(1)
 
 
 def _new_training(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Path]:
@@ -70,10 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print("error: give a GENOTYPE to train (or --resume RUN_DIR)", file=sys.stderr)
             return 2
         config, genotype, source, run_dir = _new_training(args)
-    if isinstance(config, RNNTrainConfig) and config.nhid <= _ONE_THREAD_NHID:
-        from engine.runtime.threads import apply_threads
-
-        apply_threads(1)
+    _recurrent_threads(config)
     if getattr(args, "verbosity", 0) > 0:
         print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", file=sys.stderr)
     from engine.cli.progress import job_progress
@@ -91,6 +97,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 128 + signals[0] if signals else 0  # a stop by a signal (after its checkpoint) is not a success
 
 
+def _compare_config(args: argparse.Namespace) -> Any:
+    """The config every entrant gets: the preset's space, or without one the search's (a recurrent search's cells
+    are compared as recurrent cells)."""
+    space = next((s for s, spec in _SPACES.items() if args.preset in spec[1]), None)
+    if space is None:
+        try:
+            kind = rundir.read_config(args.search.rsplit("@", 1)[0]).get("kind") if args.search else None
+        except rundir.RunDirError:
+            kind = None  # said by the search's own reading, with the reason
+        space = "rnn" if kind in ("rnn_search", "rnn_train") else "cnn"
+    _, _, default, config_class, from_preset = _SPACES[space]
+    return from_preset(args.preset or default, parse_overrides(args.set or [], config_class))
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from engine.train.compare import compare, format_table
 
@@ -102,8 +122,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         # the found cell is a search's: a genotype named here (DARTS_V2, a file) would be trained and labelled
         # `found`, beside the DARTS_V2 baseline
         raise BadInput(f"{args.search!r} is not a search run directory (SEARCH_RUN_DIR or SEARCH_RUN_DIR@STEP)")
-    overrides = parse_overrides(args.set or [], TrainConfig)
-    config = from_train_preset(args.preset, overrides)
+    config = _compare_config(args)
+    _recurrent_threads(config)
     from engine.cli.progress import job_progress
 
     verbosity = getattr(args, "verbosity", 0)
@@ -117,16 +137,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_train_commands(sub: Any, prog: str = "dartboard", parents: list[argparse.ArgumentParser] | None = None) -> None:
-    presets = sorted(TRAIN_PRESETS)
+    presets = sorted({*TRAIN_PRESETS, *RNN_TRAIN_PRESETS})  # either space: the cell or the search says which
     shared = {"parents": parents or [], "formatter_class": argparse.RawDescriptionHelpFormatter,
               "epilog": fields_epilog(TrainConfig, TRAIN_PRESETS, prog)}
-    recurrent = fields_epilog(RNNTrainConfig, RNN_TRAIN_PRESETS, prog)
+    # One paragraph, not a second field table: the same names (epochs, lr, ...) accept other ranges there, and one
+    # help with two lines for a name would leave the reader to guess which applies.
+    recurrent = textwrap.fill(
+        f"recurrent cells: presets {', '.join(RNN_TRAIN_PRESETS)} (chosen by default for DARTS_RNN, an rnn_search "
+        f"run or another recurrent cell) take the fields {', '.join(RNNTrainConfig.known_keys())}; docs/darts.md, "
+        "section 6, has their settings, and a bad value's error says what it accepts",
+        max(shutil.get_terminal_size().columns - 2, 60))
     t = sub.add_parser("train", help="train the network built from a genotype, writing a run directory",
-                       **(shared | {"epilog": f"{shared['epilog']}\n\nrecurrent cells: {recurrent}"}))
+                       **(shared | {"epilog": f"{shared['epilog']}\n\n{recurrent}"}))
     t.add_argument("genotype", nargs="?", metavar="GENOTYPE",
                    help="DARTS_V2, DARTS_RNN, a JSON/DARTS file, a search RUN_DIR or RUN_DIR@STEP, random or "
                         "random:SEED (a recurrent one with an rnn preset)")
-    t.add_argument("--preset", choices=sorted({*TRAIN_PRESETS, *RNN_TRAIN_PRESETS}), metavar="PRESET",
+    t.add_argument("--preset", choices=presets, metavar="PRESET",
                    help="the config to start from (default train-demo, rnn-train-demo for a recurrent cell; "
                         "listed below)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -134,12 +160,14 @@ def add_train_commands(sub: Any, prog: str = "dartboard", parents: list[argparse
     t.add_argument("--runs-dir", help="runs root (default $DARTBOARD_RUNS or ./runs)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this training from its checkpoint")
     t.set_defaults(func=cmd_train)
-    c = sub.add_parser("compare", help="train the found cell, DARTS_V2 and N random cells on the same budget",
-                       **shared)
+    c = sub.add_parser("compare", help="train the found cell, DARTS_V2 (DARTS_RNN for a recurrent search) and N "
+                                       "random cells on the same budget",
+                       **(shared | {"epilog": f"{shared['epilog']}\n\n{recurrent}"}))
     c.add_argument("search", nargs="?", metavar="SEARCH_RUN_DIR",
                    help="the search whose final genotype (or SEARCH_RUN_DIR@STEP: the one at a step) to train")
-    c.add_argument("--preset", default="train-demo", choices=presets, metavar="PRESET",
-                   help="the training config every cell gets (default train-demo; listed below)")
+    c.add_argument("--preset", choices=presets, metavar="PRESET",
+                   help="the training config every cell gets (default train-demo, rnn-train-demo for a recurrent "
+                        "search; listed below)")
     c.add_argument("--random", type=int, default=2, metavar="N", help="random cells, 0 or more (random:SEED..SEED+N-1)")
     c.add_argument("--seed", type=int, default=0, help="the first random cell's seed (default 0)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
