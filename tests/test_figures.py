@@ -355,7 +355,11 @@ def test_curve_vega_draws_what_curve_figure_draws(curve):
         mine = lines[lines["series"] == trace.name]
         assert list(zip(mine["segment"], mine["x"], mine["y"], strict=True)) == segments
     assert data.loc[data["kind"] == "rule", "x"].tolist() == [shape.x0 for shape in fig.layout.shapes]
-    assert spec["layer"][0]["encoding"]["y"]["scale"]["zero"] == (fig.layout.yaxis.rangemode == "tozero")
+    scale = spec["layer"][0]["encoding"]["y"]["scale"]
+    if curve in curves.LOG_CURVES:
+        assert scale == {"type": "log"} and fig.layout.yaxis.type == "log"
+    else:
+        assert scale["zero"] == (fig.layout.yaxis.rangemode == "tozero")
     assert curves.curve_vega(metrics[:2], curve)[0] == spec   # new rows change the data only
 
 
@@ -378,3 +382,17 @@ def test_regularised_variants_state_their_schedule_from_a_real_network():
     pc = SearchNetwork(4, 10, 3, nodes=4, variant="beta_darts", variant_options={"beta_base": "pc_darts", "pc_k": 2})
     arch = {k: np.asarray(v) for k, v in pc.arch_numpy().items()}
     assert len(variant_state.variant_state_figures("beta_darts", arch)) == 1  # on PC-DARTS: its edge weights too
+
+
+def test_the_perplexity_curve_joins_the_epoch_measurements_and_dots_them_on_a_log_axis():
+    metrics = [{"step": s, "epoch": s // 3, "train_ppl": 3000.0 - s, "valid_ppl": 2500.0 - s} for s in range(1, 7)]
+    metrics[2]["epoch_valid_ppl"], metrics[5]["epoch_valid_ppl"] = 340.0, 300.0
+    spec, data = curves.curve_vega(metrics, "perplexity")
+    whole = data[(data["series"] == "valid, whole split, dropout off") & (data["kind"] == "line")]
+    assert whole["x"].tolist() == [3.0, 6.0] and whole["segment"].nunique() == 1  # one line across the epochs
+    assert data.loc[data["kind"] == "dot", "y"].tolist() == [340.0, 300.0]
+    train = data[(data["series"] == "train") & (data["kind"] == "line")]
+    assert train["segment"].nunique() == 3  # running means break at each epoch's start (steps 1-2, 3-5, 6)
+    assert spec["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
+    fig = curves.curve_figure(metrics, "perplexity")
+    assert fig.layout.yaxis.type == "log" and fig.data[2].mode == "lines+markers"

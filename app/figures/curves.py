@@ -20,8 +20,14 @@ CURVES = {
     "loss": ("Loss", "cross-entropy", [("train_loss", "train"), ("valid_loss", "valid")]),
     "accuracy": ("Accuracy", "accuracy", [("train_acc", "train"), ("valid_acc", "valid")]),
     "lr": ("Network-weight learning rate", "lr", [("w_lr", "w_lr")]),
-    "perplexity": ("Perplexity", "perplexity", [("train_ppl", "train"), ("valid_ppl", "valid")]),
+    # exp of the running mean loss with the search's dropouts on (in the thousands early on), and the whole
+    # validation split measured with dropout off at each epoch's end: a log axis shows both
+    "perplexity": ("Perplexity", "perplexity, log scale", [("train_ppl", "train"), ("valid_ppl", "valid"),
+                                                          ("epoch_valid_ppl", "valid, whole split, dropout off")]),
 }
+# Curves drawn on a log axis, and keys measured once an epoch (a point each, joined across epochs, where the
+# running means break their line at each epoch's start).
+LOG_CURVES = ("perplexity",)
 # The curves a run of each search space shows: a language model is scored by perplexity, not accuracy.
 SPACE_CURVES = {"cnn": ("loss", "accuracy", "lr"), "rnn": ("loss", "perplexity", "lr")}
 
@@ -34,6 +40,11 @@ def _series(metrics: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], 
             xs.append(int(row["step"]))
             ys.append(float(v))
     return xs, ys
+
+
+def _per_epoch(key: str) -> bool:
+    """A metric measured once an epoch (`epoch_valid_ppl`), not a running mean."""
+    return key.startswith("epoch_")
 
 
 def _epoch_starts(metrics: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -80,8 +91,9 @@ def curve_figure(metrics: Sequence[Mapping[str, Any]], curve: str, height: int =
     title, y_title, keys = CURVES[curve]
     fig = go.Figure()
     for i, (key, name) in enumerate(keys):
-        xs, ys = _by_epoch(metrics, key) if curve != "lr" else _series(metrics, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, connectgaps=False,
+        xs, ys = _by_epoch(metrics, key) if curve != "lr" and not _per_epoch(key) else _series(metrics, key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if _per_epoch(key) else "lines", name=name,
+                                 connectgaps=False,
                                  line=dict(color=RUN_COLOURS[i])))
     if curve != "lr":
         for x in _epoch_starts(metrics):
@@ -89,6 +101,8 @@ def curve_figure(metrics: Sequence[Mapping[str, Any]], curve: str, height: int =
         y_title = f"{y_title} (mean over the epoch so far)"
     else:
         fig.update_yaxes(rangemode="tozero")
+    if curve in LOG_CURVES:
+        fig.update_yaxes(type="log")
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="step", yaxis_title=y_title, legend=dict(orientation="h", y=-0.25))
     return fig
@@ -114,12 +128,13 @@ def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 2
     """curve_figure() as a Vega-Lite spec and its data, built without plotly (add_vline costs ~10 ms a line, and
     a live panel redraws the curves at every step): one row per point (kind "line") with its series and segment
     (losses and accuracies break their line where an epoch starts, as curve_figure does), one row per epoch
-    marker (kind "rule"). The spec depends on `curve` (and `lecture`: lecture mode's sizes) only."""
+    marker (kind "rule"), and for a metric measured once an epoch a dot on each of its points (kind "dot"). The
+    spec depends on `curve` (and `lecture`: lecture mode's sizes) only."""
     size = sizes(lecture)
     title, y_title, keys = CURVES[curve]
     rows: list[dict[str, Any]] = []
     for key, series in keys:
-        xs, ys = _by_epoch(metrics, key) if curve != "lr" else _series(metrics, key)
+        xs, ys = _by_epoch(metrics, key) if curve != "lr" and not _per_epoch(key) else _series(metrics, key)
         segment = 0
         for x, y in zip(xs, ys, strict=True):
             if x is None or y is None:
@@ -127,6 +142,8 @@ def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 2
                 continue
             rows.append({"kind": "line", "series": series, "segment": f"{series}/{segment}", "x": float(x),
                          "y": float(y)})
+            if _per_epoch(key):  # one measurement an epoch: a dot on its line, which is too short to see at first
+                rows.append({**rows[-1], "kind": "dot"})
     if curve != "lr":
         rows += [{"kind": "rule", "series": "", "segment": "", "x": x + 0.5, "y": float("nan")}
                  for x in _epoch_starts(metrics)]
@@ -143,12 +160,17 @@ def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 2
              "encoding": {
                  "x": {"field": "x", "type": "quantitative", "title": "step", "scale": {"zero": False},
                        **axis},
-                 "y": {"field": "y", "type": "quantitative", "title": None, "scale": {"zero": curve == "lr"},
-                       **axis},
+                 "y": {"field": "y", "type": "quantitative", "title": None,
+                       "scale": {"type": "log"} if curve in LOG_CURVES else {"zero": curve == "lr"}, **axis},
                  "color": {"field": "series", "type": "nominal",
                            "scale": {"domain": names, "range": list(RUN_COLOURS[:len(names)])},
                            "legend": {"orient": "bottom", "title": None, "labelFontSize": size["axis_label"]}},
                  "detail": {"field": "segment", "type": "nominal"}}},
+            {"transform": [{"filter": "datum.kind === 'dot'"}], "mark": {"type": "point", "filled": True, "clip": True},
+             "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"},
+                          "color": {"field": "series", "type": "nominal",
+                                    "scale": {"domain": names, "range": list(RUN_COLOURS[:len(names)])},
+                                    "legend": None}}},
             {"transform": [{"filter": "datum.kind === 'rule'"}],
              "mark": {"type": "rule", "color": "grey", "strokeDash": [2, 3], "strokeWidth": 1},
              "encoding": {"x": {"field": "x", "type": "quantitative"}}},
