@@ -79,11 +79,15 @@ def build_parser(prog: str = "dartboard") -> argparse.ArgumentParser:
     add_pt_arguments(d)
     d.set_defaults(func=cmd_derive_any)
     i = sub.add_parser("inspect", help="parameters and mult-adds of the network built from a genotype")
-    i.add_argument("genotype", metavar="GENOTYPE", help="DARTS_V1, DARTS_V2, a JSON/DARTS file or a run directory")
+    i.add_argument("genotype", metavar="GENOTYPE",
+                   help="DARTS_V1, DARTS_V2, DARTS_RNN, a JSON/DARTS file or a run directory")
     i.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10",
                    help="which evaluation network: CIFAR (32x32, 10 classes) or ImageNet (224x224, 1000 classes)")
     i.add_argument("--init-channels", type=int, metavar="C", help="C of the first cell (default 36, ImageNet 48)")
     i.add_argument("--layers", type=int, metavar="N", help="cells (default 20, ImageNet 14)")
+    i.add_argument("--vocab", type=int, metavar="N",
+                   help="a recurrent cell's vocabulary (default 10000, Penn Treebank)")
+    i.add_argument("--nhid", type=int, metavar="N", help="a recurrent cell's hidden and embedding size (default 850)")
     i.set_defaults(func=cmd_inspect)
     e = sub.add_parser("export", help="write the run's genotype, cell picture or trained model under RUN_DIR/exports/")
     e.add_argument("run_dir", metavar="RUN_DIR")

@@ -11,6 +11,7 @@ from engine.cli.common import BadInput
 from engine.core.inputs import parse_json, read_input_text
 from engine.runs import rundir
 from engine.runs.catalog import UNREADABLE, list_runs
+from engine.space import space_of_genotype
 
 __all__ = ["MODEL_FORMATS", "cmd_derive", "cmd_inspect", "cmd_export", "cmd_runs"]
 
@@ -95,10 +96,15 @@ def _capped_genotype(run_dir: Path, max_skip: int):
 
 
 def _load_genotype(text: str):
+    """A genotype of either search space: a published name, a run directory, or a JSON / reference-text file."""
+    from engine.space import get_space
     from engine.space.cnn.genotype import KNOWN_GENOTYPES, Genotype
 
+    rnn = get_space("rnn")
     if text in KNOWN_GENOTYPES:
         return KNOWN_GENOTYPES[text]
+    if text in rnn.known_genotypes:
+        return rnn.known_genotypes[text]
     path = Path(text)
     if path.is_dir():
         genotype = rundir.latest_genotype(path)
@@ -106,8 +112,30 @@ def _load_genotype(text: str):
             raise BadInput(f"{path} has no genotype yet (genotypes.jsonl is empty, missing or has no whole row)")
         return genotype
     if path.exists():  # a file, or a device or pipe someone points us at: read_input_text caps what is read
-        return Genotype.parse(read_input_text(path, "genotype file"))
-    raise BadInput(f"{text!r} is neither a known genotype ({', '.join(KNOWN_GENOTYPES)}), a file, nor a run directory")
+        content = read_input_text(path, "genotype file")
+        # a recurrent genotype names its one cell `recurrent`; anything else is read (and refused) as convolutional
+        return (rnn.parse_genotype if "recurrent" in content else Genotype.parse)(content)
+    known = ", ".join([*KNOWN_GENOTYPES, *rnn.known_genotypes])
+    raise BadInput(f"{text!r} is neither a known genotype ({known}), a file, nor a run directory")
+
+
+def _inspect_recurrent(args: argparse.Namespace, geno) -> int:
+    """The evaluation language model of a recurrent genotype (the paper's 850/850 by default)."""
+    from engine.nn.network import count_parameters
+    from engine.nn.rnn_network import RNNModel
+
+    if args.dataset != "cifar10" or args.init_channels is not None or args.layers is not None:
+        raise BadInput("a recurrent genotype builds a language model: --dataset, --init-channels and --layers are "
+                       "for convolutional cells; use --vocab and --nhid")
+    vocab = 10_000 if args.vocab is None else args.vocab  # Penn Treebank's, as the paper counts its 23M
+    nhid = 850 if args.nhid is None else args.nhid
+    try:
+        model = RNNModel(vocab, geno, ninp=nhid, nhid=nhid)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    print(json.dumps({"space": "rnn", "vocab": vocab, "emsize": nhid, "nhid": nhid,
+                      "parameters": count_parameters(model), "genotype": geno.to_dict()}, indent=2))
+    return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -116,6 +144,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from engine.nn.network import NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters
 
     geno = _load_genotype(args.genotype)
+    if space_of_genotype(geno).name == "rnn":
+        return _inspect_recurrent(args, geno)
+    if args.vocab is not None or args.nhid is not None:
+        raise BadInput("--vocab and --nhid are for recurrent genotypes (DARTS_RNN); this one is convolutional")
     imagenet = args.dataset == "imagenet"
     c = args.init_channels if args.init_channels is not None else (48 if imagenet else 36)
     layers = args.layers if args.layers is not None else (14 if imagenet else 20)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.runs import rundir
 from engine.runs.hooks import Callback, StepEvent
 from engine.variants import record_weights
 
@@ -31,6 +32,8 @@ SCALARS = {
     "train_loss": "loss/train", "valid_loss": "loss/valid", "test_loss": "loss/test",
     "train_acc": "accuracy/train", "valid_acc": "accuracy/valid", "test_acc": "accuracy/test",
     "w_lr": "lr/weights", "a_lr": "lr/alphas", "lr": "lr/weights", "steps_per_s": "speed/steps_per_s",
+    "train_ppl": "perplexity/train", "valid_ppl": "perplexity/valid", "epoch_valid_ppl": "perplexity/valid_epoch",
+    "test_ppl": "perplexity/test",
 }
 _PIXELS = 12  # each (edge, op) weight is drawn as a square of this many pixels
 
@@ -71,8 +74,6 @@ class TensorBoardLog(Callback):
     def _add_hparams(self, config: Any) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        from engine.runs import rundir
-
         try:  # config.json, written before the run starts, says what kind of run this is
             kind = str(rundir.read_config(self.run_dir).get("kind", "search"))
         except rundir.RunDirError:
@@ -97,11 +98,9 @@ class TensorBoardLog(Callback):
                 image = np.kron(np.clip(w, 0.0, 1.0), np.ones((_PIXELS, _PIXELS)))
                 self._writer.add_image(f"op_weights/{cell}", image, event.step, dataformats="HW")
         genotype = genotype_row.get("genotype")
-        if genotype is not None:
-            from engine.space.cnn.genotype import Genotype
-
-            self._writer.add_text("genotype", f"epoch {event.epoch + 1}: `{Genotype.from_dict(genotype).to_darts()}`",
-                                  event.step)
+        if genotype is not None:  # read by the run's own space (a recurrent run's genotype has one cell)
+            text = rundir.run_space(self.run_dir).genotype_from_dict(genotype).to_darts()
+            self._writer.add_text("genotype", f"epoch {event.epoch + 1}: `{text}`", event.step)
 
     def on_run_end(self, status: dict[str, Any]) -> None:
         if self._writer is not None and status.get("state") == "finished":

@@ -31,6 +31,7 @@ from engine.runs.lifecycle import RunLoop
 from engine.runs.lifecycle_launch import launch
 from engine.runs.lifecycle_resume import RunningMeans
 from engine.runs.snapshot import SnapshotBox
+from engine.runs.tensorboard import TensorBoardLog
 from engine.runtime.distributed import SINGLE, World
 from engine.search.rnn_step import bilevel_step, evaluate, make_optimizers
 from engine.space.rnn.config import RNNSearchConfig
@@ -87,7 +88,8 @@ def run_rnn_search(config: RNNSearchConfig, run_dir: str | Path, *, control: Con
                    resume: bool = False) -> str:
     """Run (or resume) a recurrent search writing `run_dir`; returns the final state. Never raises for a failed
     run: the error ends up in status.json, the snapshot and `on_exception` (engine/runs/lifecycle_launch.py)."""
-    return launch(_RNNLoop, config, run_dir, control=control, callbacks=callbacks, box=box, resume=resume)
+    return launch(_RNNLoop, config, run_dir, control=control, callbacks=callbacks, box=box, resume=resume,
+                  observers=[TensorBoardLog(run_dir)])
 
 
 class _Meters(RunningMeans):
