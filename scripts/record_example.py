@@ -4,6 +4,7 @@
     python scripts/record_example.py --from runs/<run>     # trims a run that already finished
     python scripts/record_example.py --preset demo --name demo --set epochs=10
     python scripts/record_example.py --from runs/<run> --name collapse-darts --alphas-every 5
+    python scripts/record_example.py --from runs/<rnn-demo run> --name rnn-demo --alphas-every 20   # recurrent
 
 Keeps what the pages read (config.json, status.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl); drops
 the checkpoint, TensorBoard events, control files and exports, so a recording is a few hundred KB and

@@ -54,8 +54,8 @@ def runs_for_stage(runs_dir: str | Path) -> list[catalog.RunInfo]:
     searches, newest first."""
     # the stage's layout is the convolutional cell's (two heatmaps, two graphs): recurrent searches are watched on
     # the Search page
-    return examples.example_runs() + [r for r in catalog.list_runs(runs_dir)
-                                       if r.kind != "train" and r.space == DEFAULT_SPACE]
+    runs = examples.example_runs() + [r for r in catalog.list_runs(runs_dir) if r.kind != "train"]
+    return [r for r in runs if r.space == DEFAULT_SPACE]
 
 
 def default_run_id(runs: list[catalog.RunInfo]) -> str | None:
