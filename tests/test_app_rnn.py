@@ -276,8 +276,40 @@ def test_runs_page_and_replay_of_a_recurrent_run(rnn_run, monkeypatch, page):
     reset_streamlit_caches()
 
 
-def test_learn_without_a_recurrent_run_says_how_to_start_one(app_runs, page):
+def test_learn_opens_on_the_shipped_recurrent_recording_before_any_search(app_runs, page):
+    from engine.runs import examples
+
+    shipped = examples.example("rnn-demo")
+    assert shipped is not None and shipped.space == "rnn" and shipped.state == "finished"
     at = page("learn").run()
     assert not at.exception
     assert at.header[-1].value == "7. The second search space: a recurrent cell"
-    assert any("No recurrent search has run here yet" in i.value for i in at.info)
+    last = rundir.read_alphas(shipped.path)[-1]["step"]
+    assert any(m.value.startswith(f"**{shipped.run_id}**, step {last}") for m in at.markdown)
+    assert shipped.run_id not in at.selectbox(key="learn.run").options  # sections 1-6 read convolutional runs
+
+
+def test_a_recurrent_training_runs_and_resumes_under_the_registry(tmp_path):
+    """The dashboard's jobs run a recurrent training too: the Runs page's Resume of one goes through here."""
+    from engine.runs.catalog import list_runs
+    from engine.space.rnn.train_config import RNNTrainConfig, from_rnn_train_preset
+
+    config = from_rnn_train_preset("rnn-train-smoke", {"epochs": 3})
+    reg = Registry(tmp_path)
+    job = reg.start(config, genotype=KNOWN_GENOTYPES["DARTS_RNN"], source={"label": "DARTS_RNN"})
+    assert job.kind == "train"
+    _wait_steps(job, 3)
+    job.stop()
+    assert job.join(60)
+    stopped = job.snapshot().step
+    assert job.snapshot().state == "stopped" and stopped >= 3
+    info = list_runs(tmp_path)[0]
+    assert (info.kind, info.space) == ("train", "rnn")
+    again = reg.start(resume=job.run_dir)
+    assert isinstance(again.config, RNNTrainConfig) and again.genotype == KNOWN_GENOTYPES["DARTS_RNN"]
+    assert again.join(120)
+    assert again.snapshot().state == "finished"
+    steps = [m["step"] for m in rundir.read_metrics(job.run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == again.snapshot().step > stopped
+    done = list_runs(tmp_path)[0]
+    assert done.test_ppl is not None and done.test_ppl > 1

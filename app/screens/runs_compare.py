@@ -144,7 +144,9 @@ def _to_url(param: str, picked: Sequence[str]) -> None:
 
 def render_trainings(runs: Sequence[RunInfo]) -> None:
     """Pick 2+ training runs: their table and their test curves."""
-    trainings = [r for r in runs if r.kind == "train"]
+    # the table's costs and accuracy curves are the convolutional network's; a recurrent training's test
+    # perplexity is in the runs table above
+    trainings = [r for r in runs if r.kind == "train" and r.space == DEFAULT_SPACE]
     if len(trainings) < 2:
         st.info("Comparing trainings needs two training runs: `python -m engine compare runs/<search>` trains the "
                 "found cell, DARTS_V2 and random cells on the same budget.")

@@ -19,6 +19,7 @@ from app import state
 from app.figures import tables
 from engine.runs import rundir
 from engine.runs.catalog import RunInfo
+from engine.space import DEFAULT_SPACE
 
 __all__ = ["one_line", "runs_table", "record", "read_source", "lineage", "render_lineage", "failed_jobs",
            "render_failed_jobs"]
@@ -36,9 +37,11 @@ def runs_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     """The Runs page's table: tables.runs_frame plus what kind of run each is and, for a failed or
     unreadable one, the one-line reason."""
     frame = tables.runs_frame(runs)
-    frame.insert(1, "kind", [r.kind for r in runs])
+    frame.insert(1, "kind", [r.kind + ("" if r.space == DEFAULT_SPACE else " (recurrent)") for r in runs])
     frame.insert(3, "reason", [one_line(r.error) if r.state in ("failed", "unreadable") else "" for r in runs])
     frame.insert(list(frame.columns).index("valid acc") + 1, "test acc", [r.test_acc for r in runs])
+    if any(r.test_ppl is not None for r in runs):  # a recurrent training's score
+        frame.insert(list(frame.columns).index("test acc") + 1, "test ppl", [r.test_ppl for r in runs])
     return frame
 
 

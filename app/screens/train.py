@@ -21,6 +21,7 @@ from engine.runs import examples
 from engine.runs.catalog import list_runs
 from engine.runs.rundir import RunDirError
 from engine.runtime.threads import apply_threads
+from engine.space import DEFAULT_SPACE
 from engine.space.cnn.genotype import KNOWN_GENOTYPES
 from engine.train.config import TRAIN_PRESETS, from_train_preset
 from engine.train.source import GenotypeSourceError, resolve_genotype
@@ -35,7 +36,7 @@ def genotype_choices(runs: list[Any]) -> dict[str, str]:
     choices = {f"known: {name}": name for name in KNOWN_GENOTYPES}
     choices["random cell (seed below)"] = "random"
     for r in runs:
-        if r.kind == "search" and r.genotype is not None:
+        if r.kind == "search" and r.genotype is not None and r.space == DEFAULT_SPACE:  # this page trains CNN cells
             choices[f"search: {r.run_id} ({r.state})"] = str(r.path)
     return choices
 
@@ -116,7 +117,8 @@ def _compare_sidebar(runs: list[Any], preset: str) -> None:
     st.subheader("Compare cells")
     st.caption("Was the search worth it? A search's found cell against the paper's DARTS_V2 and random cells, "
                "trained alike, as one job.")
-    searches = {f"{r.run_id} ({r.state})": str(r.path) for r in runs if r.kind == "search" and r.genotype is not None}
+    searches = {f"{r.run_id} ({r.state})": str(r.path) for r in runs
+                if r.kind == "search" and r.genotype is not None and r.space == DEFAULT_SPACE}
     found = st.selectbox("Found cell of", ["(none: DARTS_V2 and random cells only)", *searches],
                          key="train.compare.search")
     random_cells = st.number_input("Random cells", 0, 8, 2, key="train.compare.random")

@@ -196,10 +196,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _genotype_line(genotype: Any) -> str:
+    """op:input pairs of a genotype's cells, the normal and reduction cell split by a bar."""
+    cells = [getattr(genotype, kind) for kind in space_of_genotype(genotype).cell_kinds]
+    return " | ".join(" ".join(f"{op}:{i}" for op, i in cell) for cell in cells)
+
+
 def _run_json(r) -> dict[str, Any]:
     return {"run_id": r.run_id, "path": str(r.path), "kind": r.kind, "state": r.state, "created": r.created,
             "epoch": r.epoch, "epochs": r.epochs, "step": r.step, "total_steps": r.total_steps,
-            "valid_acc": r.valid_acc, "test_acc": r.test_acc, "error": r.error,
+            "space": r.space, "valid_acc": r.valid_acc, "test_acc": r.test_acc, "test_ppl": r.test_ppl,
+            "error": r.error,
             "genotype": None if r.genotype is None else r.genotype.to_dict(), "config": r.config}
 
 
@@ -211,15 +218,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs under {rundir.runs_root(args.runs_dir)}")
         return 0
-    print(f"{'run':<44} {'state':<12} {'step':>11} {'epoch':>7} {'acc':>11}  genotype (normal | reduce)")
-    for r in runs:  # a search's supernet validation accuracy; a training's test accuracy
+    print(f"{'run':<44} {'state':<12} {'step':>11} {'epoch':>7} {'score':>12}  genotype (normal | reduce; "
+          "or recurrent)")
+    for r in runs:  # a search's supernet validation accuracy; a training's test accuracy or perplexity
         acc = "" if r.valid_acc is None else f"{r.valid_acc:.3f} valid"
         acc = acc if r.test_acc is None else f"{r.test_acc:.3f} test"
-        geno = "" if r.genotype is None else (" ".join(f"{op}:{i}" for op, i in r.genotype.normal) + " | "
-                                              + " ".join(f"{op}:{i}" for op, i in r.genotype.reduce))
+        acc = acc if r.test_ppl is None else f"{r.test_ppl:.1f} ppl"
+        geno = "" if r.genotype is None else _genotype_line(r.genotype)
         if r.state == UNREADABLE:
             print(f"{r.run_id:<44} {r.state:<12} {r.error}")
             continue
         print(f"{r.run_id:<44} {r.state:<12} {f'{r.step}/{r.total_steps}':>11} "
-              f"{f'{r.epoch}/{r.epochs}':>7} {acc:>11}  {geno}")
+              f"{f'{r.epoch}/{r.epochs}':>7} {acc:>12}  {geno}")
     return 0

@@ -24,6 +24,7 @@ from engine.runs.snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
 from engine.search.config import SearchConfig
 from engine.space.cnn.genotype import Genotype
 from engine.space.rnn.config import RNNSearchConfig
+from engine.space.rnn.train_config import RNNTrainConfig
 from engine.train.config import TrainConfig
 
 __all__ = ["JobError", "Controller", "Registry", "resume_config"]
@@ -49,14 +50,14 @@ def _run_name(config: SearchConfig | RNNSearchConfig) -> str:
 
 
 class Controller:
-    """One search (a SearchConfig, or an RNNSearchConfig for the recurrent space) or training (a TrainConfig and
-    its genotype) in a daemon thread."""
+    """One search (a SearchConfig, or an RNNSearchConfig for the recurrent space) or training (a TrainConfig or an
+    RNNTrainConfig, and its genotype) in a daemon thread."""
 
-    def __init__(self, config: SearchConfig | RNNSearchConfig | TrainConfig, run_dir: Path, resume: bool = False,
-                 callbacks: list[Callback] | None = None, genotype: Genotype | None = None,
+    def __init__(self, config: SearchConfig | RNNSearchConfig | TrainConfig | RNNTrainConfig, run_dir: Path,
+                 resume: bool = False, callbacks: list[Callback] | None = None, genotype: Genotype | None = None,
                  source: dict | None = None):
         self.config, self.run_dir, self.resume_run = config, Path(run_dir), resume
-        self.kind = "train" if isinstance(config, TrainConfig) else "search"
+        self.kind = "train" if isinstance(config, (TrainConfig, RNNTrainConfig)) else "search"
         if self.kind == "train" and genotype is None:
             raise JobError("a training needs the genotype it trains")
         self.genotype, self.source = genotype, source
@@ -75,7 +76,9 @@ class Controller:
         # The loops (and torch) load with the first job, not with the dashboard's first page; a failed import
         # ends the job failed with the reason rather than leaving it queued forever.
         try:
-            if self.kind == "train":
+            if isinstance(self.config, RNNTrainConfig):
+                from engine.train.rnn_loop import run_rnn_training as run_training
+            elif self.kind == "train":
                 from engine.train.loop import run_training
             elif isinstance(self.config, RNNSearchConfig):
                 from engine.search.rnn_loop import run_rnn_search as run_search
@@ -153,16 +156,17 @@ class Registry:
                 if status.get("state") in ACTIVE_STATES and not is_interrupted(status):
                     raise JobError(f"{run_dir.name} is still {status['state']} in another process; "
                                    "stop it there (or wait) before resuming it here")
-                if rundir.read_config(run_dir).get("kind") == "train":
+                if rundir.read_config(run_dir).get("kind") in ("train", "rnn_train"):
                     from engine.train.run import resume_train_config
 
                     cfg, geno, src = resume_train_config(run_dir, overrides)
                     job = Controller(cfg, run_dir, resume=True, genotype=geno, source=src)
                 else:
                     job = Controller(resume_config(run_dir, overrides), run_dir, resume=True)
-            elif isinstance(config, TrainConfig):
+            elif isinstance(config, (TrainConfig, RNNTrainConfig)):
                 label = (source or {}).get("label", "genotype")
-                job = Controller(config, rundir.new_run_dir(self.runs_dir, slug or f"train-{label}-{config.dataset}"),
+                data = getattr(config, "dataset", None) or "text"
+                job = Controller(config, rundir.new_run_dir(self.runs_dir, slug or f"train-{label}-{data}"),
                                  genotype=genotype, source=source)
             else:
                 if config is None:

@@ -1,7 +1,8 @@
 """The runs under a runs root: one summary line each (the Runs page, `python -m engine runs`), and deletion.
 
-Searches and trainings (config.json `kind` "search" or "train") share the layout; a training's genotype is
-the one it trains, and its score is the test accuracy of its last epoch (`test_acc`)."""
+Searches and trainings (config.json `kind` "search" or "train"; "rnn_search" and "rnn_train" for the recurrent
+space) share the layout; a training's genotype is the one it trains, and its score is the test accuracy of its last
+epoch (`test_acc`), or a recurrent training's test perplexity (`test_ppl`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from engine.runs.snapshot import ACTIVE_STATES
 
 __all__ = ["RunInfo", "UNREADABLE", "run_info", "list_runs", "delete_run"]
 
-UNREADABLE = "unreadable"  # the state listed for a run directory whose files cannot be made sense of
+UNREADABLE = "unreadable"
+_TRAININGS = ("train", "rnn_train")  # config.json kinds of a training (the convolutional and the recurrent one)  # the state listed for a run directory whose files cannot be made sense of
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RunInfo:
     kind: str = "search"                 # "search" or "train"
     test_acc: float | None = None        # a training's last test accuracy
     space: str = "cnn"                   # the search space of its cells (engine.space.get_space)
+    test_ppl: float | None = None        # a recurrent training's test perplexity
 
 
 def _last_metric(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -69,8 +72,8 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo:
         total_steps=_count(status.get("total_steps")), genotype=rundir.latest_genotype(run_dir),
         valid_acc=_last_metric(metrics, "valid_acc"), created=str(cfg.get("created", "")),
         config=cfg["config"], error=None if status.get("error") is None else str(status["error"]),
-        kind="train" if cfg.get("kind") == "train" else "search", test_acc=_last_metric(metrics, "test_acc"),
-        space=rundir.space_name(cfg),
+        kind="train" if cfg.get("kind") in _TRAININGS else "search", test_acc=_last_metric(metrics, "test_acc"),
+        space=rundir.space_name(cfg), test_ppl=_last_metric(metrics, "test_ppl"),
     )
 
 
