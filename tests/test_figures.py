@@ -388,7 +388,7 @@ def test_the_perplexity_curve_joins_the_epoch_measurements_and_dots_them_on_a_lo
     metrics = [{"step": s, "epoch": s // 3, "train_ppl": 3000.0 - s, "valid_ppl": 2500.0 - s} for s in range(1, 7)]
     metrics[2]["epoch_valid_ppl"], metrics[5]["epoch_valid_ppl"] = 340.0, 300.0
     spec, data = curves.curve_vega(metrics, "perplexity")
-    whole = data[(data["series"] == "valid, whole split, dropout off") & (data["kind"] == "line")]
+    whole = data[(data["series"] == "valid, epoch end") & (data["kind"] == "line")]
     assert whole["x"].tolist() == [3.0, 6.0] and whole["segment"].nunique() == 1  # one line across the epochs
     assert data.loc[data["kind"] == "dot", "y"].tolist() == [340.0, 300.0]
     train = data[(data["series"] == "train") & (data["kind"] == "line")]

@@ -22,8 +22,8 @@ CURVES = {
     "lr": ("Network-weight learning rate", "lr", [("w_lr", "w_lr")]),
     # exp of the running mean loss with the search's dropouts on (in the thousands early on), and the whole
     # validation split measured with dropout off at each epoch's end: a log axis shows both
-    "perplexity": ("Perplexity", "perplexity, log scale", [("train_ppl", "train"), ("valid_ppl", "valid"),
-                                                          ("epoch_valid_ppl", "valid, whole split, dropout off")]),
+    "perplexity": ("Perplexity", "log scale; dots: the whole valid split, dropout off",
+                   [("train_ppl", "train"), ("valid_ppl", "valid"), ("epoch_valid_ppl", "valid, epoch end")]),
 }
 # Curves drawn on a log axis, and keys measured once an epoch (a point each, joined across epochs, where the
 # running means break their line at each epoch's start).
