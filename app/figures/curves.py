@@ -98,7 +98,8 @@ def curve_figure(metrics: Sequence[Mapping[str, Any]], curve: str, height: int =
     if curve != "lr":
         for x in _epoch_starts(metrics):
             fig.add_vline(x=x + 0.5, line=dict(color="grey", width=1, dash="dot"))
-        y_title = f"{y_title} (mean over the epoch so far)"
+        y_title = f"{y_title}; lines: mean over the epoch so far" if curve in LOG_CURVES else \
+            f"{y_title} (mean over the epoch so far)"
     else:
         fig.update_yaxes(rangemode="tozero")
     if curve in LOG_CURVES:
@@ -147,7 +148,8 @@ def curve_vega(metrics: Sequence[Mapping[str, Any]], curve: str, height: int = 2
     if curve != "lr":
         rows += [{"kind": "rule", "series": "", "segment": "", "x": x + 0.5, "y": float("nan")}
                  for x in _epoch_starts(metrics)]
-        y_title = f"{y_title} (mean over the epoch so far)"
+        y_title = f"{y_title}; lines: mean over the epoch so far" if curve in LOG_CURVES else \
+            f"{y_title} (mean over the epoch so far)"
     data = pd.DataFrame(rows, columns=["kind", "series", "segment", "x", "y"])
     names = [series for _, series in keys]
     axis = {"axis": {"labelFontSize": size["axis_label"], "titleFontSize": size["axis_label"]}} if lecture else {}
