@@ -95,3 +95,12 @@ def test_a_recurrent_epoch_end_gives_tensorboard_its_heatmap_and_cell(tmp_path):
     assert len(shot) == 1 and (shot[0].width, shot[0].height) == (5 * 12, 36 * 12)
     text = acc.Tensors("genotype/text_summary")[0].tensor_proto.string_val[0].decode()
     assert genotype.to_darts() in text
+
+
+def test_config_prints_the_recurrent_presets(cli):
+    search = json.loads(cli("config", "--preset", "rnn-demo", "--set", "bptt=7").stdout)
+    assert search["bptt"] == 7 and search["nhid"] == 32 and search["corpus"] == "embedded"
+    train = json.loads(cli("config", "--preset", "rnn-train-demo").stdout)
+    assert train["nhid"] == 64 and "corpus" in train
+    p = cli("config", "--preset", "rnn-demo", "--set", "bptt=0", check=False)
+    assert p.returncode == 2 and p.stderr.strip() == "error: bptt=0 is not valid: an integer from 1 to 4096"

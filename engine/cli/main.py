@@ -113,9 +113,12 @@ def build_parser(prog: str = "dartboard") -> argparse.ArgumentParser:
     from engine.train.config import TRAIN_PRESETS
 
     c = sub.add_parser("config", help="print a preset's config, with --set applied and checked, as JSON")
-    c.add_argument("--preset", default="demo", choices=sorted({*PRESETS, *TRAIN_PRESETS}), metavar="PRESET",
-                   help="a search preset (" + ", ".join(PRESETS) + ") or a training preset ("
-                   + ", ".join(TRAIN_PRESETS) + ")")
+    from engine.space.rnn.train_config import RNN_TRAIN_PRESETS
+
+    c.add_argument("--preset", default="demo", choices=sorted({*PRESETS, *TRAIN_PRESETS, *RNN_PRESETS,
+                                                                *RNN_TRAIN_PRESETS}), metavar="PRESET",
+                   help="a search preset (" + ", ".join([*PRESETS, *RNN_PRESETS]) + ") or a training preset ("
+                   + ", ".join([*TRAIN_PRESETS, *RNN_TRAIN_PRESETS]) + ")")
     _set_option(c)
     c.set_defaults(func=cmd_config)
     sub.add_parser("ui", help="start the dashboard; the options after `ui` are the dashboard server's "
@@ -135,10 +138,16 @@ def cmd_derive_any(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from engine.search.config import from_preset
+    from engine.space.rnn.config import RNN_PRESETS, RNNSearchConfig, from_rnn_preset
+    from engine.space.rnn.train_config import RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
     from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
 
     if args.preset in TRAIN_PRESETS:
         config = from_train_preset(args.preset, parse_overrides(args.set or [], TrainConfig))
+    elif args.preset in RNN_PRESETS:
+        config = from_rnn_preset(args.preset, **parse_overrides(args.set or [], RNNSearchConfig))
+    elif args.preset in RNN_TRAIN_PRESETS:
+        config = from_rnn_train_preset(args.preset, parse_overrides(args.set or [], RNNTrainConfig))
     else:
         config = from_preset(args.preset, parse_overrides(args.set or [], SearchConfig))
     print(config.to_json())
