@@ -138,11 +138,22 @@ def test_compare_trains_found_darts_v2_and_random_cells(tmp_path, runs_dir, cli)
     search = _search_dir(tmp_path, [{"step": 4, "epoch": 0, "kind": "final", "genotype": V2.to_dict()}])
     p = cli("compare", str(search), "--preset", "train-smoke", "--random", "1", "--set", "epochs=1",
             "--runs-dir", str(runs_dir))
-    lines = p.stdout.strip().splitlines()
+    table, _, proxy_part = p.stdout.strip().partition("\n\n")
+    lines = table.splitlines()
     assert lines[0].split()[:5] == ["cell", "test_acc", "parameters", "mult-adds", "wall_s"]
     assert [line.split()[0] for line in lines[1:]] == ["found", "DARTS_V2", "random:0"]
     runs = catalog.list_runs(runs_dir)
     assert len(runs) == 3 and all(r.kind == "train" and r.state == "finished" for r in runs)
+    # each cell's proxies, as `score` computes them for the same training config, and their correlation
+    from engine.derive import proxies
+    from engine.train.config import from_train_preset
+
+    plines = proxy_part.splitlines()
+    assert plines[0].startswith("Zero-cost proxies") and [x.split()[0] for x in plines[2:5]] == [
+        "found", "DARTS_V2", "random:0"]
+    want = proxies.score_genotype(V2, config=from_train_preset("train-smoke", {"epochs": 1}))
+    assert plines[3].split()[1:4] == [f"{want[k]:.4g}" for k in ("synflow", "naswot", "grad_norm")]
+    assert plines[-1].startswith("Rank correlation with test accuracy over these 3 cells: synflow ")
 
 
 @pytest.mark.parametrize("args,needle", [
