@@ -67,6 +67,18 @@ def param_count(genotype_json: str, num_classes: int = 10) -> int:
     return network_costs(Genotype.from_dict(json.loads(genotype_json)), 36, 20, num_classes)[0]
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def proxy_scores(genotype_json: str, config_json: str) -> dict[str, float]:
+    """synflow, NASWOT and grad-norm of a genotype's untrained network at a training config's size
+    (engine.derive.proxies, the scores `compare` prints): a few seconds the first time, cached after."""
+    from engine.derive import proxies
+    from engine.train.config import TrainConfig
+
+    config = TrainConfig.from_dict(json.loads(config_json))
+    scores = proxies.score_genotype(Genotype.from_dict(json.loads(genotype_json)), config=config)
+    return {k: scores[k] for k in proxies.PROXIES}
+
+
 def _file_key(path: Path) -> tuple[int, int]:
     try:
         stat = path.stat()

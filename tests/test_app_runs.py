@@ -281,3 +281,21 @@ def test_the_link_survives_a_moved_runs_directory(made_runs, tmp_path, monkeypat
     assert any("not in this runs directory" in c.value for c in at.caption)
     assert not [b for b in at.button if b.label.startswith("Show search")]
     st.cache_resource.clear()
+
+
+def test_trainings_compared_show_their_zero_cost_proxies_on_request(page_runs, page):
+    from engine.derive import proxies
+
+    at = page("runs").run()
+    at = at.multiselect(key="runs.compare_trainings").set_value([TRAIN_V2, TRAIN_2, TRAIN_4]).run()
+    assert not [d for d in at.dataframe if "synflow" in d.value.columns]  # off until asked: they take seconds
+    at = at.toggle(key="runs.train_proxies").set_value(True).run()
+    assert not at.exception
+    table = _frame(at, "run", "synflow").set_index("run")
+    assert list(table.index) == [TRAIN_V2, TRAIN_2, TRAIN_4]
+    rec = rundir.read_config(page_runs / TRAIN_V2)
+    want = proxies.score_genotype(KNOWN_GENOTYPES["DARTS_V2"], config=TrainConfig(**rec["config"]))
+    assert (table.loc[TRAIN_V2, "synflow"], table.loc[TRAIN_V2, "NASWOT"], table.loc[TRAIN_V2, "grad-norm"]) == (
+        want["synflow"], want["naswot"], want["grad_norm"])
+    assert any(c.value.startswith("Proxies of freshly initialised networks on one batch: not accuracy. Rank "
+                                  "correlation with test accuracy over these 3 cells: synflow ") for c in at.caption)
