@@ -284,3 +284,65 @@ def test_the_runs_page_shows_both_rules_side_by_side(fresh_run, tmp_path, monkey
     finally:
         state.registry().shutdown(timeout=30)
         reset_streamlit_caches()
+
+
+def test_pt_runs_from_the_runs_page_and_a_stop_keeps_what_it_decided(fresh_run, tmp_path, monkeypatch, page):
+    """The Runs page's Run DARTS-PT: a PTJob in a daemon thread; Stop ends it between decisions with its state saved,
+    and the same options continue it to the cell an uninterrupted PT finds."""
+    from app.panels import pt_run
+    from engine.derive import rows as pt_rows
+    from engine.jobs.pt_job import PTJob
+    from tests.conftest import reset_streamlit_caches
+
+    options = pt.PTOptions.of(tune_steps=1, eval_batches=1, seed=0)
+    whole = pt.run_pt(fresh_run("whole"), options)
+
+    # a job stopped after its first decision: fewer rows than the plan, none lost, the run's files untouched
+    stopped_dir = fresh_run("stopped")
+    before = _files(stopped_dir)
+    job = PTJob(stopped_dir, options, NODES)
+    job.stop()  # asked before it starts: it ends at its first report
+    job.start()
+    assert job.join(120) and job.state == "stopped"
+    made = pt_rows.read_rows(stopped_dir, NODES)
+    assert 0 < len(made) < job.total
+    assert {k: v for k, v in _files(stopped_dir).items() if k in before} == before
+    again = PTJob(stopped_dir, options, NODES).start()
+    assert again.join(300) and again.state == "finished" and again.genotype == whole.genotype
+
+    # from the page: the button starts it, the view appears once it has finished
+    root = tmp_path / "root"
+    root.mkdir()
+    run_dir = Path(shutil.copytree(fresh_run("page"), root / "20260101T000000Z-pt-page"))
+    monkeypatch.setenv("DARTBOARD_RUNS", str(root))
+    reset_streamlit_caches()
+    at = page("runs").run()
+    assert not at.exception
+    start = next(b for b in at.button if b.label == pt_run.RUN_LABEL)
+    assert not start.disabled
+    at.number_input(key="runs.pt_run.tune").set_value(1).run()
+    at.number_input(key="runs.pt_run.eval").set_value(1).run()
+    next(b for b in at.button if b.label == pt_run.RUN_LABEL).click().run()
+    assert not at.exception
+    job = pt_run._jobs()[run_dir.name]
+    assert job.join(300) and job.state == "finished", job.error
+    at.run()
+    assert not at.exception
+    assert any(m.value.startswith("**Two ways to read this supernet") for m in at.markdown)
+    assert not [b for b in at.button if b.label in (pt_run.RUN_LABEL, "Continue DARTS-PT")]
+    assert pt_rows.genotype_of_rows(pt_rows.read_rows(run_dir, NODES), NODES) == whole.genotype
+    reset_streamlit_caches()
+
+
+def test_pt_is_not_offered_where_it_cannot_run(fresh_run, tmp_path):
+    from app.panels import pt_run
+    from engine.runs import examples
+    from engine.runs.catalog import run_info
+
+    run_dir = fresh_run("no-ckpt")
+    (run_dir / rundir.CHECKPOINT).unlink()
+    assert pt_run.can_run(run_info(run_dir)) == "the run has no checkpoint.pt"
+    demo = examples.example("demo")
+    assert pt_run.can_run(demo) == "a shipped recording has no checkpoint to measure"
+    rnn = examples.example("rnn-demo")
+    assert pt_run.can_run(rnn) == "DARTS-PT reads a convolutional search's supernet"

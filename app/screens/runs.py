@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import nav, state
 from app.figures import labels, tables
-from app.panels import cells, curves, exports, pt_view, run_labels
+from app.panels import cells, curves, exports, pt_run, pt_view, run_labels
 from app.screens import runs_compare, runs_lineage
 from engine.jobs.controller import JobError
 from engine.runs import catalog
@@ -160,6 +160,7 @@ def render_details(info: RunInfo, runs: Sequence[RunInfo] = ()) -> None:
     else:
         st.info("No genotype recorded yet (one is written at each epoch end and on Derive now).")
     if not training:
+        pt_run.render(info)    # run DARTS-PT on an ended search, or its progress
         pt_view.render(info)   # only where DARTS-PT ran on this search
     curves.render(state.metrics_records(info.path), key="runs", space=info.space)
     st.markdown("**Export**")
