@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"core", "space", "variants", "runtime", "nn", "datasets", "runs"},
     "derive": {"core", "space", "variants", "runtime", "nn", "datasets", "runs", "search", "train"},
     "sweep": {"core", "space", "variants", "runtime", "runs", "search", "train"},
-    "jobs": {"core", "space", "variants", "runtime", "runs", "search", "train"},
+    "jobs": {"core", "space", "variants", "runtime", "runs", "search", "train", "derive"},
     "cli": {"core", "space", "variants", "runtime", "nn", "datasets", "runs", "search", "train", "derive", "sweep",
             "jobs"},
 }

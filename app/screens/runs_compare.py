@@ -176,7 +176,7 @@ def render_trainings(runs: Sequence[RunInfo]) -> None:
 
 def _proxies(chosen: Sequence[RunInfo], frame: pd.DataFrame) -> None:
     """Each training's proxies beside its test accuracy, and their rank correlation over these cells."""
-    from engine.train.compare import proxy_correlation
+    from engine.derive.proxies import proxy_correlation
 
     rows = []
     with st.spinner("Scoring the cells' untrained networks..."):

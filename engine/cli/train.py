@@ -133,6 +133,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(format_table(rows))
     if signals:
         return 128 + signals[0]
+    if isinstance(config, TrainConfig) and rows:
+        # what the seconds-long scores said of each cell, beside what its training found (docs/derivation.md)
+        from engine.derive import proxies
+        from engine.train.source import resolve_genotype
+
+        proxies.add_proxies(rows, [resolve_genotype(r["genotype"])[0] for r in rows], config)
+        print("\n" + proxies.format_proxies(rows))
     return 0 if all(r["state"] == "finished" for r in rows) else 1
 
 

@@ -37,7 +37,7 @@ from engine.space.cnn.genotype import Genotype
 __all__ = ["PROXIES", "COLUMNS", "REFERENCE_PATH", "REFERENCE_FORMAT", "ReferenceError", "synflow", "naswot",
            "grad_norm", "count_parameters", "multiply_adds", "score_network", "score_genotype", "proxy_batch",
            "percentile", "spearman", "load_reference", "reference_percentiles", "comparable", "trained_cells",
-           "correlations", "score_config", "scoring_config"]
+           "correlations", "score_config", "scoring_config", "add_proxies", "proxy_correlation", "format_proxies"]
 
 PROXIES = ("synflow", "naswot", "grad_norm")
 COLUMNS = ("parameters", "mult_adds", *PROXIES)  # every score a cell gets, each ranked against the reference
@@ -264,3 +264,46 @@ def trained_cells(runs_root: str | Path, preset: str = DEFAULT_PRESET) -> list[d
 def correlations(scored: Sequence[Mapping[str, float]], accuracies: Sequence[float]) -> dict[str, float | None]:
     """Each column's Spearman correlation with the accuracies (None where it cannot be computed)."""
     return {k: spearman([s[k] for s in scored], accuracies) for k in COLUMNS}
+
+
+def add_proxies(rows: list[dict[str, Any]], genotypes: Sequence[Genotype], config: Any) -> None:
+    """Rows of a comparison (engine.train.compare) gain `proxies` (synflow, naswot, grad_norm of their genotype's
+    network at the TrainConfig `config`'s size) and `proxy_percentiles` (against the shipped reference set, or None
+    when that set was scored at another size or is missing)."""
+    try:
+        reference = load_reference()
+        same = comparable(reference, config)
+    except ReferenceError:
+        reference, same = None, False
+    for row, genotype in zip(rows, genotypes, strict=True):
+        scores = score_genotype(genotype, config=config)
+        row["proxies"] = {k: scores[k] for k in PROXIES}
+        row["proxy_percentiles"] = ({k: v for k, v in reference_percentiles(scores, reference).items()
+                                     if k in PROXIES} if same else None)
+
+
+def proxy_correlation(rows: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, float | None]] | None:
+    """(cells, each proxy's Spearman correlation with test accuracy) over the rows that have both `proxies` and a
+    `test_acc`; None with fewer than three such cells."""
+    usable = [r for r in rows if r.get("proxies") and r.get("test_acc") is not None]
+    if len(usable) < 3:
+        return None
+    return len(usable), {k: spearman([r["proxies"][k] for r in usable], [r["test_acc"] for r in usable])
+                         for k in PROXIES}
+
+
+def format_proxies(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The proxies of a comparison's rows as a text table, with their correlation over these cells."""
+    lines = ["Zero-cost proxies of each cell's untrained network (not accuracy; (NN%): percentile among the "
+             "shipped reference cells):", f"{'cell':<24} {'synflow':>18} {'naswot':>16} {'grad-norm':>16}"]
+    for r in rows:
+        p, pct = r.get("proxies") or {}, r.get("proxy_percentiles")
+        cols = [("-" if k not in p else f"{p[k]:.4g}") + ("" if not pct else f" ({pct[k]:3.0f}%)") for k in PROXIES]
+        lines.append(f"{r['name'][:24]:<24} {cols[0]:>18} {cols[1]:>16} {cols[2]:>16}")
+    corr = proxy_correlation(rows)
+    if corr is not None:
+        n, values = corr
+        lines.append(f"Rank correlation with test accuracy over these {n} cells: " + ", ".join(
+            f"{k} {'-' if v is None else f'{v:+.2f}'}" for k, v in values.items())
+            + " (a handful of cells: a hint, not a measurement)")
+    return "\n".join(lines)

@@ -12,9 +12,12 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.derive.pt import PTError, PTOptions, plan, run_pt
+from engine.derive.rows import decisions
+
+if TYPE_CHECKING:  # PT itself (torch) loads in the job's thread: engine.jobs imports without torch
+    from engine.derive.pt import PTOptions
 
 __all__ = ["PTJob", "STATES"]
 
@@ -30,7 +33,7 @@ class PTJob:
 
     def __init__(self, run_dir: str | Path, options: PTOptions, nodes: int):
         self.run_dir, self.options = Path(run_dir), options
-        self.total = sum(len(r) for r in plan(nodes, options.seed))
+        self.total = decisions(nodes)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.state, self.done, self.last, self.error = "running", 0, None, None
@@ -49,6 +52,11 @@ class PTJob:
             raise _Stopped
 
     def _main(self) -> None:
+        try:
+            from engine.derive.pt import PTError, run_pt
+        except Exception as e:  # the dashboard says why and stays up
+            self._end("failed", f"cannot load DARTS-PT: {type(e).__name__}: {e}")
+            return
         try:
             result = run_pt(self.run_dir, self.options, progress=self._progress)
         except _Stopped:

@@ -3,11 +3,8 @@
 Each entrant is an ordinary training run (its own run directory, listed by `python -m engine runs`), trained
 one after the other in the foreground with the same TrainConfig; the table reports each one's final test
 accuracy, parameters (the paper's count, without the auxiliary head), multiply-adds for one image, and the
-training's wall time (data loading, training and test scoring, end to end). Beside them, each convolutional cell's
-zero-cost proxies (engine/derive/proxies.py: synflow, NASWOT, grad-norm of its untrained network at the training's
-size, with their percentiles in the shipped reference set when it was scored at the same size), so a table shows
-what the seconds-long scores said next to what the training found; with three cells or more, each proxy's rank
-correlation with the test accuracies of these cells.
+training's wall time (data loading, training and test scoring, end to end). The command line adds each
+convolutional cell's zero-cost proxies under the table (engine.derive.proxies.add_proxies).
 
 With an RNNTrainConfig the entrants are recurrent cells: the found cell of an `rnn_search`, DARTS_RNN and random
 recurrent cells, scored by test perplexity (lower is better); their parameters are config.json's count and no
@@ -26,7 +23,7 @@ from engine.space.rnn.train_config import RNNTrainConfig
 from engine.train.config import TrainConfig
 from engine.train.source import GenotypeSourceError, resolve_genotype, space_of
 
-__all__ = ["compare", "format_table", "entrants", "network_costs", "BASELINES", "add_proxies", "proxy_correlation"]
+__all__ = ["compare", "format_table", "entrants", "network_costs", "BASELINES"]
 
 BASELINES = {"cnn": "DARTS_V2", "rnn": "DARTS_RNN"}  # the paper's published cell of each space
 _SCORES = {"cnn": "test_acc", "rnn": "test_ppl"}       # what a training of each space ends with
@@ -99,38 +96,7 @@ def compare(search: str | os.PathLike | None, config: TrainConfig | RNNTrainConf
                      "run_dir": str(run_dir), "state": state, "error": error,
                      score: tested[-1][score] if tested else None, "parameters": params,
                      "mult_adds": madds, "wall_s": wall_s})
-    if space == "cnn" and not signals:
-        add_proxies(rows, [genotype for _, genotype, _ in resolved], config)
     return rows
-
-
-def add_proxies(rows: list[dict[str, Any]], genotypes: list[Any], config: TrainConfig) -> None:
-    """Each row gains `proxies` (synflow, naswot, grad_norm of its genotype's network at `config`'s size) and
-    `proxy_percentiles` (against the shipped reference set, or None when that set was scored at another size)."""
-    from engine.derive import proxies
-
-    try:
-        reference = proxies.load_reference()
-        same = proxies.comparable(reference, config)
-    except proxies.ReferenceError:
-        reference, same = None, False
-    for row, genotype in zip(rows, genotypes, strict=False):
-        scores = proxies.score_genotype(genotype, config=config)
-        row["proxies"] = {k: scores[k] for k in proxies.PROXIES}
-        row["proxy_percentiles"] = ({k: v for k, v in proxies.reference_percentiles(scores, reference).items()
-                                     if k in proxies.PROXIES} if same else None)
-
-
-def proxy_correlation(rows: list[dict[str, Any]]) -> tuple[int, dict[str, float | None]] | None:
-    """(cells, each proxy's Spearman correlation with test accuracy) over the finished rows that have both; None
-    with fewer than three such cells."""
-    from engine.derive import proxies
-
-    usable = [r for r in rows if r.get("proxies") and r.get("test_acc") is not None]
-    if len(usable) < 3:
-        return None
-    return len(usable), {k: proxies.spearman([r["proxies"][k] for r in usable], [r["test_acc"] for r in usable])
-                         for k in proxies.PROXIES}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -144,18 +110,4 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         wall = "-" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
         lines.append(f"{r['name'][:24]:<24} {acc:>8} {params:>11} {madds:>12} {wall:>8}  {Path(r['run_dir']).name}"
                      + (f"  ({r['state']}: {r['error']})" if r["state"] != "finished" else ""))
-    if any(r.get("proxies") for r in rows):
-        lines += ["", "Zero-cost proxies of each cell's untrained network (not accuracy; (NN%): percentile among the "
-                      "shipped reference cells):", f"{'cell':<24} {'synflow':>18} {'naswot':>16} {'grad-norm':>16}"]
-        for r in rows:
-            p, pct = r.get("proxies") or {}, r.get("proxy_percentiles")
-            cols = [("-" if k not in p else f"{p[k]:.4g}") + ("" if not pct else f" ({pct[k]:3.0f}%)")
-                    for k in ("synflow", "naswot", "grad_norm")]
-            lines.append(f"{r['name'][:24]:<24} {cols[0]:>18} {cols[1]:>16} {cols[2]:>16}")
-        corr = proxy_correlation(rows)
-        if corr is not None:
-            n, values = corr
-            lines.append(f"Rank correlation with test accuracy over these {n} cells: " + ", ".join(
-                f"{k} {'-' if v is None else f'{v:+.2f}'}" for k, v in values.items())
-                + " (a handful of cells: a hint, not a measurement)")
     return "\n".join(lines)
