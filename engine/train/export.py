@@ -58,7 +58,7 @@ class _Logits(torch.nn.Module):
 def model_record(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The self-describing model of a training run, from its latest checkpoint (auxiliary head left out)."""
     run_dir = Path(run_dir)
-    if rundir.read_config(run_dir).get("kind") != "train":
+    if rundir.read_config(run_dir).get("kind") not in ("train", "rnn_train"):
         raise ValueError(f"{run_dir} is a search run; model exports (checkpoint, pt2, onnx, torchscript) are for a "
                          "training run: `python -m engine train RUN_DIR` first")
     ckpt = load_train_checkpoint(run_dir / rundir.CHECKPOINT)
@@ -107,14 +107,20 @@ def _torchscript(record: dict[str, Any]) -> bytes:
 
 
 def _onnx(record: dict[str, Any]) -> bytes:
+    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
+    return onnx_bytes(_Logits(load_model(record)).eval(), (_example(record),), ["input"], ["logits"],
+                      {"x": {0: batch}})
+
+
+def onnx_bytes(module: torch.nn.Module, example: tuple, inputs: list[str], outputs: list[str],
+               dynamic_shapes: dict[str, Any]) -> bytes:
+    """An eval-mode module as one ONNX file, through torch.export (the dynamo exporter)."""
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:  # say so plainly, before a long export fails deep in torch
         raise ValueError(f"ONNX export needs {' and '.join(missing)}: pip install 'dartboard[onnx]' "
                          "(or the onnx and onnxscript pins of requirements-dev.txt)")
-    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
-    program = torch.onnx.export(_Logits(load_model(record)).eval(), (_example(record),), dynamo=True,
-                                input_names=["input"], output_names=["logits"], dynamic_shapes={"x": {0: batch}},
-                                verbose=False)
+    program = torch.onnx.export(module, example, dynamo=True, input_names=inputs, output_names=outputs,
+                                dynamic_shapes=dynamic_shapes, verbose=False)
     with tempfile.TemporaryDirectory() as tmp:  # ONNXProgram.save writes a path; the run gets it atomically
         path = Path(tmp) / "model.onnx"
         program.save(str(path))
@@ -133,6 +139,15 @@ def write_model_export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathL
     if not run.is_dir():
         raise ValueError(f"run directory {str(run_dir)!r} does not exist")
     target = _target(run, "json", out if out is not None else Path("exports") / MODEL_FILES[fmt])
+    if rundir.read_config(run).get("kind") == "rnn_train":  # a language model: one word a call (export_rnn.py)
+        from engine.train.export_rnn import rnn_graph_bytes, rnn_model_record, write_vocab
+
+        record = rnn_model_record(run)
+        data = rnn_graph_bytes(record, fmt)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(target, data)
+        write_vocab(target.parent, record)
+        return target
     record = model_record(run)
     if fmt == "checkpoint":
         buf = io.BytesIO()
