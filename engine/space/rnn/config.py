@@ -4,16 +4,23 @@ Every field is checked where the config is built, so a bad value (a BPTT of 0, a
 embedding that is not the hidden size) is one ConfigError naming the field before anything runs. `rnn-paper` is
 the paper's search (Appendix A.1.2; quark0/darts rnn/train_search.py's defaults); `rnn-demo` a laptop-sized one
 on the embedded corpus (docs/darts.md, section 6, has its measured step time).
+
+`variant` names the relaxation of the op choice, as in SearchConfig, with its options flat under their names; the
+variants that need the convolutional cell are refused with their reason (docs/variants.md, "On the recurrent
+cell"). The variants' declarations live below the spaces in the package map, so engine.variants hands this
+module its checks on import (`use_variant_rules`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
-from engine.core.config import ConfigError, FrozenConfig, check, check_run_fields, is_int, is_num
+from engine.core.config import ConfigError, FrozenConfig, check, check_known, check_run_fields, is_int, is_num
 
-__all__ = ["RNNSearchConfig", "RNN_PRESETS", "from_rnn_preset", "ORDERS", "MAX_HIDDEN", "MAX_BPTT", "MAX_VOCAB"]
+__all__ = ["RNNSearchConfig", "RNN_PRESETS", "from_rnn_preset", "ORDERS", "MAX_HIDDEN", "MAX_BPTT", "MAX_VOCAB",
+           "VariantRules", "use_variant_rules"]
 
 ORDERS = ("first", "second")
 MAX_HIDDEN = 8192      # the W_n alone are 8 x nhid x 2 nhid floats: 4 GiB of float32 at this size
@@ -21,7 +28,28 @@ MAX_BPTT = 4096
 MAX_VOCAB = 1_000_000
 
 
-@dataclass(frozen=True)
+class VariantRules(Protocol):
+    """What a config of this space needs to know of the variants: their options and their checks.
+
+    The variants are built on the spaces (docs/architecture.md), so this module cannot import them: engine.variants
+    installs its rules here when it is imported (`use_variant_rules`), as a variant registers itself with the
+    registry. Every entry point that starts a search (the command line, the dashboard, the job) imports it first."""
+
+    def option_defaults(self) -> Mapping[str, Any]: ...            # every variant option -> its default
+    def recorded_options(self, variant: str) -> tuple[str, ...]: ...  # what config.json records of them
+    def validate(self, space: str, values: Mapping[str, Any], options: Mapping[str, Any]) -> None: ...
+
+
+_RULES: VariantRules | None = None
+
+
+def use_variant_rules(rules: VariantRules) -> None:
+    """Called by engine.variants on import: from then on a config checks `variant` and its options by them."""
+    global _RULES
+    _RULES = rules
+
+
+@dataclass(frozen=True, init=False)
 class RNNSearchConfig(FrozenConfig):
     corpus: str = "embedded"       # "embedded" (assets/corpus/kjv-nt) or a directory with train/valid/test.txt
     max_vocab: int = 10_000        # the vocabulary cap (the paper's Penn Treebank has 10,000 words)
@@ -51,6 +79,50 @@ class RNNSearchConfig(FrozenConfig):
     amp: bool = False
     log_every: int = 10
     checkpoint_every_s: float = 60.0
+    # The relaxation of each edge's op choice (engine/variants/): one whose `spaces` include "rnn"; docs/variants.md,
+    # "On the recurrent cell". Its options are taken flat like fields (`beta_decay_weight=25`) and kept here as the
+    # sorted (name, value) pairs that differ from their defaults, as SearchConfig keeps them.
+    variant: str = "darts"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, **values: Any) -> None:
+        """Every field and variant option by name; a field or option left out takes its default."""
+        options = dict(values.pop("options", ()))
+        for f in fields(self):
+            if f.name != "options":
+                object.__setattr__(self, f.name, values.pop(f.name, f.default))
+        check_known(type(self), values)
+        options.update(values)
+        defaults = _RULES.option_defaults() if _RULES is not None else {}
+        object.__setattr__(self, "options", tuple(sorted(
+            (name, value) for name, value in options.items() if not _is_default(value, defaults[name]))))
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        """A variant option read like a field (`config.beta_decay_weight`): its value here, or its default."""
+        defaults = _RULES.option_defaults() if _RULES is not None and not name.startswith("_") else {}
+        if name not in defaults:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return dict(self.options).get(name, defaults[name])
+
+    @classmethod
+    def known_keys(cls) -> dict[str, tuple[Any, str]]:
+        keys = {k: v for k, v in super().known_keys().items() if k != "options"}
+        for name, default in (_RULES.option_defaults() if _RULES is not None else {}).items():
+            keys[name] = (default, type(default).__name__)
+        return keys
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as config.json holds it: every field, then the options of the variants this space takes and of
+        this config's own variant (at their defaults unless set), so a reader rebuilds the run's variant from it."""
+        data = {k: v for k, v in super().to_dict().items() if k != "options"}
+        names = _RULES.recorded_options(self.variant) if _RULES is not None else ()
+        return {**data, **{name: getattr(self, name) for name in names}}
+
+    def variant_options(self) -> dict[str, Any]:
+        """Every option this config holds (defaults included), for `engine.variants.make_variant`."""
+        defaults = _RULES.option_defaults() if _RULES is not None else {}
+        return {**defaults, **dict(self.options)}
 
     def __post_init__(self) -> None:
         check(isinstance(self.corpus, str) and bool(self.corpus.strip()), "corpus", self.corpus,
@@ -79,6 +151,22 @@ class RNNSearchConfig(FrozenConfig):
         check(is_int(self.threads) and 0 <= self.threads <= 1024, "threads", self.threads,
               "an integer from 0 (auto) to 1024")
         check_run_fields(self)
+        if _RULES is not None:
+            values = {**self.to_dict(), **dict(self.options)}
+            _RULES.validate("rnn", values, dict(self.options))
+        else:  # nothing loaded that could check another variant: only the plain search is known to be right
+            check(self.variant == "darts" and not self.options, "variant", self.variant,
+                  "darts until engine.variants is imported (it checks every other variant)")
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether `value` is an option's declared default: equal, and an integer where the default is one (4.0 is
+    not an int option's 4), while a whole number stands for a float default (as SearchConfig reads them)."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    if isinstance(default, int) and not isinstance(value, int):
+        return False
+    return value == default
 
 
 RNN_PRESETS: dict[str, RNNSearchConfig] = {
@@ -101,7 +189,5 @@ def from_rnn_preset(name: str, **overrides: Any) -> RNNSearchConfig:
     if name not in RNN_PRESETS:
         raise ConfigError("preset", name, f"one of {', '.join(RNN_PRESETS)}")
     base = RNN_PRESETS[name].to_dict()
-    unknown = sorted(set(overrides) - set(base))
-    if unknown:
-        raise ConfigError(unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(base))}")
+    check_known(RNNSearchConfig, overrides)
     return RNNSearchConfig.from_dict(base | overrides)
