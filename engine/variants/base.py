@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from engine.space import DEFAULT_SPACE, space_of_kinds
+from engine.space import DEFAULT_SPACE, get_space, space_of_kinds
 from engine.space.cnn.genotype import Genotype, genotype_from_weights
 from engine.variants.options import Option, Rule
 from engine.variants.state import StateFigure
@@ -26,7 +26,7 @@ from engine.variants.state import StateFigure
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Variant"]
+__all__ = ["Variant", "cell_kinds", "real_ops"]
 
 
 class Variant:
@@ -55,6 +55,13 @@ class Variant:
     samples_one_op: ClassVar[bool] = False
     # DARTS-: every edge adds `aux_skip * skip(x)`; forward_weights gives the scalar "aux_skip" beside the weights.
     aux_skip: ClassVar[bool] = False
+    # The search spaces (engine.space names) this variant relaxes. A variant whose idea applies to any softmax over
+    # the ops of an edge works on every space whose op weights are (edges, ops) rows; one whose mechanism needs the
+    # convolutional cell (its channels, or a mixed op that runs one sampled convolution) names "cnn" only. The
+    # default is "cnn" only: a variant says it reads nothing but the rows before a config may put it elsewhere.
+    spaces: ClassVar[tuple[str, ...]] = ("cnn",)
+    # Why a space outside `spaces` cannot take this variant, one line per space name (a refusal's message).
+    space_refusals: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, **options: Any):
         names = self.option_names()
@@ -78,6 +85,15 @@ class Variant:
                 for rule in cls.rules.get(option.name, ()):
                     if not rule.test(values):
                         yield option.name, (rule.allowed or option.allowed).format_map(values)
+
+    @classmethod
+    def space_errors(cls, space: str, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """(field, why) for each reason a config of `space` (flat values) cannot search with this variant: the
+        space is not one of `spaces`; a subclass adds conditions on its options (beta-DARTS: no PC-DARTS base
+        on a cell without channels)."""
+        if space not in cls.spaces:
+            yield "variant", (cls.space_refusals.get(space)
+                              or f"variant={cls.name} relaxes the {', '.join(cls.spaces)} space only")
 
     def extra_parameters(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
         """Initial values of architecture parameters the variant adds beside the alphas; plain DARTS has none.
@@ -148,3 +164,16 @@ class Variant:
         if space is not None and space.name != DEFAULT_SPACE:
             return space.derive(weights)
         return genotype_from_weights(weights["normal"], weights["reduce"])
+
+
+def cell_kinds(arch: Mapping[str, Any]) -> tuple[str, ...]:
+    """The cell kinds of an arch mapping's search space: ("normal", "reduce") or ("recurrent",). A variant that
+    computes per cell kind reads them here, so it works on whichever space the arch belongs to."""
+    space = space_of_kinds(arch)
+    return space.cell_kinds if space is not None else get_space(DEFAULT_SPACE).cell_kinds
+
+
+def real_ops(arch: Mapping[str, Any]) -> list[int]:
+    """The columns of the arch's op weights that are ops other than `none` (in its space's primitives)."""
+    space = space_of_kinds(arch) or get_space(DEFAULT_SPACE)
+    return [k for k, op in enumerate(space.primitives) if op != "none"]

@@ -18,15 +18,14 @@ acts on the op alphas only, not on PC-DARTS's edge betas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.space.cnn.cell import CELL_KINDS
 from engine.space.cnn.genotype import Genotype
 from engine.variants import make_variant, register
-from engine.variants.base import Variant
+from engine.variants.base import Variant, cell_kinds
 from engine.variants.options import Option, Rule
 from engine.variants.pc_darts import PC_K, edge_weight_figures
 from engine.variants.state import StateFigure
@@ -40,10 +39,11 @@ BASES = ("darts", "pc_darts")
 
 
 def beta_decay_loss(arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """mean over every edge of both cells of logsumexp(alpha_edge): the Beta-Decay loss before its weight."""
+    """mean over every edge of every cell kind (both convolutional cells, or the recurrent one) of
+    logsumexp(alpha_edge): the Beta-Decay loss before its weight."""
     import torch
 
-    return torch.cat([torch.logsumexp(arch[kind], dim=-1) for kind in CELL_KINDS]).mean()
+    return torch.cat([torch.logsumexp(arch[kind], dim=-1) for kind in cell_kinds(arch)]).mean()
 
 
 def beta_weight_at(epoch: int, epochs: int, weight: float) -> float:
@@ -69,9 +69,19 @@ class BetaDarts(Variant):
                help="beta-DARTS on plain DARTS or on PC-DARTS (then K applies)"),
         PC_K,
     )
+    # The loss reads the logits of each edge's softmax over ops, which the recurrent cell has too; only a PC-DARTS
+    # base needs the convolutional cell (space_errors).
+    spaces = ("cnn", "rnn")
     rules = {"pc_k": (Rule(lambda v: v["beta_base"] == "pc_darts" or v["pc_k"] == PC_K.default,
                            f"left at {PC_K.default} unless beta_base=pc_darts (beta_darts on DARTS has no partial "
                            "channels)"),)}
+
+    @classmethod
+    def space_errors(cls, space: str, values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        yield from super().space_errors(space, values)
+        if space != "cnn" and values.get("beta_base") == "pc_darts":
+            yield "beta_base", ("darts outside the convolutional cell (a PC-DARTS base samples the channels of a "
+                                "convolutional edge, which this cell does not have)")
 
     def __init__(self, **options: Any):
         super().__init__(**options)

@@ -17,8 +17,7 @@ __all__ = ["Darts", "softmax_weights", "op_weights"]
 
 
 def op_weights(alphas: torch.Tensor) -> torch.Tensor:
-    """One cell's DARTS op weights: the softmax over the ops of each edge (a row of `alphas`). The recurrent
-    space's search network weighs its ops with it too."""
+    """One cell's DARTS op weights: the softmax over the ops of each edge (a row of `alphas`), of either space."""
     import torch
 
     return torch.softmax(alphas, dim=-1)
@@ -36,6 +35,7 @@ class Darts(Variant):
     name = "darts"
     summary = "softmax over the ops of each edge (the original DARTS)"
     paper = "Liu, Simonyan & Yang, DARTS: Differentiable Architecture Search, ICLR 2019 (quark0/darts)"
+    spaces = ("cnn", "rnn")  # the paper searches both cells with the same softmax
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return softmax_weights(arch)

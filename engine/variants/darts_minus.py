@@ -50,6 +50,9 @@ class DartsMinus(Variant):
                       allowed="a number from 0 to 10 (the auxiliary skip's weight at the first epoch; 1 in DARTS-)",
                       help="DARTS-: weight of the auxiliary skip on every edge, decaying linearly to 0 at the end"),)
     aux_skip = True
+    # On the recurrent cell the auxiliary skip is the `identity` op's highway beside the softmax (docs/variants.md,
+    # "On the recurrent cell"; engine/nn/rnn_supernet.py).
+    spaces = ("cnn", "rnn")
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
         import torch

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES
-from engine.space.cnn.genotype import Genotype, genotype_from_weights
+from engine.space.cnn.genotype import Genotype
+from engine.space.weights import softmax
 from engine.variants import register
-from engine.variants.base import Variant
+from engine.variants.base import Variant, cell_kinds
 from engine.variants.options import Option
 from engine.variants.state import StateFigure, edge_rows
 
@@ -48,12 +49,14 @@ class DrNas(Variant):
               "and regularises; the heatmap shows the mean, and the spread shrinks as the concentration grows.")
     options = (Option("drnas_kl_weight", 1e-3, label="KL weight", allowed="a number from 0 to 1e4", minimum=0,
                       maximum=1e4, step=1e-3, help="weight of KL(Dirichlet || Dirichlet(1)); 0 turns it off"),)
+    # A Dirichlet over each edge's op weights needs nothing but the (edges, ops) rows: the recurrent cell's too.
+    spaces = ("cnn", "rnn")
     no_second_order = ("its forward pass samples the op weights from a Dirichlet, so the finite-difference "
                        "Hessian-vector product would difference two different samples")
 
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
-        for kind in CELL_KINDS:
+        for kind in cell_kinds(arch):
             c = concentration(arch[kind])
             out[kind] = c / c.sum(dim=-1, keepdim=True)  # the Dirichlet mean
         return out
@@ -61,7 +64,7 @@ class DrNas(Variant):
     def forward_weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         from torch.distributions import Dirichlet
 
-        return {kind: Dirichlet(concentration(arch[kind])).rsample() for kind in CELL_KINDS}  # (edges, ops)
+        return {kind: Dirichlet(concentration(arch[kind])).rsample() for kind in cell_kinds(arch)}  # (edges, ops)
 
     def arch_loss_extra(self, arch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         import torch
@@ -71,16 +74,12 @@ class DrNas(Variant):
         if not weight:
             return None
         kl = sum(kl_divergence(Dirichlet(concentration(arch[kind])),
-                               Dirichlet(torch.ones_like(arch[kind]))).sum() for kind in CELL_KINDS)
+                               Dirichlet(torch.ones_like(arch[kind]))).sum() for kind in cell_kinds(arch))
         return weight * kl
 
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
-        soft = {}
-        for kind in CELL_KINDS:
-            a = np.asarray(arch[kind], np.float64)
-            e = np.exp(a - a.max(axis=1, keepdims=True))
-            soft[kind] = e / e.sum(axis=1, keepdims=True)
-        return genotype_from_weights(soft["normal"], soft["reduce"])
+        # the space's own rule (the DARTS rule, or one input per recurrent node) on softmax(alpha), not the mean
+        return super().derive({kind: softmax(np.asarray(arch[kind], np.float64)) for kind in cell_kinds(arch)}, arch)
 
     def state_figures(self, arch: Mapping[str, np.ndarray]) -> list[StateFigure]:
         """The Dirichlet mean of each op weight (colour) with its spread (the text: mean ± std)."""

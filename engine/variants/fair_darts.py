@@ -10,6 +10,10 @@ strongest op is largest (the DARTS ranking), each kept only if that op's weight 
 The official code searches without the `none` op; this engine's space has it, so `none` takes part in the
 forward pass (its output is zero whatever its weight) but not in the zero-one loss nor in derivation.
 The threshold is kept beside the alphas as a buffer (`threshold`), so a reader derives with the run's own.
+
+On the recurrent cell (docs/variants.md, "On the recurrent cell") the same sigmoids and zero-one loss apply to its
+(36, 5) rows; derivation keeps each node's one input as the recurrent rule picks it, if its op reaches the
+threshold and its input state was kept, and numbers the kept nodes anew (`threshold_recurrent`).
 """
 
 from __future__ import annotations
@@ -21,24 +25,29 @@ import numpy as np
 
 from engine.space.cnn.cell import CELL_KINDS, PRIMITIVES, edge_endpoints, nodes_of
 from engine.space.cnn.genotype import Genotype
+from engine.space.rnn import cell as rnn_cell
+from engine.space.rnn.genotype import Genotype as RNNGenotype
+from engine.space.rnn.genotype import select_inputs
 from engine.variants import register
-from engine.variants.base import Variant
+from engine.variants.base import Variant, cell_kinds, real_ops
 from engine.variants.options import Option
 from engine.variants.state import StateFigure, edge_rows
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FairDarts", "zero_one_loss", "strongest", "threshold_cell"]
+__all__ = ["FairDarts", "zero_one_loss", "strongest", "threshold_cell", "threshold_recurrent"]
 
 _REAL = [k for k, op in enumerate(PRIMITIVES) if op != "none"]
 
 
 def zero_one_loss(arch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """-mean((sigmoid(alpha) - 0.5)^2) over both cells' real (non-`none`) ops, as the official ConvSeparateLoss."""
+    """-mean((sigmoid(alpha) - 0.5)^2) over every cell's real (non-`none`) ops, as the official ConvSeparateLoss
+    (both convolutional cells, or the recurrent one)."""
     import torch
 
-    w = torch.sigmoid(torch.cat([arch[kind][:, _REAL] for kind in CELL_KINDS]))
+    real = real_ops(arch)
+    w = torch.sigmoid(torch.cat([arch[kind][:, real] for kind in cell_kinds(arch)]))
     return -torch.mean((w - 0.5) ** 2)
 
 
@@ -68,6 +77,25 @@ def threshold_cell(w: np.ndarray, threshold: float) -> tuple[list[tuple[str, int
     return pairs, fanin
 
 
+def threshold_recurrent(w: np.ndarray, threshold: float) -> RNNGenotype:
+    """The recurrent cell of sigmoid weights (edges, 5): each node's input as the recurrent rule picks it (its
+    strongest edge by its strongest real op), kept if that op reaches `threshold` and its input state was kept.
+    A node that keeps no input is no node, and nodes are numbered anew in order; the output averages the kept ones.
+    With none kept, node 1's pick stays (from s_0), so the cell has an output, as the convolutional rule does."""
+    kept = select_inputs(w)
+    ends = rnn_cell.edge_endpoints(len(kept))
+    state = {0: 0}  # old state number -> new one (s_0 is always there)
+    pairs: list[tuple[str, int]] = []
+    for i, (r, k) in enumerate(kept):
+        j = ends[r][0]
+        if w[r, k] >= threshold and j in state:
+            pairs.append((rnn_cell.PRIMITIVES[k], state[j]))
+            state[i + 1] = len(pairs)
+    if not pairs:
+        pairs = [(rnn_cell.PRIMITIVES[kept[0][1]], 0)]
+    return RNNGenotype(pairs, range(1, len(pairs) + 1))
+
+
 @register
 class FairDarts(Variant):
     name = "fair_darts"
@@ -86,6 +114,8 @@ class FairDarts(Variant):
                help="an edge is kept when its strongest sigmoid reaches this"),
     )
     no_second_order = "FairDARTS's search is first order (its architect has no unrolled step)"
+    # Independent sigmoids need nothing but each edge's op rows: the recurrent cell takes them too.
+    spaces = ("cnn", "rnn")
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
         import torch
@@ -95,7 +125,7 @@ class FairDarts(Variant):
     def weights(self, arch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         import torch
 
-        return {kind: torch.sigmoid(arch[kind]) for kind in CELL_KINDS}
+        return {kind: torch.sigmoid(arch[kind]) for kind in cell_kinds(arch)}
 
     def arch_loss_extra(self, arch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         weight = float(self.config["fair_zero_one_weight"])
@@ -106,6 +136,8 @@ class FairDarts(Variant):
 
     def derive(self, weights: Mapping[str, np.ndarray], arch: Mapping[str, Any]) -> Genotype:
         threshold = self._threshold(arch)
+        if "recurrent" in weights:
+            return threshold_recurrent(np.asarray(weights["recurrent"], np.float64), threshold)
         cells = {kind: threshold_cell(np.asarray(weights[kind], np.float64), threshold) for kind in CELL_KINDS}
         concat = {kind: tuple(2 + i for i, n in enumerate(cells[kind][1]) if n) for kind in CELL_KINDS}
         return Genotype(cells["normal"][0], concat["normal"], cells["reduce"][0], concat["reduce"],

@@ -74,6 +74,9 @@ class Gdas(Variant):
     no_second_order = ("its forward pass samples one op per edge, so the finite-difference Hessian-vector product "
                        "would difference two different samples (GDAS is first order)")
     samples_one_op = True
+    space_refusals = {"rnn": "GDAS runs only the sampled convolution of each edge (a branch of the convolutional "
+                             "mixed op); the recurrent cell gets every op of an edge from one shared W_n product and "
+                             "has no one-op path"}
 
     def buffers(self, edges: int, num_ops: int) -> dict[str, torch.Tensor]:
         import torch

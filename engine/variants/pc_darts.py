@@ -31,7 +31,9 @@ __all__ = ["PCDarts", "PC_K", "edge_weights"]
 
 PC_K = Option("pc_k", 4, label="K (partial channels)", allowed="an integer from 1 to 64", minimum=1, maximum=64,
               help="1/K of each edge's channels go through the mixed op; must divide C",
-              rules=(Rule(lambda v: v["init_channels"] % v["pc_k"] == 0,
+              # a config without channels (the recurrent space's, where beta_darts keeps pc_k at its default) has
+              # nothing for K to divide
+              rules=(Rule(lambda v: "init_channels" not in v or v["init_channels"] % v["pc_k"] == 0,
                           "a divisor of init_channels={init_channels} (each edge sends 1/K of its channels through "
                           "the ops)"),))
 
@@ -67,6 +69,8 @@ class PCDarts(Variant):
               "node's inputs) and the genotype ranks edges by op weight times edge weight. The alphas are frozen "
               "for the first 15 epochs while the network weights warm up.")
     options = (PC_K,)
+    space_refusals = {"rnn": "PC-DARTS sends 1/K of a convolutional edge's channels through the ops, and a recurrent "
+                             "edge has no channels to sample (its W_n maps the whole state)"}
 
     @property
     def partial_channels(self) -> int:  # type: ignore[override]

@@ -14,7 +14,7 @@ from engine.variants.base import Variant
 from engine.variants.options import Option
 
 __all__ = ["register", "unregister", "variant_names", "variant_class", "variant_options", "all_variant_options",
-           "option_spec", "second_order_refusal", "variant_summary", "make_variant", "as_variant"]
+           "option_spec", "second_order_refusal", "variant_summary", "make_variant", "as_variant", "space_variants"]
 
 # The built-in variants: modules of this package, each registering the variant of its own name.
 _MODULES = ("darts", "pc_darts", "gdas", "fair_darts", "drnas", "darts_minus", "beta_darts", "sdarts_rs")
@@ -101,6 +101,12 @@ def option_spec(name: str, load: bool = True) -> Option | None:
 def second_order_refusal(name: str) -> str:
     """Why the variant cannot take the second-order (unrolled) step; empty when it can."""
     return variant_class(name).no_second_order
+
+
+def space_variants(space: str) -> tuple[str, ...]:
+    """The variants that relax search space `space` (their `spaces` name it), in `variant_names` order."""
+    _load_builtins()
+    return tuple(name for name in variant_names() if space in variant_class(name).spaces)
 
 
 def variant_summary(name: str) -> str:

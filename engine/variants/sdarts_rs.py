@@ -66,6 +66,8 @@ class SdartsRs(Variant):
               "step sees none), so the network weights learn to do well for architectures near the current one. The "
               "validation loss becomes smoother in alpha, the Hessian's top eigenvalue stays lower, and the cell "
               "collapses less.")
+    # The noise is on an edge's softmax row, whatever the ops are: the recurrent cell's weight step takes it too.
+    spaces = ("cnn", "rnn")
     options = (
         Option("sdarts_epsilon_min", 0.03, label="Noise at start", minimum=0, maximum=1, step=0.01,
                allowed="a number from 0 to 1 (noise on softmax weights)",
