@@ -7,6 +7,11 @@ valid one read from the train window's row modulo its length, as the reference d
 from window to window within an epoch (truncated BPTT) and starts from zeros at each epoch, as the reference's
 `train()` does; it is part of the checkpoint, so a resumed run continues exactly. The sequence length is fixed
 at `bptt` (the reference halves it at random one window in twenty; a fixed grid keeps the epoch's steps fixed).
+
+The config's `variant` relaxes the op choice (engine/variants/, docs/variants.md "On the recurrent cell"): its
+buffers are in the network's state (so in every checkpoint), its schedules are set before each epoch's first step
+and on resume, and every alphas.jsonl line carries them beside "recurrent", so a reader turns a line into the
+same op weights with `engine.variants.record_weights(line, config)`.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ from engine.runs.tensorboard import TensorBoardLog
 from engine.runtime.distributed import SINGLE, World
 from engine.search.rnn_step import bilevel_step, evaluate, make_optimizers
 from engine.space.rnn.config import RNNSearchConfig
-from engine.space.weights import softmax
+from engine.variants import record_weights
 
 __all__ = ["run_rnn_search", "RNNSearchData", "load_rnn_search_data"]
 
 # What fixes the searched problem: a resume must not change it (the learning rates and dropouts may change).
-_FIXED = ("corpus", "max_vocab", "emsize", "nhid", "nodes", "bptt", "batch_size")
+# The variant too: its buffers are part of the checkpointed network.
+_FIXED = ("corpus", "max_vocab", "emsize", "nhid", "nodes", "bptt", "batch_size", "variant")
 EVAL_BATCH = 10  # the reference's eval_batch_size
 _REQUIRED = ("format", "step", "epoch", "batch", "model", "w_optimizer", "a_optimizer", "scheduler", "rng", "config",
              "hidden_train", "hidden_valid")
@@ -88,15 +94,16 @@ def run_rnn_search(config: RNNSearchConfig, run_dir: str | Path, *, control: Con
                    resume: bool = False) -> str:
     """Run (or resume) a recurrent search writing `run_dir`; returns the final state. Never raises for a failed
     run: the error ends up in status.json, the snapshot and `on_exception` (engine/runs/lifecycle_launch.py)."""
+    # the run's variant with its options, so the events draw the op weights the search used
     return launch(_RNNLoop, config, run_dir, control=control, callbacks=callbacks, box=box, resume=resume,
-                  observers=[TensorBoardLog(run_dir)])
+                  observers=[TensorBoardLog(run_dir, config.to_dict())])
 
 
 class _Meters(RunningMeans):
     KEYS = ("train_loss", "valid_loss", "grad_norm")
 
 
-def _rows(a: np.ndarray) -> list[list[float]]:
+def _rows(a: np.ndarray) -> Any:  # (edges, ops) rows, or a scalar buffer as a float
     return np.round(a.astype(np.float64), 7).tolist()
 
 
@@ -122,7 +129,8 @@ class _RNNLoop(RunLoop):
         self.data = load_rnn_search_data(cfg)
         self.steps_per_epoch = len(bptt_starts(self.data.train, cfg.bptt))
         self.model = RNNSearchNetwork(self.data.num_classes, cfg.emsize, cfg.nhid, cfg.nodes, cfg.dropout,
-                                      cfg.dropouth, cfg.dropoutx, cfg.dropouti, cfg.dropoute).to(self.device)
+                                      cfg.dropouth, cfg.dropoutx, cfg.dropouti, cfg.dropoute, variant=cfg.variant,
+                                      variant_options=cfg.variant_options()).to(self.device)
         self.w_opt, self.a_opt = make_optimizers(self.model, cfg.w_lr, cfg.w_weight_decay, cfg.a_lr,
                                                  cfg.a_weight_decay)
         # The reference keeps the search's learning rate constant; a schedule object keeps the lifecycle's shape.
@@ -133,7 +141,7 @@ class _RNNLoop(RunLoop):
         return self.model.init_hidden(self.cfg.batch_size), self.model.init_hidden(self.cfg.batch_size)
 
     def _op_weights(self) -> dict[str, np.ndarray]:
-        return {"recurrent": softmax(self.model.alphas.detach().cpu().double().numpy())}
+        return self.model.op_weights()  # the variant's weights (softmax rows for DARTS, sigmoids for FairDARTS)
 
     def _begin(self) -> None:
         self.initial_weights = self._op_weights()
@@ -166,7 +174,7 @@ class _RNNLoop(RunLoop):
         metrics = super()._load(record)
         first = rundir.read_alphas(self.run_dir)[:1]
         if first and "recurrent" in first[0]:
-            self.initial_weights = {"recurrent": softmax(np.asarray(first[0]["recurrent"], dtype=np.float64))}
+            self.initial_weights = record_weights(first[0], self.model.variant)
         else:
             self.initial_weights = self._op_weights()
         return metrics
@@ -175,6 +183,7 @@ class _RNNLoop(RunLoop):
     def _open_epoch(self) -> Any:
         if self.batch == 0:  # a new epoch starts from a zero state; a resume mid-epoch keeps the restored one
             self.hidden = self._zero_hidden()
+        self.model.start_epoch(self.epoch, self.cfg.epochs)  # the variant's schedules (DARTS-'s beta, ...)
         return iter(bptt_starts(self.data.train, self.cfg.bptt)[self.batch:])
 
     def _one_step(self) -> None:
@@ -204,8 +213,9 @@ class _RNNLoop(RunLoop):
                        "w_lr": self.w_opt.param_groups[0]["lr"], "a_lr": self.a_opt.param_groups[0]["lr"],
                        **self._pace()}
             self.recent.append(metrics)
+            # the alphas and the variant's buffers: what `record_weights` needs to give the step's op weights
             alphas_row = {"step": self.step, "epoch": self.epoch,
-                          "recurrent": _rows(self.model.alphas.detach().cpu().numpy())}
+                          **{k: _rows(v) for k, v in self.model.arch_numpy().items()}}
         self.genotype = self.model.genotype()
         if end_of_epoch:
             # The reference's per-epoch check: the whole valid split, dropout off, 10 columns (its eval batch).
@@ -239,7 +249,7 @@ class _RNNLoop(RunLoop):
 
     def _picture(self) -> dict[str, Any]:
         model = self.model
-        return {"alphas": {"recurrent": model.alphas.detach().cpu().numpy()} if model is not None else {},
+        return {"alphas": model.arch_numpy() if model is not None else {},
                 "weights": self._op_weights() if model is not None else {},
                 "initial_weights": self.initial_weights, "genotype": self.genotype,
                 "epoch_genotype": self.epoch_genotype}

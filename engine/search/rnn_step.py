@@ -10,6 +10,12 @@ w +- r v / |v|, r = 0.01 (eq. 7-8), scaled by the virtual step's clip coefficien
 
 Each pass reads the hidden state the previous batch of its split left (truncated BPTT): the caller keeps two,
 one per split, and the step returns both detached.
+
+The network's variant (engine/variants/) enters where it does in the convolutional step: its extra architecture
+loss (beta-DARTS's Beta-Decay, FairDARTS's zero-one, DrNAS's KL) is added to the validation loss whose gradient
+the alphas take, first and second order (it depends on the alphas alone, so in the unrolled step it adds its own
+gradient and leaves the Hessian-vector term alone); the weight step's forward pass asks for the weight-step op
+weights (SDARTS-RS's noise); the architecture step, and the unrolled model's virtual step, use the plain ones.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def _clip_coef(grads: list[torch.Tensor], max_norm: float) -> tuple[float, float
 
 def _unrolled_alpha_grad(model, names, weights, train, valid, hidden_train, hidden_valid, eta, decay, clip, hvp_r):
     """Second-order gradient of the validation loss wrt the alphas (the reference's _backward_step_unrolled)."""
-    alphas = model.alphas
+    alphas = model.alphas  # the recurrent variants add no architecture parameters beside them (no edge weights)
     loss = _nll(functional_call(model, dict(zip(names, weights, strict=True)), (train[0], hidden_train))[0], train[1])
     grads = torch.autograd.grad(loss, weights)
     _, coef = _clip_coef(grads, clip)
@@ -99,20 +105,29 @@ def bilevel_step(model: RNNSearchNetwork, w_opt: torch.optim.Optimizer, a_opt: t
     scale = 1.0 if bptt is None else len(train[0]) / bptt
 
     a_opt.zero_grad(set_to_none=True)
+    if model.arch_parameters() != [model.alphas]:
+        raise ValueError(f"variant {model.variant.name!r} adds architecture parameters; the recurrent step updates "
+                         f"the alphas only")
+    extra = model.variant.arch_loss_extra(model.arch())  # None for plain DARTS and the weight-step-only variants
     if second_order:
-        names = [n for n, _ in model.named_parameters() if n != "alphas"]
-        weights = [p for n, p in model.named_parameters() if n != "alphas"]
+        arch_ids = {id(p) for p in model.arch_parameters()}
+        names = [n for n, p in model.named_parameters() if id(p) not in arch_ids]
+        weights = [p for p in model.parameters() if id(p) not in arch_ids]
         d_alpha, valid_loss, h_valid = _unrolled_alpha_grad(
             model, names, weights, train, valid, hidden_train, hidden_valid, base_lr * scale,
             group["weight_decay"], clip, hvp_r)
+        if extra is not None:
+            d_alpha = d_alpha + torch.autograd.grad(extra, model.alphas)[0]
     else:
         log_prob, h_valid, _ = model(valid[0], hidden_valid)
         valid_loss = _nll(log_prob, valid[1])
-        (d_alpha,) = torch.autograd.grad(valid_loss, model.alphas)
+        objective = valid_loss if extra is None else valid_loss + extra
+        (d_alpha,) = torch.autograd.grad(objective, model.alphas)
     model.alphas.grad = d_alpha.detach()
     a_opt.step()
 
-    log_prob, h_train, raw = model(train[0], hidden_train)
+    # the weight step's op weights: SDARTS-RS perturbs them here (a constant of the step, no gradient to the alphas)
+    log_prob, h_train, raw = model(train[0], hidden_train, weight_step=True)
     train_loss = _nll(log_prob, train[1])
     loss = train_loss + beta * (raw[1:] - raw[:-1]).pow(2).mean() if len(raw) > 1 else train_loss
     weights = model.weight_parameters()
