@@ -12,6 +12,7 @@ import streamlit as st
 
 from engine.core.config import DEVICES, ConfigError, collect_errors
 from engine.space.rnn.config import ORDERS, RNNSearchConfig, from_rnn_preset
+from engine.variants import space_variants, variant_summary
 
 __all__ = ["FIELDS", "render", "problems", "message"]
 
@@ -20,6 +21,11 @@ FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "corpus": ("Corpus", "text", None, "embedded = the public-domain text shipped with dartboard; or a folder "
                                        "with train.txt, valid.txt and test.txt (Penn Treebank, WikiText-2)"),
     "order": ("Order", "select", ORDERS, "architecture gradient: first order, or second order (unrolled, slower)"),
+    # Only the variants whose `spaces` name the recurrent cell; each with its options at their defaults (the
+    # convolutional sidebar has their boxes). docs/variants.md, "On the recurrent cell".
+    "variant": ("Variant", "select", space_variants("rnn"), "how each edge's op choice is relaxed: the softmax of "
+                                                           "DARTS, or a variant whose idea applies to any softmax "
+                                                           "over ops (PC-DARTS and GDAS need the convolutional cell)"),
     "epochs": ("Epochs", "int", 1, None),
     "batch_size": ("Batch size", "int", 8, "sequences side by side; 256 in the paper"),
     "bptt": ("BPTT (words)", "int", 5, "words a step backpropagates through; 35 in the paper"),
@@ -31,8 +37,8 @@ FIELDS: dict[str, tuple[str, str, Any, str]] = {
     "device": ("Device", "select", DEVICES, "auto = CUDA, then MPS, then CPU"),
     "threads": ("CPU threads", "int", 1, "torch threads of the search; 0 = auto. One is fastest for small cells"),
 }
-_ROWS = (("corpus",), ("order", "epochs"), ("batch_size", "bptt"), ("nhid", "max_vocab"), ("w_lr", "a_lr"),
-         ("seed", "device"), ("threads",))
+_ROWS = (("corpus",), ("variant",), ("order", "epochs"), ("batch_size", "bptt"), ("nhid", "max_vocab"),
+         ("w_lr", "a_lr"), ("seed", "device"), ("threads",))
 
 
 def message(err: ConfigError) -> str:
@@ -82,6 +88,8 @@ def render(preset: str, base: RNNSearchConfig, on_start: Callable[[Any], None], 
         for col, field in zip(st.columns(len(row)), row, strict=True):
             with col:
                 values[field] = _widget(field, getattr(base, field), key=f"setup.{preset}.{field}")
+        if row == ("variant",):
+            st.caption(variant_summary(values["variant"]))
         slot = st.empty()
         slots.update(dict.fromkeys(row, slot))
     general = st.empty()
