@@ -7,24 +7,33 @@
 Like the search split (engine/search/data.py, whose helpers this reuses), every batch is a pure function of the
 config, so a resumed training draws exactly what the uninterrupted one would have. Normalisation uses the
 mean/std of the chosen training images; padding and cutout fill with 0 after normalising (the mean).
+
+`augment="imagenet"` (the preset darts-imagenet-eval) reads an ImageFolder tree's train/ and val/ instead, from
+the files each batch (FolderTrainData, engine/datasets/imagenet.py): the paper's RandomResizedCrop + flip +
+ColorJitter and Resize + CenterCrop, normalised by ImageNet's mean/std, with the same seeding rule per image.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from engine.datasets import DataError, Pool, load_pool, load_test_pool, sha256_arrays
+from engine.datasets.imagenet import IMAGENET_MEAN, IMAGENET_STD, decode_eval, decode_train, folder_split
 from engine.datasets.sampling import choose_subset, pool_stats
 from engine.train.config import TrainConfig
 
-__all__ = ["TrainData", "load_train_data", "DataError"]
+__all__ = ["TrainData", "FolderTrainData", "load_train_data", "DataError"]
 
 _ORDER, _AUGMENT, _TEST = 10, 11, 12     # numpy streams: [seed, stream, ...]
 
@@ -89,8 +98,82 @@ class TrainData:
         return x
 
 
-def load_train_data(config: TrainConfig) -> TrainData:
+_DECODERS: list[ThreadPoolExecutor] = []
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """One process-wide pool of decoding threads (a comparison's trainings share it rather than each leaving its
+    own idle threads). PIL decodes and resizes without the GIL, so threads decode a batch in parallel; each
+    image's draws come from its own generator, so which thread decodes it does not matter."""
+    if not _DECODERS:
+        _DECODERS.append(ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="decode"))
+    return _DECODERS[0]
+
+
+class FolderTrainData:
+    """TrainData's interface over an ImageFolder tree's train/ and val/, decoded from the files batch by batch
+    (an ImageNet does not fit in memory, and RandomResizedCrop needs the whole original image)."""
+
+    def __init__(self, config: TrainConfig):
+        root = Path(config.data_root).expanduser().absolute()
+        classes, train = folder_split(root, "train")
+        val_classes, test = folder_split(root, "val")
+        if val_classes != classes:
+            raise DataError(f"image folder {root}: val/ has the classes {val_classes[:5]}... and train/ "
+                            f"{classes[:5]}...; both splits need the same class folders")
+        self._cfg, self._root = config, root
+        labels = np.array([y for _, y in train], dtype=np.int64)
+        chosen = choose_subset(labels, config.subset, config.seed)
+        self._train = [train[i] for i in chosen]
+        test_labels = np.array([y for _, y in test], dtype=np.int64)
+        self._test = test if config.test_subset is None else [
+            test[i] for i in choose_subset(test_labels, config.test_subset, config.seed)]
+        assert config.image_size is not None  # the config requires it with augment="imagenet"
+        self.name, self.in_channels, self.num_classes = "imagefolder", 3, len(classes)
+        self.image_size = config.image_size
+        self.num_train, self.num_test = len(self._train), len(self._test)
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self._shift = torch.tensor(self.mean).reshape(1, -1, 1, 1) * 255
+        self._scale = torch.tensor(self.std).reshape(1, -1, 1, 1) * 255
+        # Identity: the file listing (relative path, byte size, class) of what is used, not the pixels (as folder.py)
+        listing = "".join(f"{Path(p).relative_to(root)}\t{Path(p).stat().st_size}\t{y}\n"
+                          for p, y in self._train + self._test)
+        record = {"format": "train-imagenet/1", "files": hashlib.sha256(listing.encode()).hexdigest(),
+                  "image_size": self.image_size, "mean": self.mean, "std": self.std}
+        self.fingerprint = sha256_arrays(json.dumps(record, sort_keys=True))
+        self._pool = _decoders()
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.num_train / batch_size)
+
+    def batches(self, epoch: int, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self._cfg
+        order = np.random.default_rng([cfg.seed, _ORDER, epoch]).permutation(self.num_train)
+        for b in range(start, self.steps_per_epoch(batch_size)):
+            chosen = order[b * batch_size:(b + 1) * batch_size]
+
+            def one(k: int, _b: int = b, _chosen: np.ndarray = chosen) -> np.ndarray:
+                rng = np.random.default_rng([cfg.seed, _AUGMENT, epoch, _b, k])
+                return decode_train(self._train[_chosen[k]][0], self.image_size, rng, cfg.flip, cfg.color_jitter,
+                                    cfg.hue_jitter)
+
+            yield self._batch(list(self._pool.map(one, range(len(chosen)))), [self._train[i][1] for i in chosen])
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, self.num_test, batch_size):
+            part = self._test[i:i + batch_size]
+            images = list(self._pool.map(lambda item: decode_eval(item[0], self.image_size), part))
+            yield self._batch(images, [y for _, y in part])
+
+    def _batch(self, images: list[np.ndarray], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (torch.from_numpy(np.stack(images)).float() - self._shift) / self._scale     # ToTensor + Normalize
+        return x, torch.tensor(labels, dtype=torch.int64)
+
+
+def load_train_data(config: TrainConfig) -> TrainData | FolderTrainData:
     """Training pool (a class-balanced `subset` when set) and test pool (the first `test_subset`, balanced)."""
+    if config.augment == "imagenet":
+        return FolderTrainData(config)
     choose = partial(choose_subset, subset=config.subset, seed=config.seed)
     train = load_pool(config, choose)  # the loaders read only the fields a SearchConfig and a TrainConfig share
     train = train.select(choose(train.labels))

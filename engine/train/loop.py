@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from engine.core.config import ConfigError
-from engine.nn.network import NetworkCIFAR, count_parameters
+from engine.nn.network import NetworkCIFAR, NetworkImageNet, count_parameters
 from engine.runs import rundir
 from engine.runs.control import Control
 from engine.runs.hooks import Callback, CallbackList, RunDirWriter
@@ -27,7 +27,7 @@ from engine.runs.snapshot import SnapshotBox
 from engine.runs.tensorboard import TensorBoardLog
 from engine.runtime.distributed import SINGLE, World
 from engine.space.cnn.genotype import Genotype
-from engine.train.config import TrainConfig
+from engine.train.config import MIN_IMAGENET_SIZE, TrainConfig
 from engine.train.data import load_train_data
 from engine.train.resume import TRAIN_FORMAT, check_train_resume, load_train_checkpoint, restore_train_state
 from engine.train.step import TrainMeters, auxiliary_fits, evaluate, train_step
@@ -50,7 +50,7 @@ class _TrainLoop(RunLoop):
     SPLITS = ("num_train", "num_test")
     Meters = TrainMeters
     cfg: TrainConfig
-    model: NetworkCIFAR
+    model: NetworkCIFAR | NetworkImageNet
 
     def __init__(self, config: TrainConfig, run_dir: Path, control: Control, hooks: CallbackList,
                  writer: RunDirWriter, box: SnapshotBox, world: World = SINGLE, *, genotype: Genotype,
@@ -62,15 +62,24 @@ class _TrainLoop(RunLoop):
     def _build(self) -> None:
         cfg = self.cfg
         self.data = load_train_data(cfg)
-        if cfg.auxiliary_weight > 0 and not auxiliary_fits(self.data.image_size):
-            raise ConfigError("auxiliary_weight", cfg.auxiliary_weight, f"0 at {self.data.image_size}x"
-                              f"{self.data.image_size} input: the auxiliary head needs about 32x32 (image_size 29-40)")
+        size, imagenet = self.data.image_size, cfg.network == "imagenet"
+        if imagenet and size < MIN_IMAGENET_SIZE:  # the data's own size: the config checks image_size only
+            raise ConfigError("image_size", size, f"at least {MIN_IMAGENET_SIZE} for network=imagenet (the data's "
+                                                  f"images are {size}x{size}; set image_size)")
+        if cfg.auxiliary_weight > 0 and not auxiliary_fits(size, cfg.network):
+            need = "about 224x224 (image_size 193-256)" if imagenet else "about 32x32 (image_size 29-40)"
+            raise ConfigError("auxiliary_weight", cfg.auxiliary_weight, f"0 at {size}x{size} input: the auxiliary "
+                                                                        f"head needs {need}")
         self.steps_per_epoch = self.data.steps_per_epoch(cfg.batch_size)
-        self.model = NetworkCIFAR(cfg.init_channels, self.data.num_classes, cfg.layers, cfg.auxiliary_weight > 0,
-                                  self.genotype, in_channels=self.data.in_channels).to(self.device)
+        network = NetworkImageNet if imagenet else NetworkCIFAR
+        self.model = network(cfg.init_channels, self.data.num_classes, cfg.layers, cfg.auxiliary_weight > 0,
+                             self.genotype, in_channels=self.data.in_channels).to(self.device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(cfg.epochs), cfg.lr_min)
+        if cfg.lr_schedule == "exponential":  # the reference's StepLR(step 1, gamma): lr * gamma**epoch
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, cfg.lr_gamma)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(cfg.epochs), cfg.lr_min)
 
     def _begin(self) -> None:
         self.writer.write_genotype({"step": 0, "epoch": 0, "kind": "train", "genotype": self.genotype.to_dict()})
@@ -115,7 +124,7 @@ class _TrainLoop(RunLoop):
         if end or self.step % cfg.log_every == 0:
             row = {"step": self.step, "epoch": self.epoch, **self.meters.means(), "lr": out.lr}
         if end:
-            row |= evaluate(self.model, self.data.test_batches(cfg.batch_size), self.device, cfg.amp)
+            row |= evaluate(self.model, self.data.test_batches(cfg.batch_size), self.device, cfg.amp, cfg.top5)
             self._next_epoch()
         if row is not None:
             row |= self._pace()
