@@ -104,3 +104,20 @@ def test_config_prints_the_recurrent_presets(cli):
     assert train["nhid"] == 64 and "corpus" in train
     p = cli("config", "--preset", "rnn-demo", "--set", "bptt=0", check=False)
     assert p.returncode == 2 and p.stderr.strip() == "error: bptt=0 is not valid: an integer from 1 to 4096"
+
+
+def test_a_recurrent_training_writes_tensorboard_events_with_its_perplexities(tmp_path):
+    from engine.runtime.threads import apply_threads
+    from engine.space.rnn.train_config import from_rnn_train_preset
+    from engine.train.rnn_loop import run_rnn_training
+
+    apply_threads(1)
+    config = from_rnn_train_preset("rnn-train-smoke", {"epochs": 1})
+    assert run_rnn_training(config, KNOWN_GENOTYPES["DARTS_RNN"], tmp_path,
+                            source={"kind": "known", "label": "DARTS_RNN"}) == "finished"
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    metrics = rundir.read_metrics(tmp_path)
+    tested = [m for m in metrics if "test_ppl" in m]
+    assert [e.value for e in acc.Scalars("perplexity/test")] == pytest.approx([m["test_ppl"] for m in tested])
+    assert [e.step for e in acc.Scalars("loss/train")] == [m["step"] for m in metrics if "train_loss" in m]

@@ -41,6 +41,7 @@ from engine.runs.lifecycle import RunLoop
 from engine.runs.lifecycle_launch import launch
 from engine.runs.lifecycle_resume import RunningMeans
 from engine.runs.snapshot import SnapshotBox
+from engine.runs.tensorboard import TensorBoardLog
 from engine.runtime.distributed import SINGLE, World
 from engine.space.rnn.genotype import Genotype
 from engine.space.rnn.train_config import RESUMABLE_RNN_TRAIN_FIELDS, RNNTrainConfig
@@ -107,7 +108,7 @@ def run_rnn_training(config: RNNTrainConfig, genotype: Genotype, run_dir: str | 
     raises: it ends up in status.json, the snapshot and `on_exception`. Until setup has checked everything it
     writes nothing."""
     return launch(_RNNTrainLoop, config, run_dir, control=control, callbacks=callbacks, box=box, resume=resume,
-                  genotype=genotype, source=source or {})
+                  observers=[TensorBoardLog(run_dir)], genotype=genotype, source=source or {})
 
 
 class _Meters(RunningMeans):
