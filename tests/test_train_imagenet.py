@@ -20,6 +20,7 @@ from engine.runs.hooks import Callback
 from engine.space.cnn.genotype import KNOWN_GENOTYPES
 from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
 from engine.train.data import load_train_data
+from engine.train.export import load_model
 from engine.train.loop import run_training
 from engine.train.resume import load_train_checkpoint
 from engine.train.run import resume_train_config
@@ -105,6 +106,8 @@ def test_the_cli_trains_end_to_end_and_records_top1_and_top5(tmp_path, runs_dir,
     net = NetworkImageNet(8, 3, 3, False, V2)
     net.load_state_dict(ckpt["model"])                                  # the ImageNet network was trained
     assert ckpt["mean"] == pytest.approx([0.485, 0.456, 0.406]) and ckpt["scheduler"]["gamma"] == 0.97
+    assert main(["export", str(run), "--format", "checkpoint"]) == 0     # a model export rebuilds the same network
+    assert isinstance(load_model(run / "exports" / "model.pt"), NetworkImageNet)
 
 
 def test_the_lr_follows_097_to_the_epoch(tmp_path):

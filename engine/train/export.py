@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from engine.core.atomic import write_bytes_atomic
-from engine.nn.network import NetworkCIFAR
+from engine.nn.network import NetworkCIFAR, NetworkImageNet
 from engine.runs import rundir
 from engine.runs.export import _target
 from engine.space.cnn.genotype import Genotype
@@ -67,15 +67,17 @@ def model_record(run_dir: str | os.PathLike) -> dict[str, Any]:
     return {"format": MODEL_FORMAT, **{k: ckpt.get(k) for k in keys}, "state_dict": weights}
 
 
-def load_model(record: dict[str, Any] | str | os.PathLike) -> NetworkCIFAR:
+def load_model(record: dict[str, Any] | str | os.PathLike) -> NetworkCIFAR | NetworkImageNet:
     """The network of a model record (or a model.pt path), in eval mode."""
     if not isinstance(record, dict):
         record = torch.load(record, map_location="cpu", weights_only=True)
     if record.get("format") != MODEL_FORMAT:
         raise ValueError(f"not a dartboard model (expected format {MODEL_FORMAT})")
     cfg = record["config"]
-    net = NetworkCIFAR(cfg["init_channels"], record["num_classes"], cfg["layers"], False,
-                       Genotype.from_dict(record["genotype"]), in_channels=record["in_channels"])
+    # config.json of a run from before the ImageNet preset has no "network": it trained NetworkCIFAR
+    network = NetworkImageNet if cfg.get("network") == "imagenet" else NetworkCIFAR
+    net = network(cfg["init_channels"], record["num_classes"], cfg["layers"], False,
+                  Genotype.from_dict(record["genotype"]), in_channels=record["in_channels"])
     net.load_state_dict(record["state_dict"])
     return net.eval()
 
