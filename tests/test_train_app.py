@@ -32,3 +32,29 @@ def test_start_a_training_watch_it_and_stop_it(app_runs, page):
     assert not at.exception
     info = catalog.list_runs(app_runs)[0]
     assert info.kind == "train" and info.state in ("stopped", "finished")
+
+
+def test_train_a_recurrent_cell_from_the_page(app_runs, page):
+    """A recurrent preset offers the recurrent cells; the training runs as a recurrent one and shows perplexity."""
+    from engine.space.rnn.genotype import KNOWN_GENOTYPES
+    from engine.space.rnn.train_config import RNNTrainConfig
+
+    assert genotype_choices([], "rnn")["known: DARTS_RNN"] == "DARTS_RNN"
+    assert "known: DARTS_V2" not in genotype_choices([], "rnn")
+    at = page("train").run()
+    at.selectbox(key="train.preset").set_value("rnn-train-smoke").run()
+    assert not at.exception
+    genotype = at.selectbox(key="train.genotype.rnn")
+    assert "known: DARTS_RNN" in genotype.options and "known: DARTS_V2" not in genotype.options
+    genotype.set_value("known: DARTS_RNN").run()
+    assert not any(b.key == "train.compare.start" for b in at.button)  # the comparison job is convolutional
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    job = state.registry().jobs()[-1]
+    assert isinstance(job.config, RNNTrainConfig) and job.genotype == KNOWN_GENOTYPES["DARTS_RNN"]
+    assert job.join(120) and job.snapshot().state == "finished"
+    at.run()
+    assert not at.exception
+    metric = next(m for m in at.metric if m.label == "Test perplexity")
+    info = catalog.list_runs(app_runs)[0]
+    assert (info.kind, info.space) == ("train", "rnn") and metric.value == f"{info.test_ppl:.2f}"

@@ -21,8 +21,8 @@ from engine.runs import examples
 from engine.runs.catalog import list_runs
 from engine.runs.rundir import RunDirError
 from engine.runtime.threads import apply_threads
-from engine.space import DEFAULT_SPACE
-from engine.space.cnn.genotype import KNOWN_GENOTYPES
+from engine.space import DEFAULT_SPACE, get_space
+from engine.space.rnn.train_config import ONE_THREAD_NHID, RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
 from engine.train.config import TRAIN_PRESETS, from_train_preset
 from engine.train.source import GenotypeSourceError, resolve_genotype
 
@@ -31,14 +31,23 @@ __all__ = ["page", "genotype_choices", "curves_frame", "SHIPPED_LABEL"]
 _TRAIN_KEY = "train.run_id"
 
 
-def genotype_choices(runs: list[Any]) -> dict[str, str]:
-    """label -> GENOTYPE argument: the known cells, a random cell, and each search run's final genotype."""
-    choices = {f"known: {name}": name for name in KNOWN_GENOTYPES}
+def genotype_choices(runs: list[Any], space: str = DEFAULT_SPACE) -> dict[str, str]:
+    """label -> GENOTYPE argument: the space's known cells, a random cell, and each search run's final genotype
+    (the searches of that space)."""
+    choices = {f"known: {name}": name for name in get_space(space).known_genotypes}
     choices["random cell (seed below)"] = "random"
     for r in runs:
-        if r.kind == "search" and r.genotype is not None and r.space == DEFAULT_SPACE:  # this page trains CNN cells
+        if r.kind == "search" and r.genotype is not None and r.space == space:
             choices[f"search: {r.run_id} ({r.state})"] = str(r.path)
     return choices
+
+
+def _space_of_preset(preset: str) -> str:
+    return "rnn" if preset in RNN_TRAIN_PRESETS else DEFAULT_SPACE
+
+
+def _config(preset: str) -> Any:
+    return from_rnn_train_preset(preset) if preset in RNN_TRAIN_PRESETS else from_train_preset(preset)
 
 
 def curves_frame(metrics: list[dict[str, Any]], keys: tuple[str, ...]) -> pd.DataFrame:
@@ -49,9 +58,12 @@ def curves_frame(metrics: list[dict[str, Any]], keys: tuple[str, ...]) -> pd.Dat
 
 def _start(spec: str, preset: str) -> None:
     try:
-        genotype, source = resolve_genotype(spec)
-        apply_threads(0)  # a training has no threads field: the auto rule, as `python -m engine train`
-        job = state.registry().start(from_train_preset(preset), genotype=genotype, source=source)
+        genotype, source = resolve_genotype(spec, _space_of_preset(preset))
+        config = _config(preset)
+        # a training has no threads field: the auto rule, as `python -m engine train`; a small recurrent network one
+        # thread (its small matrix products run many times slower on two of a busy machine)
+        apply_threads(1 if preset in RNN_TRAIN_PRESETS and config.nhid <= ONE_THREAD_NHID else 0)
+        job = state.registry().start(config, genotype=genotype, source=source)
     except (GenotypeSourceError, JobError, RunDirError, ValueError, OSError) as err:
         state.flash("error", f"Could not start the training: {err}")
         return
@@ -60,18 +72,28 @@ def _start(spec: str, preset: str) -> None:
 
 def _sidebar() -> None:
     runs = list_runs(state.registry().runs_dir)
-    choices = genotype_choices(runs)
-    label = st.selectbox("Genotype", list(choices), key="train.genotype")
+    presets = [*TRAIN_PRESETS, *RNN_TRAIN_PRESETS]
+    preset = st.selectbox("Preset", presets, index=presets.index("train-demo"), key="train.preset",
+                          format_func=lambda p: f"{p} (recurrent)" if p in RNN_TRAIN_PRESETS else p,
+                          help="train-demo: the embedded data on a laptop CPU (about ten minutes); "
+                               "darts-cifar10-eval: the paper's recipe (a GPU job); the recurrent presets train "
+                               "a recurrent cell on text (rnn-train-demo: about two minutes)")
+    space = _space_of_preset(preset)
+    choices = genotype_choices(runs, space)
+    # one box a space: the known cells differ, and a value of one list must not meet the other
+    label = st.selectbox("Genotype", list(choices),
+                         key="train.genotype" if space == DEFAULT_SPACE else f"train.genotype.{space}")
     spec = choices[label]
     if spec == "random":
         spec = f"random:{st.number_input('Random seed', 0, 2**31 - 1, 0, key='train.seed')}"
-    preset = st.selectbox("Preset", list(TRAIN_PRESETS), index=list(TRAIN_PRESETS).index("train-demo"),
-                          key="train.preset", help="train-demo: the embedded data on a laptop CPU (about ten "
-                                                   "minutes); darts-cifar10-eval: the paper's recipe (a GPU job)")
     busy = state.registry().running() is not None
     st.button("Start training", type="primary", disabled=busy, on_click=_start, args=(spec, preset),
               help="one job runs at a time" if busy else None, width="stretch")
-    _compare_sidebar(runs, preset)
+    if space == DEFAULT_SPACE:
+        _compare_sidebar(runs, preset)
+    else:
+        st.caption("Comparing recurrent cells (found vs DARTS_RNN vs random): `python -m engine compare "
+                   "runs/<rnn search>`; the trainings appear on the Runs page.")
 
 
 # What a train-demo training of one cell took on the 2-core machine (issue 26: 10 to 26 minutes, with the
@@ -240,6 +262,15 @@ def _panel(job: Controller) -> None:
         st.info("No metrics yet: the first line is logged after the first steps.")
         return
     left, right = st.columns(2)
+    if isinstance(job.config, RNNTrainConfig):  # a language model: perplexities, lower is better
+        left.line_chart(curves_frame(metrics, ("train_loss", "valid_loss", "test_loss")), height=260,
+                        alt="Line chart: training, validation and test loss against the step")
+        right.line_chart(curves_frame(metrics, ("valid_ppl", "test_ppl")), height=260,
+                         alt="Line chart: validation and test perplexity against the step")
+        tested = [m for m in metrics if "test_ppl" in m]
+        if tested:
+            st.metric("Test perplexity", f"{tested[-1]['test_ppl']:.2f}")
+        return
     left.line_chart(curves_frame(metrics, ("train_loss", "test_loss")), height=260,
                     alt="Line chart: training and test loss against the step")
     right.line_chart(curves_frame(metrics, ("train_acc", "test_acc")), height=260,

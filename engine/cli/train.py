@@ -23,7 +23,7 @@ from engine.cli.fields import fields_epilog
 from engine.core.config import parse_overrides
 from engine.runs import rundir
 from engine.runs.liveness import is_interrupted
-from engine.space.rnn.train_config import RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
+from engine.space.rnn.train_config import ONE_THREAD_NHID, RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
 from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
 from engine.train.run import TRAIN_KINDS, TrainFailed, resume_train_config, score_of, train_one
 
@@ -34,12 +34,10 @@ _SPACES: dict[str, tuple[str, dict[str, Any], str, type, Any]] = {
     "cnn": ("convolutional", TRAIN_PRESETS, "train-demo", TrainConfig, from_train_preset),
     "rnn": ("recurrent", RNN_TRAIN_PRESETS, "rnn-train-demo", RNNTrainConfig, from_rnn_train_preset),
 }
-# A recurrent cell's small matrix products run faster on one thread up to about this width (docs/darts.md).
-_ONE_THREAD_NHID = 256
 
 
 def _recurrent_threads(config: Any) -> None:
-    if isinstance(config, RNNTrainConfig) and config.nhid <= _ONE_THREAD_NHID:
+    if isinstance(config, RNNTrainConfig) and config.nhid <= ONE_THREAD_NHID:
         from engine.runtime.threads import apply_threads
 
         apply_threads(1)

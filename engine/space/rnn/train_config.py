@@ -16,7 +16,12 @@ from typing import Any
 from engine.core.config import ConfigError, FrozenConfig, check, check_known, check_run_fields, is_int, is_num
 from engine.space.rnn.config import MAX_BPTT, MAX_HIDDEN, MAX_VOCAB
 
-__all__ = ["RNNTrainConfig", "RNN_TRAIN_PRESETS", "RESUMABLE_RNN_TRAIN_FIELDS", "from_rnn_train_preset"]
+__all__ = ["RNNTrainConfig", "RNN_TRAIN_PRESETS", "RESUMABLE_RNN_TRAIN_FIELDS", "from_rnn_train_preset",
+           "ONE_THREAD_NHID"]
+
+# Up to this hidden size a recurrent training runs on one torch thread: its small matrix products ran several times
+# slower on two threads of a loaded 2-core machine (docs/darts.md, section 6).
+ONE_THREAD_NHID = 256
 
 # Fields a resumed training may change: how it runs, where the corpus now lies (its fingerprint must not change),
 # and lr: the way out of a non-finite loss, which pauses the run with that advice.
