@@ -115,7 +115,8 @@ def state_figures(arch: Mapping[str, Any], variant: str | Variant | Mapping[str,
 
 
 def state_text(arch: Mapping[str, Any], variant: str | Variant | Mapping[str, Any] = "darts") -> str | None:
-    """The variant's line on its state now (a schedule's value); None when it has none."""
-    if "normal" not in arch:
+    """The variant's line on its state now (a schedule's value); None when it has none. On either space: the
+    schedules (DARTS-'s beta, beta-DARTS's lambda, SDARTS-RS's epsilon) are buffers of the recurrent search too."""
+    if space_of_kinds(arch) is None:
         return None
     return as_variant(variant).state_text(_state_arch(arch))
