@@ -4,11 +4,13 @@ the recipe, NetworkImageNet, the exponential lr, label smoothing, top-5, exact r
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
 from PIL import Image
 
 from engine.__main__ import main
@@ -178,11 +180,16 @@ def test_the_augmentation_is_seeded_and_the_eval_transform_is_fixed(tmp_path):
     assert not torch.equal(next(d1.batches(1, 4))[0], x1)                    # another epoch, other crops
     t1, t2 = next(d1.test_batches(6))[0], next(d2.test_batches(6))[0]
     assert t1.shape == (6, 3, 32, 32) and torch.equal(t1, t2)
+    # the evaluation transform is torchvision's Resize(size * 256/224) + CenterCrop(size), ToTensor, Normalize
+    path = sorted((tmp_path / "tree" / "val" / "ant").iterdir())[0]
+    ref = T.Compose([T.Resize(37), T.CenterCrop(32), T.ToTensor(),
+                     T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])(Image.open(path).convert("RGB"))
+    torch.testing.assert_close(t1[0], ref, atol=1e-5, rtol=0)
 
 
 def _without(split):
     def make(root):
-        __import__("shutil").rmtree(_tree(root) / split)
+        shutil.rmtree(_tree(root) / split)
         return root
     return make
 

@@ -2,7 +2,8 @@
 into a Pool, the training set or the test set; engine/search/data.py and engine/train/data.py do the rest.
 
 One module per kind of source: idx.py (MNIST, Fashion-MNIST, the embedded subset), vision.py (CIFAR,
-SVHN via torchvision), folder.py (ImageFolder trees), fake.py (random images).
+SVHN via torchvision), folder.py (ImageFolder trees), fake.py (random images). imagenet.py is not a Pool: the
+ImageNet recipe's train/ and val/ splits of a tree, decoded and augmented from the files (engine/train/data.py).
 """
 
 from __future__ import annotations
