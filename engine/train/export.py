@@ -20,10 +20,8 @@ torch.jit.trace are the two PyTorch 2.14 marks deprecated; their warnings are no
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from engine.nn.network import NetworkCIFAR, NetworkImageNet
 from engine.runs import rundir
 from engine.runs.export import _target
 from engine.space.cnn.genotype import Genotype
+from engine.train.onnx import onnx_bytes
 from engine.train.resume import load_train_checkpoint
 
 __all__ = ["MODEL_FORMAT", "MODEL_FILES", "model_record", "load_model", "write_model_export"]
@@ -112,25 +111,6 @@ def _onnx(record: dict[str, Any]) -> bytes:
     batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
     return onnx_bytes(_Logits(load_model(record)).eval(), (_example(record),), ["input"], ["logits"],
                       {"x": {0: batch}})
-
-
-def onnx_bytes(module: torch.nn.Module, example: tuple, inputs: list[str], outputs: list[str],
-               dynamic_shapes: dict[str, Any]) -> bytes:
-    """An eval-mode module as one ONNX file, through torch.export (the dynamo exporter)."""
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:  # say so plainly, before a long export fails deep in torch
-        raise ValueError(f"ONNX export needs {' and '.join(missing)}: pip install 'dartboard[onnx]' "
-                         "(or the onnx and onnxscript pins of requirements-dev.txt)")
-    program = torch.onnx.export(module, example, dynamo=True, input_names=inputs, output_names=outputs,
-                                dynamic_shapes=dynamic_shapes, verbose=False)
-    with tempfile.TemporaryDirectory() as tmp:  # ONNXProgram.save writes a path; the run gets it atomically
-        path = Path(tmp) / "model.onnx"
-        program.save(str(path))
-        extra = [p.name for p in Path(tmp).iterdir() if p != path]
-        if extra:  # weights put beside the graph (past 2 GB) would not travel with one file
-            raise ValueError(f"the ONNX exporter wrote external data ({', '.join(extra)}); the model is too large "
-                             "for a one-file export")
-        return path.read_bytes()
 
 
 def write_model_export(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> Path:

@@ -31,6 +31,7 @@ from engine.runs import rundir
 from engine.runs.checkpoint import load_checkpoint
 from engine.space.rnn.genotype import Genotype
 from engine.space.rnn.train_config import RNNTrainConfig
+from engine.train.onnx import onnx_bytes
 
 __all__ = ["RNN_MODEL_FORMAT", "VOCAB_FILE", "rnn_model_record", "load_rnn_model", "OneStep", "rnn_graph_bytes",
            "write_vocab"]
@@ -106,8 +107,6 @@ def rnn_graph_bytes(record: dict[str, Any], fmt: str) -> bytes:
             raise ValueError(f"this PyTorch ({torch.__version__}) has no TorchScript; export pt2 instead")
         torch.jit.save(torch.jit.trace(step, _example(record)), buf)
     elif fmt == "onnx":
-        from engine.train.export import onnx_bytes
-
         return onnx_bytes(step, _example(record), ["tokens", "hidden"], ["log_probs", "next_hidden"], shapes)
     else:
         raise ValueError(f"model format {fmt!r} is not one of checkpoint, pt2, onnx, torchscript")
