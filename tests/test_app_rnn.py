@@ -21,8 +21,8 @@ from engine.runs.catalog import run_info
 from engine.runs.control import Control
 from engine.runs.follow import snapshot_from_dir
 from engine.runs.hooks import Callback
+from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
 from engine.space import get_space, space_of_genotype, space_of_kinds
-from engine.space.rnn.config import RNNSearchConfig, from_rnn_preset
 from engine.space.rnn.genotype import KNOWN_GENOTYPES, Genotype
 
 EDGES, OPS = 36, 5

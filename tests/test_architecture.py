@@ -39,8 +39,8 @@ ALLOWED: dict[str, set[str]] = {
 APP_FORBIDDEN = {"nn", "search.loop", "search.step", "search.architect", "train.loop", "train.step", "cli"}
 # Importable with torch blocked: what reading configs, genotypes and run directories needs, and every page of the
 # dashboard (torch loads with the first job or the first figure that needs it, not with the first page).
-TORCH_FREE = ["engine.core", "engine.space", "engine.search.config", "engine.train.config", "engine.jobs",
-              "app.state", "app.nav", "app.screens", "app.panels", "app.figures"]
+TORCH_FREE = ["engine.core", "engine.space", "engine.search.config", "engine.search.rnn_config", "engine.train.config",
+              "engine.jobs", "app.state", "app.nav", "app.screens", "app.panels", "app.figures"]
 
 
 def _modules() -> dict[str, Path]:

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from engine.runs import rundir
 from engine.runs.control import Control
 from engine.runs.hooks import Callback
-from engine.space.rnn.config import from_rnn_preset
+from engine.search.rnn_config import from_rnn_preset
 from engine.space.rnn.genotype import KNOWN_GENOTYPES
 
 

@@ -468,7 +468,7 @@ def test_a_few_first_order_steps_on_the_embedded_corpus():
 # ---------------------------------------------------------------- the config
 
 def test_the_presets_are_the_papers_search_and_a_demo():
-    from engine.space.rnn.config import RNN_PRESETS, RNNSearchConfig, from_rnn_preset
+    from engine.search.rnn_config import RNN_PRESETS, RNNSearchConfig, from_rnn_preset
     paper = RNN_PRESETS["rnn-paper"]
     assert (paper.emsize, paper.nhid, paper.bptt, paper.batch_size, paper.epochs) == (300, 300, 35, 256, 50)
     assert (paper.w_lr, paper.a_lr, paper.a_weight_decay, paper.order) == (20.0, 3e-3, 1e-3, "second")
@@ -487,7 +487,7 @@ def test_the_presets_are_the_papers_search_and_a_demo():
 ])
 def test_a_bad_config_field_is_named(changes, field):
     from engine.core.config import ConfigError
-    from engine.space.rnn.config import from_rnn_preset
+    from engine.search.rnn_config import from_rnn_preset
     with pytest.raises(ConfigError, match=f"^{field}=") as err:
         from_rnn_preset("rnn-demo", **changes)
     assert err.value.field == field and "\n" not in str(err.value)
@@ -495,7 +495,7 @@ def test_a_bad_config_field_is_named(changes, field):
 
 def test_set_overrides_are_typed_for_the_rnn_config():
     from engine.core.config import ConfigError, parse_overrides
-    from engine.space.rnn.config import RNNSearchConfig, from_rnn_preset
+    from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
     overrides = parse_overrides(["bptt=12", "order=second", "w_lr=5", "corpus=/data/ptb"], RNNSearchConfig)
     cfg = from_rnn_preset("rnn-demo", **overrides)
     assert (cfg.bptt, cfg.order, cfg.w_lr, cfg.corpus) == (12, "second", 5.0, "/data/ptb")
@@ -508,7 +508,7 @@ def test_set_overrides_are_typed_for_the_rnn_config():
 # ---------------------------------------------------------------- the search job
 
 def _job_config(tmp_path, **changes):
-    from engine.space.rnn.config import from_rnn_preset
+    from engine.search.rnn_config import from_rnn_preset
     rng = np.random.default_rng(12)
     words = [f"w{k}" for k in range(25)]
     corpus = tmp_path / "corpus"

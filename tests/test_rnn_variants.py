@@ -22,7 +22,7 @@ from engine.runs.control import Control
 from engine.runs.follow import snapshot_from_dir
 from engine.runs.snapshot import SnapshotBox
 from engine.runtime.threads import apply_threads
-from engine.space.rnn.config import RNNSearchConfig, from_rnn_preset
+from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
 from engine.space.rnn.genotype import Genotype
 from engine.variants import record_genotype, record_weights, space_variants
 from engine.variants.fair_darts import threshold_recurrent

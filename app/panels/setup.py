@@ -31,7 +31,7 @@ from engine.search.config import (
     config_errors,
     from_preset,
 )
-from engine.space.rnn.config import RNN_PRESETS, RNNSearchConfig
+from engine.search.rnn_config import RNN_PRESETS, RNNSearchConfig
 from engine.variants import all_variant_options, option_spec, variant_names, variant_options, variant_summary
 
 __all__ = ["FIELDS", "labels", "START_LABEL", "render", "run_settings", "message", "problems", "preflight",

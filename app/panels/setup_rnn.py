@@ -1,4 +1,4 @@
-"""The sidebar setup of a recurrent search (the presets of engine/space/rnn/config.py): the fields people change
+"""The sidebar setup of a recurrent search (the presets of engine/search/rnn_config.py): the fields people change
 most, each problem under its row in the sidebar's words, Start disabled until nothing is wrong. The sidebar's
 preset menu (app/panels/setup.py) hands a recurrent preset to `render` here."""
 
@@ -11,7 +11,8 @@ from typing import Any
 import streamlit as st
 
 from engine.core.config import DEVICES, ConfigError, collect_errors
-from engine.space.rnn.config import ORDERS, RNNSearchConfig, from_rnn_preset
+from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
+from engine.space.rnn.config import ORDERS
 from engine.variants import space_variants, variant_summary
 
 __all__ = ["FIELDS", "render", "problems", "message"]

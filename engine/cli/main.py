@@ -55,7 +55,7 @@ def build_parser(prog: str = "dartboard") -> argparse.ArgumentParser:
     fields = argparse.RawDescriptionHelpFormatter
     s = sub.add_parser("search", help="run a search headless, writing a run directory", parents=[verbosity],
                        formatter_class=fields, epilog=fields_epilog(SearchConfig, PRESETS, prog))
-    from engine.space.rnn.config import RNN_PRESETS
+    from engine.search.rnn_config import RNN_PRESETS
 
     s.add_argument("--preset", default="demo", choices=sorted({*PRESETS, *RNN_PRESETS}), metavar="PRESET",
                    help="the config to start from (default demo; listed below); " + ", ".join(RNN_PRESETS)
@@ -138,7 +138,7 @@ def cmd_derive_any(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from engine.search.config import from_preset
-    from engine.space.rnn.config import RNN_PRESETS, RNNSearchConfig, from_rnn_preset
+    from engine.search.rnn_config import RNN_PRESETS, RNNSearchConfig, from_rnn_preset
     from engine.space.rnn.train_config import RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
     from engine.train.config import TRAIN_PRESETS, TrainConfig, from_train_preset
 

@@ -28,7 +28,7 @@ def _recurrent(args: argparse.Namespace) -> bool:
             return rundir.read_config(args.resume).get("kind") == "rnn_search"
         except rundir.RunDirError:
             return False  # said by the convolutional path's own reading of the run
-    from engine.space.rnn.config import RNN_PRESETS
+    from engine.search.rnn_config import RNN_PRESETS
 
     return args.preset in RNN_PRESETS
 
@@ -39,8 +39,8 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
     from engine.runs.hooks import Callback
     from engine.runs.snapshot import SnapshotBox
     from engine.runtime.threads import apply_threads
+    from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
     from engine.search.rnn_loop import run_rnn_search
-    from engine.space.rnn.config import RNNSearchConfig, from_rnn_preset
     from engine.space.rnn.genotype import Genotype as RNNGenotype
 
     overrides = parse_overrides(args.set or [], RNNSearchConfig)

@@ -22,8 +22,8 @@ from engine.runs.hooks import Callback
 from engine.runs.liveness import is_interrupted
 from engine.runs.snapshot import ACTIVE_STATES, Snapshot, SnapshotBox
 from engine.search.config import SearchConfig
+from engine.search.rnn_config import RNNSearchConfig
 from engine.space.cnn.genotype import Genotype
-from engine.space.rnn.config import RNNSearchConfig
 from engine.space.rnn.train_config import RNNTrainConfig
 from engine.train.config import TrainConfig
 

@@ -38,8 +38,8 @@ from engine.runs.lifecycle_resume import RunningMeans
 from engine.runs.snapshot import SnapshotBox
 from engine.runs.tensorboard import TensorBoardLog
 from engine.runtime.distributed import SINGLE, World
+from engine.search.rnn_config import RNNSearchConfig
 from engine.search.rnn_step import bilevel_step, evaluate, make_optimizers
-from engine.space.rnn.config import RNNSearchConfig
 from engine.variants import record_weights
 
 __all__ = ["run_rnn_search", "RNNSearchData", "load_rnn_search_data"]

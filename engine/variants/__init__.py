@@ -38,7 +38,6 @@ from engine.variants.registry import (
     variant_summary,
 )
 from engine.variants.skip_cap import cap_skips, check_max_skip
-from engine.variants.spaces import install as _install_space_rules
 from engine.variants.state import StateFigure
 
 __all__ = ["Variant", "Option", "Rule", "StateFigure", "register", "unregister", "variant_names", "variant_class",
@@ -46,9 +45,6 @@ __all__ = ["Variant", "Option", "Rule", "StateFigure", "register", "unregister",
            "run_skip_cap", "variant_options", "all_variant_options", "builtin_variant_options", "option_spec",
            "second_order_refusal", "space_variants", "variant_summary", "state_figures", "state_text", "cap_skips",
            "check_max_skip"]
-
-# The recurrent space's config checks `variant` and its options by the variants' own declarations.
-_install_space_rules()
 
 # Keys of an alphas.jsonl line that are not architecture parameters.
 _RECORD_KEYS = frozenset({"step", "epoch"})

@@ -1,8 +1,7 @@
 """Which variants a search space takes, and the checks of a config's `variant` and options there, torch-free.
 
 A variant declares the spaces it relaxes (`Variant.spaces`) and why it refuses the others (`space_refusals`,
-`space_errors`). The recurrent space's config (engine/space/rnn/config.py) sits above the variants in the package
-map, so it cannot import them; `install` hands it these rules when engine.variants is imported.
+`space_errors`). The recurrent search's config (engine/search/rnn_config.py) checks its variant with them.
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from engine.variants.registry import (
     variant_options,
 )
 
-__all__ = ["SpaceRules", "install"]
+__all__ = ["SpaceRules"]
 
 _CELLS = {"cnn": "convolutional", "rnn": "recurrent"}  # how a refusal names a space's cell
 
 
 class SpaceRules:
-    """The variant rules of the configs of one space (`VariantRules` of engine/space/rnn/config.py)."""
+    """The variant rules of the configs of one space (what engine/search/rnn_config.py asks)."""
 
     def option_defaults(self) -> dict[str, Any]:
         """Every option of every known variant -> its default: a config accepts any of them by name, so
@@ -69,10 +68,3 @@ class SpaceRules:
               f"first with variant={variant}: {cls.no_second_order}")
         for name, allowed in cls.option_errors(values):
             check(False, name, values[name], allowed)
-
-
-def install() -> None:
-    """Give the recurrent space's config these rules (engine.variants calls this once, on import)."""
-    from engine.space.rnn.config import use_variant_rules
-
-    use_variant_rules(SpaceRules())
