@@ -17,6 +17,7 @@ SummaryWriter queues events for its own thread, so the training thread does not 
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,8 @@ def hparam_values(config: Any, kind: str) -> dict[str, Any]:
 
 
 class TensorBoardLog(Callback):
-    def __init__(self, run_dir: str | Path, variant: str = "darts"):
+    def __init__(self, run_dir: str | Path, variant: str | Mapping[str, Any] = "darts"):
+        """`variant`: a name, or a run's config (its variant with the options it set) as record_weights takes."""
         self.run_dir = Path(run_dir)
         self.variant = variant
         self._writer: Any = None
