@@ -6,14 +6,11 @@ AppTest never fires `run_every`, so a test calls `run()` again to redraw; the re
 searches.
 """
 
-import json
 import re
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -23,6 +20,8 @@ from engine.runs import catalog, rundir
 from engine.search.config import PRESETS
 from engine.search.loop import run_search
 from engine.space.cnn.cell import PRIMITIVES, source_name
+from tests.charts import chart as _chart
+from tests.charts import title as _title
 from tests.waiting import wait_for
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -43,26 +42,6 @@ def _button(at: AppTest, label: str):
 
 def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
-
-
-def _blocks(node):
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from _blocks(child)
-
-
-def _chart(at: AppTest, key: str) -> tuple[dict, pd.DataFrame]:
-    """The Vega-Lite spec and data of the chart in the container of key `key`: what the browser is given."""
-    boxes = [b for b in _blocks(at.main) if str(getattr(getattr(b, "proto", None), "id", "")).endswith(f"-{key}")]
-    assert len(boxes) == 1, f"{len(boxes)} containers with key {key!r}"
-    charts = [c for c in _blocks(boxes[0]) if getattr(c, "type", None) == "vega_lite_chart"]
-    assert len(charts) == 1, f"{len(charts)} charts in {key!r}"
-    return json.loads(charts[0].proto.spec), pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pandas()
-
-
-def _title(spec: dict) -> str:
-    title = spec.get("title", "")
-    return title.get("text", "") if isinstance(title, dict) else title
 
 
 def _heatmap(at: AppTest, key: str) -> tuple[str, np.ndarray]:

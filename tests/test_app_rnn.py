@@ -8,8 +8,6 @@ import json
 import time
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -24,6 +22,8 @@ from engine.runs.hooks import Callback
 from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
 from engine.space import get_space, space_of_genotype, space_of_kinds
 from engine.space.rnn.genotype import KNOWN_GENOTYPES, Genotype
+from tests.charts import chart as _chart
+from tests.charts import title as _title
 
 EDGES, OPS = 36, 5
 
@@ -40,26 +40,6 @@ def _wait_steps(job, steps: int, timeout: float = 60.0) -> None:
         assert job.snapshot().state in ("queued", "running"), job.snapshot().error
         assert time.monotonic() < end, f"{steps} steps not reached in {timeout} s"
         time.sleep(0.05)
-
-
-def _blocks(node):
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from _blocks(child)
-
-
-def _chart(at: AppTest, key: str) -> tuple[dict, pd.DataFrame]:
-    """The Vega-Lite spec and data of the chart in the container of key `key`."""
-    boxes = [b for b in _blocks(at.main) if str(getattr(getattr(b, "proto", None), "id", "")).endswith(f"-{key}")]
-    assert len(boxes) == 1, f"{len(boxes)} containers with key {key!r}"
-    charts = [c for c in _blocks(boxes[0]) if getattr(c, "type", None) == "vega_lite_chart"]
-    assert len(charts) == 1, f"{len(charts)} charts in {key!r}"
-    return json.loads(charts[0].proto.spec), pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pandas()
-
-
-def _title(spec: dict) -> str:
-    title = spec.get("title", "")
-    return title.get("text", "") if isinstance(title, dict) else title
 
 
 def _softmax(a: np.ndarray) -> np.ndarray:

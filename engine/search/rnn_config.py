@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from engine.core.config import ConfigError, FrozenConfig, check, check_known, check_run_fields, is_int, is_num
-from engine.space.rnn.config import MAX_BPTT, MAX_HIDDEN, MAX_VOCAB, ORDERS
+from engine.space.rnn.config import ORDERS, check_language_model
 from engine.variants.spaces import SpaceRules
 
 __all__ = ["RNNSearchConfig", "RNN_PRESETS", "from_rnn_preset"]
@@ -102,17 +102,8 @@ class RNNSearchConfig(FrozenConfig):
         return {**defaults, **dict(self.options)}
 
     def __post_init__(self) -> None:
-        check(isinstance(self.corpus, str) and bool(self.corpus.strip()), "corpus", self.corpus,
-              "'embedded' or a directory with train.txt, valid.txt and test.txt")
-        check(is_int(self.max_vocab) and 3 <= self.max_vocab <= MAX_VOCAB, "max_vocab", self.max_vocab,
-              f"an integer from 3 to {MAX_VOCAB}")
-        for name in ("emsize", "nhid"):
-            value = getattr(self, name)
-            check(is_int(value) and 1 <= value <= MAX_HIDDEN, name, value, f"an integer from 1 to {MAX_HIDDEN}")
-        check(self.emsize == self.nhid, "emsize", self.emsize,
-              f"equal to nhid ({self.nhid}): the decoder is tied to the embedding")
+        check_language_model(self)
         check(is_int(self.nodes) and 1 <= self.nodes <= 32, "nodes", self.nodes, "an integer from 1 to 32")
-        check(is_int(self.bptt) and 1 <= self.bptt <= MAX_BPTT, "bptt", self.bptt, f"an integer from 1 to {MAX_BPTT}")
         check(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         check(is_int(self.epochs) and self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         check(self.order in ORDERS, "order", self.order, f"one of {', '.join(ORDERS)}")
@@ -122,9 +113,6 @@ class RNNSearchConfig(FrozenConfig):
         for name in ("w_weight_decay", "tar_beta", "a_weight_decay"):
             value = getattr(self, name)
             check(is_num(value) and value >= 0, name, value, "a number >= 0")
-        for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
-            value = getattr(self, name)
-            check(is_num(value) and 0 <= value < 1, name, value, "a probability in [0, 1)")
         check(is_int(self.threads) and 0 <= self.threads <= 1024, "threads", self.threads,
               "an integer from 0 (auto) to 1024")
         check_run_fields(self)

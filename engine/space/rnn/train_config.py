@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.core.config import ConfigError, FrozenConfig, check, check_known, check_run_fields, is_int, is_num
-from engine.space.rnn.config import MAX_BPTT, MAX_HIDDEN, MAX_VOCAB
+from engine.space.rnn.config import check_language_model
 
 __all__ = ["RNNTrainConfig", "RNN_TRAIN_PRESETS", "RESUMABLE_RNN_TRAIN_FIELDS", "from_rnn_train_preset",
            "ONE_THREAD_NHID"]
@@ -60,16 +60,7 @@ class RNNTrainConfig(FrozenConfig):
     checkpoint_every_s: float = 120.0
 
     def __post_init__(self) -> None:
-        check(isinstance(self.corpus, str) and bool(self.corpus.strip()), "corpus", self.corpus,
-              "'embedded' or a directory with train.txt, valid.txt and test.txt")
-        check(is_int(self.max_vocab) and 3 <= self.max_vocab <= MAX_VOCAB, "max_vocab", self.max_vocab,
-              f"an integer from 3 to {MAX_VOCAB}")
-        for name in ("emsize", "nhid"):
-            value = getattr(self, name)
-            check(is_int(value) and 1 <= value <= MAX_HIDDEN, name, value, f"an integer from 1 to {MAX_HIDDEN}")
-        check(self.emsize == self.nhid, "emsize", self.emsize,
-              f"equal to nhid ({self.nhid}): the decoder is tied to the embedding")
-        check(is_int(self.bptt) and 1 <= self.bptt <= MAX_BPTT, "bptt", self.bptt, f"an integer from 1 to {MAX_BPTT}")
+        check_language_model(self)
         for name in ("batch_size", "eval_batch_size", "test_batch_size"):
             value = getattr(self, name)
             check(is_int(value) and 1 <= value <= 65_536, name, value, "an integer from 1 to 65536")
@@ -84,9 +75,6 @@ class RNNTrainConfig(FrozenConfig):
         check(isinstance(self.asgd, bool), "asgd", self.asgd, "true or false")
         check(is_int(self.nonmono) and 0 <= self.nonmono <= 10_000, "nonmono", self.nonmono,
               "an integer from 0 to 10000 (epochs)")
-        for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
-            value = getattr(self, name)
-            check(is_num(value) and 0 <= value < 1, name, value, "a probability in [0, 1)")
         check_run_fields(self)
 
 
