@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -121,3 +122,26 @@ def test_a_recurrent_training_writes_tensorboard_events_with_its_perplexities(tm
     tested = [m for m in metrics if "test_ppl" in m]
     assert [e.value for e in acc.Scalars("perplexity/test")] == pytest.approx([m["test_ppl"] for m in tested])
     assert [e.step for e in acc.Scalars("loss/train")] == [m["step"] for m in metrics if "train_loss" in m]
+
+
+def test_derive_reads_a_recurrent_run_and_an_alphas_file(cli, tmp_path):
+    from engine.runs import examples
+    from engine.space import get_space
+    from engine.space.weights import softmax
+
+    shipped = examples.example("rnn-demo")
+    out = cli("derive", str(shipped.path)).stdout.strip()
+    assert out == rundir.latest_genotype(shipped.path).to_darts()  # the run's final cell, derived again
+    last = rundir.read_alphas(shipped.path)[-1]
+    path = tmp_path / "alphas.json"
+    path.write_text(json.dumps({"recurrent": last["recurrent"]}))
+    want = get_space("rnn").derive({"recurrent": softmax(np.asarray(last["recurrent"]))})
+    assert cli("derive", str(path)).stdout.strip() == want.to_darts()
+    p = cli("derive", str(shipped.path), "--max-skip", "2", check=False)
+    assert p.returncode == 2 and "a recurrent cell has none" in p.stderr
+
+
+def test_score_refuses_a_recurrent_cell_in_one_line(cli):
+    p = cli("score", "DARTS_RNN", check=False)
+    assert p.returncode == 2 and p.stderr.strip().startswith("error: DARTS_RNN is a recurrent cell")
+    assert "Traceback" not in p.stderr

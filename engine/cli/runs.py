@@ -11,7 +11,7 @@ from engine.cli.common import BadInput
 from engine.core.inputs import parse_json, read_input_text
 from engine.runs import rundir
 from engine.runs.catalog import UNREADABLE, list_runs
-from engine.space import space_of_genotype
+from engine.space import space_of_genotype, space_of_kinds
 
 __all__ = ["MODEL_FORMATS", "cmd_derive", "cmd_inspect", "cmd_export", "cmd_runs"]
 
@@ -20,13 +20,14 @@ MODEL_FORMATS = ("checkpoint", "pt2", "onnx", "torchscript")  # a training run's
 
 def _load_alphas(source: Path) -> dict[str, Any]:
     if source.is_dir():
-        rows = [r for r in rundir.read_alphas(source) if "normal" in r and "reduce" in r]
+        rows = rundir.read_alphas(source)  # whole records of the run's space (engine.runs.rundir)
         if not rows:
             raise BadInput(f"{source} has no alphas yet (alphas.jsonl is empty, missing or has no whole record)")
         return rows[-1]
     data = parse_json(read_input_text(source, "alphas file"), f"alphas file {source}")
-    if not isinstance(data, dict) or "normal" not in data or "reduce" not in data:
-        raise BadInput(f'{source} must hold {{"normal": [[8 numbers] x 14], "reduce": [...]}}')
+    if not isinstance(data, dict) or space_of_kinds(data) is None:
+        raise BadInput(f'{source} must hold {{"normal": [[8 numbers] x 14], "reduce": [...]}} '
+                       '(or a recurrent cell\'s {"recurrent": [[5 numbers] x 36]})')
     return data
 
 
@@ -34,7 +35,6 @@ def cmd_derive(args: argparse.Namespace) -> int:
     import numpy as np
 
     from engine.runs.handle import RunHandle
-    from engine.space.cnn.cell import PRIMITIVES
     from engine.variants import arch_of, derive, run_skip_cap
 
     source = Path(args.source)
@@ -43,11 +43,14 @@ def cmd_derive(args: argparse.Namespace) -> int:
         arch = arch_of(data)
     except ValueError as e:
         raise BadInput(f"alphas must be numeric matrices: {e}") from None
-    for name in ("normal", "reduce"):
+    space = space_of_kinds(arch)
+    for name in space.cell_kinds:
         a = arch[name]
-        if a.ndim != 2 or a.shape[1] != len(PRIMITIVES) or not np.isfinite(a).all():
-            raise BadInput(f"{name} alphas must be a finite (edges, {len(PRIMITIVES)}) matrix, got shape {a.shape}")
+        if a.ndim != 2 or a.shape[1] != space.num_ops or not np.isfinite(a).all():
+            raise BadInput(f"{name} alphas must be a finite (edges, {space.num_ops}) matrix, got shape {a.shape}")
     max_skip = _max_skip(args)
+    if max_skip is not None and space.name != "cnn":
+        raise BadInput("--max-skip caps a convolutional cell's skip connections; a recurrent cell has none")
     if source.is_dir():  # a run's own variant, with its options and its skip cap, turns its alphas into a cell
         run = RunHandle(source)
         if max_skip is None:

@@ -51,6 +51,9 @@ def _genotype(spec: str) -> tuple[Any, str]:
     else:
         genotype, source = resolve_genotype(text)
         label = source["label"]
+    if not hasattr(genotype, "fanin"):  # a recurrent cell: the proxies and their reference are image networks'
+        raise BadInput(f"{spec} is a recurrent cell; the proxies score the convolutional cell's image network "
+                       "(a language model has no reference set here)")
     for kind in ("normal", "reduce"):
         nodes = len(genotype.fanin(kind))
         if nodes != RANDOM_NODES or len(getattr(genotype, kind)) != 2 * nodes:
