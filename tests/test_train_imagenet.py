@@ -256,3 +256,20 @@ def test_at_224_the_auxiliary_head_trains_at_04(tmp_path):
     ckpt = load_train_checkpoint(run / rundir.CHECKPOINT)
     assert any(k.startswith("auxiliary_head.") for k in ckpt["model"]) and ckpt["image_size"] == 224
     assert rundir.read_metrics(run)[-1]["test_top5"] == 1.0
+
+
+def test_compare_counts_the_imagenet_network_it_trained(tmp_path, runs_dir, capsys):
+    """compare's parameters and mult-adds are those of the network the preset trains (NetworkImageNet), equal to
+    the trained run's own recorded count, not the CIFAR network's."""
+    from engine.train.compare import compare
+
+    root = _tree(tmp_path / "tree")
+    rows = compare(None, _config(root, epochs=1), random_cells=0, runs_dir=runs_dir, quiet=True)
+    assert [r["name"] for r in rows] == ["DARTS_V2"] and rows[0]["state"] == "finished"
+    record = rundir.read_config(rows[0]["run_dir"])
+    net = NetworkImageNet(8, 3, 3, False, V2)
+    assert rows[0]["parameters"] == record["parameters"] == sum(p.numel() for p in net.parameters())
+    size = record["dataset"]["image_size"]
+    from engine.nn.network import count_multiply_adds
+
+    assert rows[0]["mult_adds"] == count_multiply_adds(net, (1, 3, size, size))

@@ -45,10 +45,21 @@ def network_costs(genotype: Any, init_channels: int = 36, layers: int = 20, num_
     return cifar_costs(genotype, init_channels, layers, num_classes, in_channels, image_size)
 
 
+def _imagenet_costs(genotype: Any, init_channels: int, layers: int, num_classes: int,
+                    image_size: int) -> tuple[int, int]:
+    """(parameters without the auxiliary head, multiply-adds of one image) of NetworkImageNet for a genotype."""
+    from engine.nn.network import NetworkImageNet, count_multiply_adds, count_parameters
+
+    net = NetworkImageNet(init_channels, num_classes, layers, False, genotype)
+    return count_parameters(net), count_multiply_adds(net, (1, 3, image_size, image_size))
+
+
 def _costs(genotype: Any, config: TrainConfig | RNNTrainConfig, record: dict[str, Any]) -> tuple[int, int | None]:
     if isinstance(config, RNNTrainConfig):
         return int(record["parameters"]), None
     d = record.get("dataset", {})
+    if config.network == "imagenet":  # the transfer network (darts-imagenet-eval): built and counted as it trains
+        return _imagenet_costs(genotype, config.init_channels, config.layers, d["num_classes"], d["image_size"])
     params, madds = network_costs(genotype, config.init_channels, config.layers, d["num_classes"], d["in_channels"],
                                   d["image_size"])
     assert madds is not None  # an image size was given
