@@ -38,12 +38,14 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
     from engine.runs.control import Control
     from engine.runs.hooks import Callback
     from engine.runs.snapshot import SnapshotBox
+    from engine.runtime import distributed
     from engine.runtime.threads import apply_threads
     from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
     from engine.search.rnn_loop import run_rnn_search
     from engine.space.rnn.genotype import Genotype as RNNGenotype
 
     overrides = parse_overrides(args.set or [], RNNSearchConfig)
+    world = distributed.from_environment(overrides.get("device", "auto"))  # torchrun: one search, N ranks
     if args.resume:
         run_dir = Path(args.resume)
         status = rundir.read_status(run_dir)
@@ -52,7 +54,10 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
         config = RNNSearchConfig.from_dict({**rundir.read_config(run_dir)["config"], **overrides})
     else:
         config = from_rnn_preset(args.preset, **overrides)
-        run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), args.preset)
+        run_dir = None
+        if world.main:
+            run_dir = rundir.new_run_dir(rundir.runs_root(args.runs_dir), args.preset)
+        run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir), world))
     apply_threads(config.threads)  # one by default: the recurrent cell's small products run slower on two
     control, box, signals, errors, started = Control(), SnapshotBox(), [], [], []
     verbosity = getattr(args, "verbosity", NORMAL)
@@ -77,11 +82,18 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
             errors.append(type(exc).__name__)
 
     progress = job_progress(verbosity)
+    callbacks = [_Errors(), progress] if world.main else []  # rank 0 speaks for the run
     try:
-        state = run_rnn_search(config, run_dir, control=control, callbacks=[_Errors(), progress], box=box,
-                               resume=bool(args.resume))
+        state = run_rnn_search(config, run_dir, control=control, callbacks=callbacks, box=box,
+                               resume=bool(args.resume), world=world)
     finally:
         progress.close()
+        distributed.shutdown(world)
+    if not world.main:
+        return 0 if state not in ("failed", "interrupted") else 1
+    if state == "interrupted":  # another rank died (engine/runtime/distributed.py PeerLost)
+        print(f"interrupted: {box.get().message}", file=sys.stderr)
+        return 1
     if state == "failed":
         bad_input = bool(errors) and errors[0] in (*BAD_INPUT, "CorpusError")
         print(f"{'error' if bad_input and not started else 'failed'}: {box.get().error}", file=sys.stderr)

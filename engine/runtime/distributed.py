@@ -31,7 +31,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["World", "SINGLE", "PeerLost", "from_environment", "average_", "agree", "broadcast_object", "shutdown"]
+__all__ = ["World", "SINGLE", "PeerLost", "from_environment", "average_", "agree", "broadcast_object", "shutdown",
+           "gather_rows"]
 
 _TIMEOUT = _dt.timedelta(days=7)  # a paused search waits in a collective for as long as it stays paused
 
@@ -120,6 +121,15 @@ def average_(tensors: Sequence[torch.Tensor], world: World) -> None:
     for t in tensors:
         t.copy_(flat[offset:offset + t.numel()].view_as(t))
         offset += t.numel()
+
+
+def gather_rows(t: torch.Tensor, world: World) -> torch.Tensor:
+    """Every rank's `t` stacked along the first dimension in rank order (each rank holds rows of one batch)."""
+    if not world.active:
+        return t
+    parts = [torch.empty_like(t) for _ in range(world.size)]
+    _collective(world, lambda: dist.all_gather(parts, t.contiguous()))
+    return torch.cat(parts)
 
 
 def agree(go: bool, world: World) -> bool:

@@ -37,7 +37,7 @@ from engine.runs.lifecycle_launch import launch
 from engine.runs.lifecycle_resume import RunningMeans
 from engine.runs.snapshot import SnapshotBox
 from engine.runs.tensorboard import TensorBoardLog
-from engine.runtime.distributed import SINGLE, World
+from engine.runtime.distributed import SINGLE, World, gather_rows
 from engine.search.rnn_config import RNNSearchConfig
 from engine.search.rnn_step import bilevel_step, evaluate, make_optimizers
 from engine.variants import record_weights
@@ -91,12 +91,14 @@ def load_rnn_search_data(cfg: RNNSearchConfig) -> RNNSearchData:
 
 def run_rnn_search(config: RNNSearchConfig, run_dir: str | Path, *, control: Control | None = None,
                    callbacks: list[Callback] | None = None, box: SnapshotBox | None = None,
-                   resume: bool = False) -> str:
+                   resume: bool = False, world: World = SINGLE) -> str:
     """Run (or resume) a recurrent search writing `run_dir`; returns the final state. Never raises for a failed
     run: the error ends up in status.json, the snapshot and `on_exception` (engine/runs/lifecycle_launch.py)."""
-    # the run's variant with its options, so the events draw the op weights the search used
+    # the run's variant with its options, so the events draw the op weights the search used; under torchrun every
+    # rank calls this with its `world`, and rank 0 alone writes the run directory
+    observers = [TensorBoardLog(run_dir, config.to_dict())] if world.main else []
     return launch(_RNNLoop, config, run_dir, control=control, callbacks=callbacks, box=box, resume=resume,
-                  observers=[TensorBoardLog(run_dir, config.to_dict())])
+                  world=world, observers=observers)
 
 
 class _Meters(RunningMeans):
@@ -121,12 +123,21 @@ class _RNNLoop(RunLoop):
         self.genotype = self.epoch_genotype = None
         self.initial_weights: dict[str, np.ndarray] = {}
         self.hidden: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.whole_hidden: tuple[torch.Tensor, torch.Tensor] | None = None  # every rank's columns, for checkpoints
         super().__init__(config, run_dir, control, hooks, writer, box, world)
 
     # ---------------------------------------------------------------- setup, checkpoint, resume
     def _build(self) -> None:
-        cfg = self.cfg
+        cfg, world = self.cfg, self.world
+        if cfg.batch_size % world.size:
+            raise ConfigError("batch_size", cfg.batch_size, f"a multiple of the {world.size} processes: each takes "
+                                                            "an equal share of the batch's columns")
         self.data = load_rnn_search_data(cfg)
+        # under torchrun each rank reads its own columns of every batch (the sequences are independent streams)
+        share = cfg.batch_size // world.size
+        self.columns = slice(world.rank * share, (world.rank + 1) * share)
+        self.train_words = self.data.train[:, self.columns].contiguous()
+        self.valid_words = self.data.valid[:, self.columns].contiguous()
         self.steps_per_epoch = len(bptt_starts(self.data.train, cfg.bptt))
         self.model = RNNSearchNetwork(self.data.num_classes, cfg.emsize, cfg.nhid, cfg.nodes, cfg.dropout,
                                       cfg.dropouth, cfg.dropoutx, cfg.dropouti, cfg.dropoute, variant=cfg.variant,
@@ -136,9 +147,11 @@ class _RNNLoop(RunLoop):
         # The reference keeps the search's learning rate constant; a schedule object keeps the lifecycle's shape.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.w_opt, lambda epoch: 1.0)
         self.hidden = self._zero_hidden()
+        self.whole_hidden = self._gathered()
 
     def _zero_hidden(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.init_hidden(self.cfg.batch_size), self.model.init_hidden(self.cfg.batch_size)
+        share = self.cfg.batch_size // self.world.size
+        return self.model.init_hidden(share), self.model.init_hidden(share)
 
     def _op_weights(self) -> dict[str, np.ndarray]:
         return self.model.op_weights()  # the variant's weights (softmax rows for DARTS, sigmoids for FairDARTS)
@@ -158,17 +171,23 @@ class _RNNLoop(RunLoop):
                                                                  f"start a new run to change it")
         if ckpt.get("data_fingerprint") not in (None, self.data.fingerprint):
             raise ConfigError("corpus", self.cfg.corpus, "the corpus the run was searched on; its files changed")
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world != self.world.size:  # each rank's columns, hence its batch norm statistics, would change
+            raise ConfigError("world_size", self.world.size, f"the run was searched by {saved_world} process(es); "
+                              f"resume it with the same number (torchrun --nproc_per_node {saved_world})")
 
     def _restore_parts(self, ckpt: dict[str, Any]) -> None:
         load_states(ckpt, {"model": self.model, "w_optimizer": self.w_opt, "a_optimizer": self.a_opt,
                            "scheduler": self.scheduler}, "this recurrent search network")
-        self.hidden = (ckpt["hidden_train"].to(self.device), ckpt["hidden_valid"].to(self.device))
+        # the checkpoint holds every column's state; this rank continues its own
+        self.whole_hidden = (ckpt["hidden_train"].to(self.device), ckpt["hidden_valid"].to(self.device))
+        self.hidden = tuple(h[self.columns] for h in self.whole_hidden)
         self.genotype = self.model.genotype()
 
     def _parts_state(self) -> dict[str, Any]:
         return {"w_optimizer": self.w_opt.state_dict(), "a_optimizer": self.a_opt.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "hidden_train": self.hidden[0],
-                "hidden_valid": self.hidden[1]}
+                "scheduler": self.scheduler.state_dict(), "hidden_train": self.whole_hidden[0],
+                "hidden_valid": self.whole_hidden[1], "world_size": self.world.size}
 
     def _load(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         metrics = super()._load(record)
@@ -183,6 +202,7 @@ class _RNNLoop(RunLoop):
     def _open_epoch(self) -> Any:
         if self.batch == 0:  # a new epoch starts from a zero state; a resume mid-epoch keeps the restored one
             self.hidden = self._zero_hidden()
+            self.whole_hidden = self._gathered()
         self.model.start_epoch(self.epoch, self.cfg.epochs)  # the variant's schedules (DARTS-'s beta, ...)
         return iter(bptt_starts(self.data.train, self.cfg.bptt)[self.batch:])
 
@@ -191,15 +211,17 @@ class _RNNLoop(RunLoop):
         starts = self._epoch_batches()
         t0 = time.perf_counter()
         row = next(starts)
-        train = tuple(t.to(dev) for t in get_batch(self.data.train, row, cfg.bptt))
-        valid = tuple(t.to(dev) for t in get_batch(self.data.valid, row % (len(self.data.valid) - 1), cfg.bptt))
+        train = tuple(t.to(dev) for t in get_batch(self.train_words, row, cfg.bptt))
+        valid = tuple(t.to(dev) for t in get_batch(self.valid_words, row % (len(self.valid_words) - 1), cfg.bptt))
         out = bilevel_step(self.model, self.w_opt, self.a_opt, train, valid, *self.hidden,
-                           second_order=cfg.order == "second", clip=cfg.clip, beta=cfg.tar_beta, bptt=cfg.bptt)
+                           second_order=cfg.order == "second", clip=cfg.clip, beta=cfg.tar_beta, bptt=cfg.bptt,
+                           world=self.world)
         if not np.isfinite([out.train_loss, out.valid_loss]).all():
             self._non_finite(f"train loss {out.train_loss}, valid loss {out.valid_loss}",
                              f"Stop, then resume with a lower w_lr or a_lr (e.g. --set w_lr={cfg.w_lr / 10:g}).")
             return
         self.hidden = (out.hidden_train, out.hidden_valid)
+        self.whole_hidden = self._gathered()
         self._count_step(t0)
         self.meters.add({"train_loss": out.train_loss, "valid_loss": out.valid_loss, "grad_norm": out.grad_norm})
         end_of_epoch = self.batch == self.steps_per_epoch
@@ -231,6 +253,14 @@ class _RNNLoop(RunLoop):
         else:
             self._end_step(metrics, alphas_row)
         self._after_step()
+
+    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every rank's hidden states in column order (the whole batch's): what a checkpoint keeps, so that a
+        resume continues each column; gathered every step, as a checkpoint may be due at any step on rank 0."""
+        return gather_rows(self.hidden[0], self.world), gather_rows(self.hidden[1], self.world)
+
+    def _status(self) -> dict[str, Any]:
+        return {**super()._status(), "world_size": self.world.size}
 
     # ---------------------------------------------------------------- genotype rows and snapshot
     def _write_genotype(self, kind: str) -> None:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from engine.nn.rnn_supernet import RNNSearchNetwork
+from engine.runtime.distributed import SINGLE, World, average_
 
 __all__ = ["StepResult", "make_optimizers", "bilevel_step", "evaluate"]
 
@@ -63,17 +64,22 @@ def _clip_coef(grads: list[torch.Tensor], max_norm: float) -> tuple[float, float
     return norm, min(1.0, max_norm / (norm + 1e-6))
 
 
-def _unrolled_alpha_grad(model, names, weights, train, valid, hidden_train, hidden_valid, eta, decay, clip, hvp_r):
-    """Second-order gradient of the validation loss wrt the alphas (the reference's _backward_step_unrolled)."""
+def _unrolled_alpha_grad(model, names, weights, train, valid, hidden_train, hidden_valid, eta, decay, clip, hvp_r,
+                         world=SINGLE):
+    """Second-order gradient of the validation loss wrt the alphas (the reference's _backward_step_unrolled). Under
+    torchrun every gradient is averaged over the ranks where it is taken, so each rank unrolls the same virtual
+    step and moves along the same vector."""
     alphas = model.alphas  # the recurrent variants add no architecture parameters beside them (no edge weights)
     loss = _nll(functional_call(model, dict(zip(names, weights, strict=True)), (train[0], hidden_train))[0], train[1])
     grads = torch.autograd.grad(loss, weights)
+    average_(grads, world)
     _, coef = _clip_coef(grads, clip)
     with torch.no_grad():
         unrolled = [(w - eta * (coef * g + decay * w)).requires_grad_() for w, g in zip(weights, grads, strict=True)]
     log_prob, h_valid, _ = functional_call(model, dict(zip(names, unrolled, strict=True)), (valid[0], hidden_valid))
     valid_loss = _nll(log_prob, valid[1])
     d_alpha, *d_w = torch.autograd.grad(valid_loss, [alphas, *unrolled])
+    average_([d_alpha, *d_w], world)
     _, v_coef = _clip_coef(d_w, clip)
     vector = [g * v_coef for g in d_w]
     r = hvp_r / torch.sqrt(sum((v ** 2).sum() for v in vector))
@@ -82,14 +88,18 @@ def _unrolled_alpha_grad(model, names, weights, train, valid, hidden_train, hidd
         moved = {n: w.detach() + sign * r * v for n, w, v in zip(names, weights, vector, strict=True)}
         loss = _nll(functional_call(model, moved, (train[0], hidden_train))[0], train[1])
         implicit.append(torch.autograd.grad(loss, alphas)[0])
+    average_(implicit, world)
     return d_alpha - eta * coef * (implicit[0] - implicit[1]) / (2 * r), valid_loss, h_valid
 
 
 def bilevel_step(model: RNNSearchNetwork, w_opt: torch.optim.Optimizer, a_opt: torch.optim.Optimizer,
                  train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor],
                  hidden_train: torch.Tensor, hidden_valid: torch.Tensor, *, second_order: bool = False,
-                 clip: float = 0.25, beta: float = 1e-3, bptt: int | None = None, hvp_r: float = 1e-2) -> StepResult:
-    """One architecture step on `valid` (words, targets), then one weight step on `train`.
+                 clip: float = 0.25, beta: float = 1e-3, bptt: int | None = None, hvp_r: float = 1e-2,
+                 world: World = SINGLE) -> StepResult:
+    """One architecture step on `valid` (words, targets), then one weight step on `train`. Under torchrun
+    (`world`) each rank holds its columns of the batches, and the gradients and losses are averaged over the
+    ranks before anything is updated (engine/runtime/distributed.py).
 
     `bptt`: the nominal sequence length; a shorter train batch scales the weights' learning rate by
     len / bptt for this step, as the reference does for its randomly shortened sequences. `hvp_r`: the radius of
@@ -115,7 +125,7 @@ def bilevel_step(model: RNNSearchNetwork, w_opt: torch.optim.Optimizer, a_opt: t
         weights = [p for p in model.parameters() if id(p) not in arch_ids]
         d_alpha, valid_loss, h_valid = _unrolled_alpha_grad(
             model, names, weights, train, valid, hidden_train, hidden_valid, base_lr * scale,
-            group["weight_decay"], clip, hvp_r)
+            group["weight_decay"], clip, hvp_r, world)
         if extra is not None:
             d_alpha = d_alpha + torch.autograd.grad(extra, model.alphas)[0]
     else:
@@ -123,6 +133,7 @@ def bilevel_step(model: RNNSearchNetwork, w_opt: torch.optim.Optimizer, a_opt: t
         valid_loss = _nll(log_prob, valid[1])
         objective = valid_loss if extra is None else valid_loss + extra
         (d_alpha,) = torch.autograd.grad(objective, model.alphas)
+        average_([d_alpha], world)
     model.alphas.grad = d_alpha.detach()
     a_opt.step()
 
@@ -132,6 +143,7 @@ def bilevel_step(model: RNNSearchNetwork, w_opt: torch.optim.Optimizer, a_opt: t
     loss = train_loss + beta * (raw[1:] - raw[:-1]).pow(2).mean() if len(raw) > 1 else train_loss
     weights = model.weight_parameters()
     grads = torch.autograd.grad(loss, weights)
+    average_(grads, world)
     norm, coef = _clip_coef(grads, clip)
     for p, g in zip(weights, grads, strict=True):
         p.grad = g * coef
@@ -140,7 +152,9 @@ def bilevel_step(model: RNNSearchNetwork, w_opt: torch.optim.Optimizer, a_opt: t
         w_opt.step()
     finally:
         group["lr"] = base_lr
-    return StepResult(train_loss.item(), valid_loss.item(), norm, h_train.detach(), h_valid.detach())
+    losses = torch.stack([train_loss.detach(), valid_loss.detach()])
+    average_([losses], world)  # every rank logs the same numbers, and all take the same branch on a NaN
+    return StepResult(*losses.tolist(), norm, h_train.detach(), h_valid.detach())
 
 
 @torch.no_grad()
