@@ -5,6 +5,7 @@
     python scripts/record_example.py --preset demo --name demo --set epochs=10
     python scripts/record_example.py --from runs/<run> --name collapse-darts --alphas-every 5
     python scripts/record_example.py --from runs/<rnn-demo run> --name rnn-demo --alphas-every 20   # recurrent
+    python scripts/record_example.py --from runs/<demo run after derive --method pt> --name demo-pt --alphas-every 10
 
 Keeps what the pages read (config.json, status.json, metrics.jsonl, alphas.jsonl, genotypes.jsonl); drops
 the checkpoint, TensorBoard events, control files and exports, so a recording is a few hundred KB and
@@ -32,6 +33,7 @@ from engine.runs.examples import EXAMPLES_ROOT  # noqa: E402
 from engine.search.config import SearchConfig, from_preset  # noqa: E402
 
 KEEP = (rundir.CONFIG, rundir.METRICS, rundir.ALPHAS, rundir.GENOTYPES)
+PT_ROWS = "pt.jsonl"  # engine.derive.rows.ROWS (scripts import no torch-loading module)
 
 
 def thin_alphas(lines: list[str], every: int) -> list[str]:
@@ -50,6 +52,8 @@ def trim(source: Path, name: str, alphas_every: int = 1) -> Path:
     target.mkdir(parents=True)
     for file in KEEP:
         shutil.copyfile(source / file, target / file)
+    if (source / PT_ROWS).exists():  # DARTS-PT's decisions on this search (derive --method pt): the pages read them
+        shutil.copyfile(source / PT_ROWS, target / PT_ROWS)
     if alphas_every > 1:
         lines = (source / rundir.ALPHAS).read_text().splitlines(keepends=True)
         (target / rundir.ALPHAS).write_text("".join(thin_alphas(lines, alphas_every)))

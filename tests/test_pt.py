@@ -346,3 +346,25 @@ def test_pt_is_not_offered_where_it_cannot_run(fresh_run, tmp_path):
     assert pt_run.can_run(demo) == "a shipped recording has no checkpoint to measure"
     rnn = examples.example("rnn-demo")
     assert pt_run.can_run(rnn) == "DARTS-PT reads a convolutional search's supernet"
+
+
+def test_learn_reads_the_shipped_demo_search_both_ways(app_runs, page):
+    """The Learn page's derivation section asks the question of a shipped recording: a demo search and DARTS-PT's
+    34 decisions on it, its disagreements listed as the Runs page lists them."""
+    from app.figures import pt as pt_figures
+    from app.screens import learn_pt
+    from engine.derive import rows as pt_rows
+    from engine.runs import examples
+
+    recording = examples.example(learn_pt.RECORDING)
+    assert recording is not None and recording.state == "finished"
+    rows = pt_rows.read_rows(recording.path, 4)
+    assert len(rows) == pt_rows.decisions(4) == 34
+    at = page("learn").run()
+    assert not at.exception
+    assert "The largest weight, or what the supernet needs? DARTS-PT" in [s.value for s in at.subheader]
+    assert any("34 of 34 decisions made" in c.value for c in at.caption)
+    lines = pt_figures.disagreements(rows)
+    assert len(lines) == sum(r["kind"] == "op" and r["chosen"] != r["argmax"] for r in rows) > 0
+    shown = "\n".join(m.value for m in at.markdown)
+    assert all(line in shown for line in lines)

@@ -15,7 +15,7 @@ import streamlit as st
 from app import nav, state
 from app.figures import alt, cells_dot, collapse, labels, replay, tables
 from app.panels import cells, collapse_film
-from app.screens import learn_rnn
+from app.screens import learn_pt, learn_rnn
 from engine.runs import catalog, examples
 from engine.search.collapse import count_ops
 from engine.space import DEFAULT_SPACE
@@ -99,6 +99,7 @@ def _derivation(weights: Mapping[str, Any] | None, genotype: Genotype | None, va
     show_all = st.toggle("Show every candidate edge", key="learn.show_all")
     cells.render_dags(genotype, weights, show_all)
     st.code(genotype.to_darts(), language="python", wrap_lines=True)
+    learn_pt.render(_prose)  # the same question asked of the supernet: DARTS-PT on a recorded demo search
 
 
 def _collapse(records: Sequence[Mapping[str, Any]], key: str, variant: str | Mapping[str, Any]) -> None:
