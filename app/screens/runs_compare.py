@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from app import state
 from app.figures import alt, cells_dot, curves, glossary, heatmaps, labels, replay, tables
-from app.panels import cells
+from app.panels import cells, proxies_view
 from app.screens.runs_lineage import record
 from engine.runs.catalog import RunInfo
 from engine.space import DEFAULT_SPACE
@@ -169,40 +169,9 @@ def render_trainings(runs: Sequence[RunInfo]) -> None:
     if st.toggle("Zero-cost proxies of these cells", key="runs.train_proxies",
                  help="synflow, NASWOT and grad-norm of each cell's untrained network at its training's size: "
                       "seconds to compute, never an accuracy (docs/derivation.md)"):
-        _proxies(chosen, frame)
+        proxies_view.render(chosen, frame)
     figure = scores_figure(metrics)
     st.plotly_chart(figure, key="runs.train_curves", alt=alt.plotly_alt(figure, "test accuracy of each training"))
-
-
-def _proxies(chosen: Sequence[RunInfo], frame: pd.DataFrame) -> None:
-    """Each training's proxies beside its test accuracy, and their rank correlation over these cells."""
-    from engine.derive.proxies import proxy_correlation
-
-    rows = []
-    with st.spinner("Scoring the cells' untrained networks..."):
-        for t in chosen:
-            rec = record(t)
-            try:
-                scores = state.proxy_scores(json.dumps(rec["genotype"], sort_keys=True),
-                                            json.dumps(rec["config"], sort_keys=True))
-            except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:  # a run this code cannot rebuild
-                st.warning(f"{t.run_id}: no proxies ({type(err).__name__}: {err})")
-                continue
-            rows.append({"run": t.run_id, "test_acc": t.test_acc, "proxies": scores})
-    if not rows:
-        return
-    table = frame[frame["run"].isin([r["run"] for r in rows])][["run", "genotype", "test acc"]].copy()
-    for key, label in (("synflow", "synflow"), ("naswot", "NASWOT"), ("grad_norm", "grad-norm")):
-        table[label] = [r["proxies"][key] for r in rows]
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"test acc": st.column_config.NumberColumn(format="%.4f")})
-    corr = proxy_correlation(rows)
-    st.caption("Proxies of freshly initialised networks on one batch: not accuracy. "
-               + ("Rank correlation with test accuracy over these "
-                  f"{corr[0]} cells: " + ", ".join(f"{k} {'-' if v is None else f'{v:+.2f}'}"
-                                                   for k, v in corr[1].items())
-                  + ". On the DARTS space the literature finds these proxies weak (docs/derivation.md)."
-                  if corr is not None else "Three trained cells or more give a rank correlation."))
 
 
 # ---------------------------------------------------------------- searches side by side
