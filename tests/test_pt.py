@@ -368,3 +368,21 @@ def test_learn_reads_the_shipped_demo_search_both_ways(app_runs, page):
     assert len(lines) == sum(r["kind"] == "op" and r["chosen"] != r["argmax"] for r in rows) > 0
     shown = "\n".join(m.value for m in at.markdown)
     assert all(line in shown for line in lines)
+
+
+def test_derive_method_pt_runs_pt_when_the_search_finishes(runs_dir, smoke, cli):
+    """`--set derive_method=pt`: the dashboard's job runs DARTS-PT on the search's final checkpoint once it has
+    finished (its rows in pt.jsonl, the search's own files as the search left them); a bad value is refused."""
+    from engine.derive import rows as pt_rows
+    from engine.jobs.controller import Registry
+
+    reg = Registry(runs_dir)
+    job = reg.start(smoke.replace(nodes=2, epochs=1, derive_method="pt"))
+    assert job.join(600) and job.snapshot().state == "finished"
+    measured = reg.pt_jobs[job.run_id]
+    assert measured.state == "finished", measured.error
+    rows = pt_rows.read_rows(job.run_dir, 2)
+    assert len(rows) == pt_rows.decisions(2) and pt_rows.genotype_of_rows(rows, 2) == measured.genotype
+    assert [g["kind"] for g in rundir.read_genotypes(job.run_dir)] == ["final"]  # PT writes only its own files
+    p = cli("search", "--preset", "smoke", "--set", "derive_method=best", "--runs-dir", str(runs_dir), check=False)
+    assert p.returncode == 2 and "derive_method='best' is not valid: one of argmax, pt" in p.stderr

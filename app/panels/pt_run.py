@@ -22,10 +22,10 @@ RUN_LABEL, STOP_LABEL = "Run DARTS-PT", "Stop DARTS-PT"
 _DEFAULT_TUNE_STEPS = 10   # engine.derive.pt.DEFAULT_TUNE_STEPS, here without importing torch with the page
 
 
-@st.cache_resource(show_spinner=False)
 def _jobs() -> dict[str, Any]:
-    """The PT jobs of this server process, by run directory (shared by sessions, like the registry)."""
-    return {}
+    """The PT jobs of this server process, by run id (the registry's: shared by sessions, and where a search with
+    derive_method=pt starts its own)."""
+    return state.registry().pt_jobs
 
 
 def can_run(info: RunInfo) -> str | None:
@@ -49,15 +49,13 @@ def can_run(info: RunInfo) -> str | None:
 
 def _start(info: RunInfo, tune_steps: Any, eval_batches: Any, seed: Any) -> None:
     from engine.derive.pt import PTError, PTOptions
-    from engine.jobs.pt_job import PTJob
+    from engine.jobs.controller import JobError
 
     try:
         options = PTOptions.of(tune_steps=int(tune_steps), eval_batches=int(eval_batches) or None, seed=int(seed))
-        job = PTJob(info.path, options, int(info.config.get("nodes", 4))).start()
-    except (PTError, ValueError, TypeError) as err:
+        state.registry().start_pt(info.path, int(info.config.get("nodes", 4)), options)
+    except (PTError, JobError, ValueError, TypeError) as err:
         state.flash("error", f"DARTS-PT cannot start: {err}")
-        return
-    _jobs()[info.run_id] = job
 
 
 def _progress(info: RunInfo, key: str) -> None:

@@ -93,3 +93,8 @@ def page() -> None:
         return
     st.caption(f"Run `{job.run_id}` · `{job.run_dir}`")
     live.render(job, refresh)
+    measuring = reg.pt_jobs.get(job.run_id)
+    if measuring is not None and measuring.alive:  # derive_method=pt: the search has finished, PT reads it now
+        _, done, total, _ = measuring.status()
+        st.info(f"derive_method=pt: DARTS-PT is measuring this search's supernet ({done} of {total} decisions when "
+                "this page was drawn). The Runs page shows its progress and, once it ends, both cells.")

@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.cli.common import BAD_INPUT, BadInput
 from engine.cli.progress import NORMAL, QUIET, VERBOSE, job_progress
@@ -193,11 +194,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     if verbosity > QUIET:
         print(f"{state}: {run_dir}", file=sys.stderr)
     genotype = rundir.latest_genotype(run_dir)
+    if state == "finished" and config.derive_method == "pt" and not signals:
+        try:
+            genotype = _derive_pt(run_dir, verbosity)
+        except KeyboardInterrupt:
+            print(f"\nDARTS-PT stopped; its decisions so far are kept: `python -m engine derive {run_dir} --method pt` "
+                  "continues it", file=sys.stderr)
+            return 130
     if genotype is not None:
         print(genotype.to_darts())
     # stopped by a signal: the checkpoint is written, and the exit status says a signal ended it (a script that
     # runs searches in a loop then stops too, as for any command interrupted by Ctrl-C)
     return 128 + signals[0] if signals else 0
+
+
+def _derive_pt(run_dir: Path, verbosity: int) -> Any:
+    """derive_method=pt: DARTS-PT on the finished search's checkpoint (engine/derive/pt.py), its decisions in
+    RUN/pt.jsonl; returns PT's cell. A Ctrl-C now ends PT between its saved rounds (the search is already done)."""
+    from engine.derive import pt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if verbosity > QUIET:
+        print("derive_method=pt: DARTS-PT on the final checkpoint (docs/derivation.md)", file=sys.stderr)
+
+    def progress(done: int, total: int, row: dict[str, Any]) -> None:
+        if verbosity > QUIET:
+            print(f"pt {done}/{total}: {pt.describe(row)}", file=sys.stderr, flush=True)
+
+    return pt.run_pt(run_dir, pt.PTOptions(), progress=progress).genotype
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

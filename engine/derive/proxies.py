@@ -228,8 +228,15 @@ def reference_percentiles(scores: Mapping[str, float], reference: Mapping[str, A
 
 def comparable(reference: Mapping[str, Any], config: Any) -> bool:
     """Whether cells scored with the TrainConfig `config` may be ranked against `reference`: the same network
-    size and data (the reference stores the scoring config it used)."""
-    return reference.get("config") == scoring_config(config).to_dict()
+    size and data (the reference stores the scoring config it used). The stored config is read as a config, so a
+    field added since it was written counts at its default (what that reference was scored with)."""
+    from engine.train.config import TrainConfig
+
+    try:
+        stored = TrainConfig.from_dict(dict(reference.get("config") or {})).to_dict()
+    except (ValueError, TypeError):  # a reference of a config this code cannot read: not comparable
+        return False
+    return stored == scoring_config(config).to_dict()
 
 
 def trained_cells(runs_root: str | Path, preset: str = DEFAULT_PRESET) -> list[dict[str, Any]]:

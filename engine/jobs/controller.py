@@ -13,8 +13,11 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from engine.jobs.pt_job import PTJob
 from engine.runs import rundir
 from engine.runs.control import Control
 from engine.runs.follow import Follower
@@ -66,6 +69,7 @@ class Controller:
         self.box = SnapshotBox(Snapshot(run_id=self.run_id, run_dir=str(self.run_dir), state="queued",
                                         epochs=config.epochs, config=config.to_dict(), updated_at=time.time()))
         self._callbacks = callbacks
+        self.after_finish: Callable[[], None] | None = None  # run in this thread once the job has finished
         self._thread = threading.Thread(target=self._main, name=f"dartboard-search-{self.run_id}", daemon=True)
 
     def start(self) -> Controller:
@@ -92,8 +96,10 @@ class Controller:
             run_training(self.config, self.genotype, self.run_dir, source=self.source, control=self.control,
                          callbacks=self._callbacks, box=self.box, resume=self.resume_run)
         else:
-            run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks, box=self.box,
-                       resume=self.resume_run)
+            state = run_search(self.config, self.run_dir, control=self.control, callbacks=self._callbacks,
+                               box=self.box, resume=self.resume_run)
+            if state == "finished" and self.after_finish is not None:
+                self.after_finish()
 
     @property
     def alive(self) -> bool:
@@ -131,6 +137,7 @@ class Registry:
         self._lock = threading.Lock()
         self._jobs: dict[str, Controller | Follower] = {}
         self._current: str | None = None
+        self.pt_jobs: dict[str, PTJob] = {}  # DARTS-PT on ended searches, by run id (engine/jobs/pt_job.py)
 
     def _running(self) -> Controller | None:
         return next((j for j in self._jobs.values() if isinstance(j, Controller) and j.alive), None)
@@ -172,10 +179,36 @@ class Registry:
                 if config is None:
                     raise JobError("nothing to start: give a config or a run directory to resume")
                 job = Controller(config, rundir.new_run_dir(self.runs_dir, slug or _run_name(config)))
+                if getattr(config, "derive_method", "argmax") == "pt":  # DARTS-PT once the search has finished
+                    job.after_finish = lambda: self._pt_after(job, config.nodes)
             self._jobs[job.run_id] = job
             if job.kind == "search":  # the Search page's run; the Train page finds trainings by kind
                 self._current = job.run_id
             return job.start()
+
+    def start_pt(self, run_dir: str | os.PathLike, nodes: int, options: Any = None) -> PTJob:
+        """DARTS-PT on an ended search (default options unless `options`, an engine.derive.pt.PTOptions), as a job
+        of its own whose progress pages read; the search's own files are not touched."""
+        if options is None:
+            from engine.derive.pt import PTOptions
+
+            options = PTOptions()
+        with self._lock:
+            busy = next((k for k, j in self.pt_jobs.items() if j.alive), None)
+            if busy is not None:
+                raise JobError(f"DARTS-PT is running on {busy}; one at a time")
+            job = PTJob(run_dir, options, nodes)
+            self.pt_jobs[Path(run_dir).name] = job
+        return job.start()
+
+    def _pt_after(self, job: Controller, nodes: int) -> None:
+        """derive_method=pt: PT on the search `job` just finished, waited for in its thread (one job at a time);
+        a PT that cannot start says why in the run's snapshot."""
+        try:
+            self.start_pt(job.run_dir, nodes).join()
+        except (JobError, ValueError, OSError) as e:
+            job.box.put(dataclasses.replace(job.box.get(), message=f"derive_method=pt: DARTS-PT did not start: {e}",
+                                            updated_at=time.time()))
 
     def follow(self, run_dir: str | os.PathLike) -> Controller | Follower:
         run_dir = Path(run_dir)

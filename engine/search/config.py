@@ -40,6 +40,7 @@ from engine.variants import (
 __all__ = ["ConfigError", "SearchConfig", "PRESETS", "DATASETS", "ORDERS", "DEVICES", "from_preset", "config_errors"]
 
 ORDERS = ("first", "second")
+DERIVE_METHODS = ("argmax", "pt")
 COST_KINDS = ("params", "madds")  # what cost-aware search penalises (engine/nn/cost.py)
 
 
@@ -86,6 +87,9 @@ class SearchConfig(FrozenConfig):
     hessian_every: int = 0           # steps between dominant Hessian eigenvalues of the valid loss (0: off)
     early_stop: bool = False         # stop when RobustDARTS's rule fires on those eigenvalues (needs hessian_every)
     max_skip: int | None = None      # at most this many skip connections per normal cell (P-DARTS: 2); None: no cap
+    # How the finished search's cell is also derived: "pt" runs DARTS-PT on its final checkpoint (engine/derive/pt.py,
+    # docs/derivation.md) once it has finished, beside the argmax rule's cell the search itself records.
+    derive_method: str = "argmax"
     # Cost-aware search (engine/nn/cost.py): cost_weight x the cells' expected cost, in millions of cost_kind.
     cost_weight: float = 0.0         # 0: off
     cost_kind: str = "params"        # params or madds (mult-adds of one sample)
@@ -183,6 +187,8 @@ def validate(c: SearchConfig) -> None:
            "false unless hessian_every > 0 (the rule reads the Hessian eigenvalues)")
     _check(c.max_skip is None or (_is_int(c.max_skip) and 0 <= c.max_skip <= 64), "max_skip", c.max_skip,
            "an integer from 0 to 64 (skip connections kept per normal cell), or none")
+    _check(c.derive_method in DERIVE_METHODS, "derive_method", c.derive_method,
+           f"one of {', '.join(DERIVE_METHODS)} (pt: DARTS-PT on the finished search's checkpoint)")
     _check(_is_num(c.cost_weight) and 0 <= c.cost_weight <= 1e6, "cost_weight", c.cost_weight,
            "a number from 0 (off) to 1e6 (penalty per million of cost_kind)")
     _check(c.cost_kind in COST_KINDS, "cost_kind", c.cost_kind, f"one of {', '.join(COST_KINDS)}")

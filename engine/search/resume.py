@@ -21,7 +21,7 @@ __all__ = ["RESUMABLE_FIELDS", "check_resume", "restore_state", "reanchor_learni
 
 # Fields a resumed search may change (how it optimises); the rest fix what is searched and must match.
 RESUMABLE_FIELDS = frozenset({"w_lr", "w_lr_min", "w_grad_clip", "a_lr", "a_weight_decay", "order", "amp",
-                              "device", "log_every", "checkpoint_every_s", "fast", "threads"})
+                              "device", "log_every", "checkpoint_every_s", "fast", "threads", "derive_method"})
 
 
 def check_resume(ckpt: dict[str, Any], config: SearchConfig, fingerprint: str, saved_fingerprint: str | None) -> None:
