@@ -73,10 +73,14 @@ EXTRA_FIELDS: dict[str, tuple[str, str, Any, str]] = {
                  "P-DARTS keeps 2: the run's genotype keeps at most this many skip connections"),
     "cost_weight": ("Cost penalty weight", "float", 0.5, "per million parameters / mult-adds of the cells; 0 = off"),
     "cost_kind": ("Cost of", "select", ("params", "madds"), "what the penalty counts: parameters or mult-adds"),
+    "derive_method": ("Also derive by", "select", ("argmax", "pt"),
+                      "argmax: the largest op weight on each edge (DARTS); pt: also DARTS-PT on the final supernet "
+                      "once the search ends (minutes on a CPU; the Runs page shows both cells)"),
     "cost_budget": ("Cost budget (0 = none)", "float", 1000.0,
                     "penalise only the cells' expected cost above this (the live cost chart shows the scale)"),
 }
-_EXTRA_ROWS = (("hessian_every", "early_stop"), ("max_skip",), ("cost_weight", "cost_kind"), ("cost_budget",))
+_EXTRA_ROWS = (("hessian_every", "early_stop"), ("max_skip", "derive_method"), ("cost_weight", "cost_kind"),
+               ("cost_budget",))
 # What a message calls each field: the box's label; a field without a box says it comes from the preset.
 _PRESET_ONLY = {
     "data_root": "Data folder", "download": "Download", "subset": "Training images", "image_size": "Image size",
