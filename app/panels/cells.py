@@ -92,7 +92,8 @@ def mode_picker(key: str) -> str:
     return st.radio("Colour scale", modes, format_func=heatmaps.HEATMAP_MODES.get, horizontal=True, key=key,
                     on_change=_scale_changed, args=(key,),
                     help="Every colour scale is fixed: the same colour is the same value in both cells and at "
-                         f"every step. Op weights start at 1/{len(PRIMITIVES)} and move slowly at first: "
+                         f"every step. Op weights start at 1/ops ({len(PRIMITIVES)} ops in the convolutional cell, "
+                         "5 in the recurrent one) and move slowly at first: "
                          "the centred and change scales are symmetric-log, so a move of 0.01 is already visible.")
 
 
