@@ -5,6 +5,7 @@ after this file see the runs directory as they expect it (one server for the ses
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,14 @@ HEATMAP = ".st-key-live-heatmap-recurrent [data-testid=stVegaLiteChart] svg"
 CELLS_JS = (f"Array.from(Array.from(document.querySelectorAll('{HEATMAP}'))"
             ".find(e => e.getBoundingClientRect().width > 0).querySelectorAll('g.role-mark.mark-rect path'))"
             ".map(p => p.getAttribute('aria-label'))")
+
+
+def eventually(page: Page, cond, timeout_s: float = 60.0, what: str = "condition") -> None:
+    """Poll `cond` until it holds (files the server writes have no DOM event to wait on)."""
+    end = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < end, f"{what} not met within {timeout_s:.0f} s"
+        page.wait_for_timeout(250)
 
 
 def keyed(page: Page, key: str, inner: str = "") -> Locator:
@@ -103,7 +112,9 @@ def test_recurrent_search_live_in_the_browser(server: str, page: Page, e2e_runs:
         assert len(ops) == 8 and set(ops) <= set(space.primitives) - {"none"}
         expect(page.get_by_test_id("stException")).to_have_count(0)
         page.screenshot(path=artifacts / "e2e-rnn-derived.png")
-        assert any(r.get("kind") == "derive" for r in rundir.read_genotypes(e2e_runs / run_id))
+        # the page shows the cell at the click; the loop writes its `derive` row at its next step boundary
+        eventually(page, lambda: any(r.get("kind") == "derive" for r in rundir.read_genotypes(e2e_runs / run_id)),
+                   what="a derive row in genotypes.jsonl")
     finally:
         keyed(page, "control.stop", "button").click()
         expect(metric(page, "State")).to_have_text("stopped", timeout=STATE_MS)
