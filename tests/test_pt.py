@@ -253,7 +253,7 @@ def test_the_runs_page_shows_both_rules_side_by_side(fresh_run, tmp_path, monkey
     lines = pt_figures.disagreements(rows)
     where = f"normal cell, edge {input_name(src)} -> {edge_endpoints(NODES)[edge][1]}:"
     planted = [line for line in lines if line.startswith(where)]
-    assert len(planted) == 1 and f"largest weight is {DECOY}" in planted[0] and f"PT keeps {PLANTED}" in planted[0]
+    assert len(planted) == 1 and f"largest op weight is {DECOY}" in planted[0] and f"PT keeps {PLANTED}" in planted[0]
     assert len(lines) == sum(r["kind"] == "op" and r["chosen"] != r["argmax"] for r in rows)
     acc = pt_figures.masked_accuracy(rows, "normal", NODES)
     assert acc[edge, PRIMITIVES.index(PLANTED)] == next(
@@ -362,7 +362,7 @@ def test_learn_reads_the_shipped_demo_search_both_ways(app_runs, page):
     assert len(rows) == pt_rows.decisions(4) == 34
     at = page("learn").run()
     assert not at.exception
-    assert "The largest weight, or what the supernet needs? DARTS-PT" in [s.value for s in at.subheader]
+    assert "The largest op weight, or what the supernet needs? DARTS-PT" in [s.value for s in at.subheader]
     assert any("34 of 34 decisions made" in c.value for c in at.caption)
     lines = pt_figures.disagreements(rows)
     assert len(lines) == sum(r["kind"] == "op" and r["chosen"] != r["argmax"] for r in rows) > 0

@@ -97,7 +97,7 @@ def _nodes_of(edges: int) -> int:
 
 
 def disagreements(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One sentence per edge where PT kept another op than the largest weight, in PT's order."""
+    """One sentence per edge where PT kept another op than the largest op weight, in PT's order."""
     out = []
     for row in rows:
         if row.get("kind") != "op" or row.get("chosen") == row.get("argmax"):
@@ -108,7 +108,7 @@ def disagreements(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         edge = f"{input_name(int(row['input']))} -> {int(row['node'])}"
         weights = row.get("weights", {})
         a, b = masked[chosen], masked[argmax]
-        line = (f"{cell} cell, edge {edge}: the largest weight is {argmax} ({weights.get(argmax, 0):.2f}), "
+        line = (f"{cell} cell, edge {edge}: the largest op weight is {argmax} ({weights.get(argmax, 0):.2f}), "
                 f"PT keeps {chosen} ({weights.get(chosen, 0):.2f}): without {chosen} the supernet's accuracy "
                 f"is {a['acc']:.3f}, without {argmax} {b['acc']:.3f}")
         if a["acc"] == b["acc"]:  # PT's tie-break: the removal that leaves the higher loss hurts more

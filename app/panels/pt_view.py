@@ -68,7 +68,7 @@ def render(info: RunInfo, key: str = "runs.pt") -> None:
         st.markdown(f"**Where the two rules disagree** ({len(lines)} edge(s))")
         st.markdown("\n".join(f"- {line}" for line in lines))
     else:
-        st.caption("On every edge decided so far, PT kept the op with the largest weight.")
+        st.caption("On every edge decided so far, PT kept the op with the largest op weight.")
     found = genotype_of_rows(rows, nodes)
     if found is None or argmax is None:
         return

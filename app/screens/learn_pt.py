@@ -19,6 +19,6 @@ def render(prose: Callable[[str], None], key: str = "learn.pt") -> None:
     recording = examples.example(RECORDING)
     if recording is None:  # an installation without the recording: the rule above stands alone
         return
-    st.subheader("The largest weight, or what the supernet needs? DARTS-PT")
+    st.subheader("The largest op weight, or what the supernet needs? DARTS-PT")
     prose("pt")
     pt_view.render(recording, key=key)
