@@ -58,3 +58,23 @@ def test_train_a_recurrent_cell_from_the_page(app_runs, page):
     metric = next(m for m in at.metric if m.label == "Test perplexity")
     info = catalog.list_runs(app_runs)[0]
     assert (info.kind, info.space) == ("train", "rnn") and metric.value == f"{info.test_ppl:.2f}"
+
+
+def test_score_a_cell_in_seconds_on_the_train_page(app_runs, page):
+    """The chosen cell's proxies at the preset's size, each ranked in the reference set, as `score` computes them."""
+    from app.panels import cell_scores
+    from engine.derive import proxies
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
+
+    at = page("train").run()
+    at.selectbox(key="train.genotype").set_value("known: DARTS_V2").run()
+    assert not [d for d in at.dataframe if "percentile" in d.value.columns]  # scored only when asked
+    next(b for b in at.button if b.label == cell_scores.SCORE_LABEL).click().run()
+    assert not at.exception, at.exception
+    frame = next(d.value for d in at.dataframe if "percentile" in d.value.columns)
+    want = proxies.score_genotype(KNOWN_GENOTYPES["DARTS_V2"], "train-demo")
+    pct = proxies.reference_percentiles(want, proxies.load_reference())
+    assert list(frame["score"]) == list(cell_scores.COLUMNS.values())
+    assert list(frame["value"]) == [want[k] for k in cell_scores.COLUMNS]
+    assert list(frame["percentile"]) == [pct[k] for k in cell_scores.COLUMNS]
+    assert any("0 finished train-demo trainings here" in c.value for c in at.caption)

@@ -14,7 +14,7 @@ import streamlit as st
 
 from app import state
 from app.figures import labels
-from app.panels import controls, status
+from app.panels import cell_scores, controls, status
 from engine.jobs.compare_job import CompareJob
 from engine.jobs.controller import Controller, JobError
 from engine.runs import examples
@@ -89,6 +89,7 @@ def _sidebar() -> None:
     busy = state.registry().running() is not None
     st.button("Start training", type="primary", disabled=busy, on_click=_start, args=(spec, preset),
               help="one job runs at a time" if busy else None, width="stretch")
+    st.session_state["train.chosen"] = (spec, label, preset, space)  # the cell the page can score (cell_scores)
     if space == DEFAULT_SPACE:
         _compare_sidebar(runs, preset)
     else:
@@ -229,6 +230,9 @@ def page() -> None:
     if comparison is not None:
         _compare_panel(comparison)
         st.divider()
+    spec, label, preset, space = st.session_state.get("train.chosen", (None, None, None, None))
+    if spec is not None and space == DEFAULT_SPACE:  # the proxies are the convolutional network's
+        cell_scores.render(spec, label, preset)
     job = _selected()
     if job is None:
         st.info("Pick a genotype and a preset in the sidebar and press **Start training**. The command line "
