@@ -15,6 +15,7 @@ from engine.nn.rnn_supernet import RNNSearchNetwork
 from engine.space import get_space, space_names
 from engine.space.rnn.cell import PRIMITIVES, edge_endpoints, nodes_of, num_edges
 from engine.space.rnn.genotype import KNOWN_GENOTYPES, Genotype, derive_genotype, genotype_from_weights
+from tests.waiting import StopAt
 
 # quark0/darts rnn/genotypes.py, DARTS_V2 (the paper's Figure 6 cell), exactly as that file writes it.
 REFERENCE_DARTS_V2 = ("Genotype(recurrent=[('sigmoid', 0), ('relu', 1), ('relu', 1), ('identity', 1), ('tanh', 2), "
@@ -521,21 +522,6 @@ def _job_config(tmp_path, **changes):
     return from_rnn_preset("rnn-demo", **(base | changes))
 
 
-class _StopAt:
-    def __init__(self, step, control):
-        self.step, self.control = step, control
-
-    def on_run_start(self, info): ...
-    def on_epoch_end(self, event, row): ...
-    def on_state(self, status): ...
-    def on_exception(self, exc, tb): ...
-    def on_run_end(self, status): ...
-
-    def on_step_end(self, event):
-        if event.step == self.step:
-            self.control.stop()
-
-
 def test_the_search_job_runs_and_a_stopped_run_resumes_to_the_same_alphas(tmp_path):
     from engine.core.atomic import read_jsonl
     from engine.runs import rundir
@@ -560,7 +546,7 @@ def test_the_search_job_runs_and_a_stopped_run_resumes_to_the_same_alphas(tmp_pa
     part.mkdir()
     control = Control()
     stop_at = steps_per_epoch + 2  # mid-epoch: the hidden state must come back from the checkpoint
-    assert run_rnn_search(cfg, part, control=control, callbacks=[_StopAt(stop_at, control)]) == "stopped"
+    assert run_rnn_search(cfg, part, control=control, callbacks=[StopAt(stop_at, control)]) == "stopped"
     assert rundir.read_genotypes(part)[-1]["kind"] == "stopped"
     assert run_rnn_search(cfg, part, resume=True) == "finished"
     resumed = read_jsonl(part / rundir.ALPHAS)
@@ -572,7 +558,7 @@ def test_the_search_job_runs_and_a_stopped_run_resumes_to_the_same_alphas(tmp_pa
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     control = Control()
-    run_rnn_search(cfg, wrong, control=control, callbacks=[_StopAt(2, control)])
+    run_rnn_search(cfg, wrong, control=control, callbacks=[StopAt(2, control)])
     box = SnapshotBox()
     assert run_rnn_search(cfg.replace(nhid=16, emsize=16), wrong, resume=True, box=box) == "failed"
     assert box.get().error.startswith("emsize=16 is not valid: 8, as the run was searched with")

@@ -18,6 +18,7 @@ from engine.core.config import ConfigError
 from engine.runs import rundir
 from engine.space.rnn.genotype import KNOWN_GENOTYPES, Genotype
 from engine.space.rnn.train_config import RNN_TRAIN_PRESETS, RNNTrainConfig, from_rnn_train_preset
+from tests.waiting import StopAt
 
 ROOT = Path(__file__).resolve().parents[1]
 DARTS_RNN = KNOWN_GENOTYPES["DARTS_RNN"]
@@ -89,21 +90,6 @@ def _config(tmp_path: Path, **changes) -> RNNTrainConfig:
     return from_rnn_train_preset("rnn-train-smoke", base | changes)
 
 
-class _StopAt:
-    def __init__(self, step, control):
-        self.step, self.control = step, control
-
-    def on_run_start(self, info): ...
-    def on_epoch_end(self, event, row): ...
-    def on_state(self, status): ...
-    def on_exception(self, exc, tb): ...
-    def on_run_end(self, status): ...
-
-    def on_step_end(self, event):
-        if event.step == self.step:
-            self.control.stop()
-
-
 def _rows(run: Path) -> list[dict]:
     return [{k: v for k, v in m.items() if k not in _PACE} for m in rundir.read_metrics(run)]
 
@@ -152,10 +138,10 @@ def test_a_stopped_and_resumed_training_writes_what_an_unstopped_one_does(tmp_pa
     part = tmp_path / "part"
     part.mkdir()
     control = Control()
-    assert run_rnn_training(cfg, DARTS_RNN, part, control=control, callbacks=[_StopAt(spe // 2, control)]) == "stopped"
+    assert run_rnn_training(cfg, DARTS_RNN, part, control=control, callbacks=[StopAt(spe // 2, control)]) == "stopped"
     control = Control()
     second_stop = switched[0] + 2  # a few steps into ASGD, mid-epoch
-    assert run_rnn_training(cfg, DARTS_RNN, part, control=control, callbacks=[_StopAt(second_stop, control)],
+    assert run_rnn_training(cfg, DARTS_RNN, part, control=control, callbacks=[StopAt(second_stop, control)],
                             resume=True) == "stopped"
     assert rundir.read_status(part)["step"] == second_stop
     assert run_rnn_training(cfg, DARTS_RNN, part, resume=True) == "finished"
@@ -171,7 +157,7 @@ def test_a_resume_that_would_train_something_else_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     control = Control()
-    run_rnn_training(cfg, DARTS_RNN, run, control=control, callbacks=[_StopAt(2, control)])
+    run_rnn_training(cfg, DARTS_RNN, run, control=control, callbacks=[StopAt(2, control)])
     box = SnapshotBox()
     assert run_rnn_training(cfg.replace(nhid=16, emsize=16), DARTS_RNN, run, resume=True, box=box) == "failed"
     assert box.get().error.startswith("emsize=16 is not valid: 8, as the run was trained with")

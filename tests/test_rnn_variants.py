@@ -26,6 +26,7 @@ from engine.search.rnn_config import RNNSearchConfig, from_rnn_preset
 from engine.space.rnn.genotype import Genotype
 from engine.variants import record_genotype, record_weights, space_variants
 from engine.variants.fair_darts import threshold_recurrent
+from tests.waiting import StopAt
 
 ROOT = Path(__file__).resolve().parents[1]
 RNN_VARIANTS = ("darts", "fair_darts", "drnas", "darts_minus", "beta_darts", "sdarts_rs")
@@ -34,21 +35,6 @@ RNN_VARIANTS = ("darts", "fair_darts", "drnas", "darts_minus", "beta_darts", "sd
 @pytest.fixture(autouse=True)
 def _one_thread():
     apply_threads(1)  # the recurrent step's small products: one thread is the fast and the repeatable setting
-
-
-class _StopAt:
-    def __init__(self, step, control):
-        self.step, self.control = step, control
-
-    def on_run_start(self, info): ...
-    def on_epoch_end(self, event, row): ...
-    def on_state(self, status): ...
-    def on_exception(self, exc, tb): ...
-    def on_run_end(self, status): ...
-
-    def on_step_end(self, event):
-        if event.step == self.step:
-            self.control.stop()
 
 
 def _corpus(tmp_path: Path) -> str:
@@ -160,7 +146,7 @@ def _expected(variant: str, a: np.ndarray) -> np.ndarray:
 def test_each_variant_searches_and_every_reader_gets_its_weights(tmp_path, variant):
     cfg = from_rnn_preset("rnn-smoke", variant=variant, device="cpu")
     control, box = Control(), SnapshotBox()
-    assert run_rnn_search(cfg, tmp_path, control=control, callbacks=[_StopAt(3, control)], box=box) == "stopped"
+    assert run_rnn_search(cfg, tmp_path, control=control, callbacks=[StopAt(3, control)], box=box) == "stopped"
     rows = read_jsonl(tmp_path / rundir.ALPHAS)
     assert [r["step"] for r in rows] == [1, 2, 3]
     buffers = {"darts_minus": {"aux_skip_weight"}, "beta_darts": {"beta_weight"}, "sdarts_rs": {"epsilon"},
@@ -266,7 +252,7 @@ def test_a_stopped_variant_search_resumes_to_the_same_run(tmp_path, variant):
     assert rows[0][key] != rows[-1][key]  # the schedule moved between the epochs
     control = Control()
     stop_at = steps_per_epoch + 2  # mid-epoch in the second: the schedule and the RNG come from the checkpoint
-    assert run_rnn_search(cfg, part, control=control, callbacks=[_StopAt(stop_at, control)]) == "stopped"
+    assert run_rnn_search(cfg, part, control=control, callbacks=[StopAt(stop_at, control)]) == "stopped"
     assert run_rnn_search(cfg, part, resume=True) == "finished"
     resumed = read_jsonl(part / rundir.ALPHAS)
     assert resumed == rows  # every alpha and buffer of every step
