@@ -43,18 +43,24 @@ def thin_alphas(lines: list[str], every: int) -> list[str]:
 
 
 def trim(source: Path, name: str, alphas_every: int = 1) -> Path:
+    target = EXAMPLES_ROOT / f"{source.name.split('-', 1)[0]}-example-{name}"
+    return trim_into(source, target, alphas_every)
+
+
+def trim_into(source: Path, target: Path, alphas_every: int = 1) -> Path:
+    """Copy what the pages read of the finished run `source` into `target` (replaced if it exists)."""
     status = rundir.read_status(source)
     if status.get("state") != "finished":
         raise SystemExit(f"{source} is {status.get('state')!r}; record a finished run")
-    target = EXAMPLES_ROOT / f"{source.name.split('-', 1)[0]}-example-{name}"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for file in KEEP:
-        shutil.copyfile(source / file, target / file)
+        if (source / file).exists():  # a training has no alphas
+            shutil.copyfile(source / file, target / file)
     if (source / PT_ROWS).exists():  # DARTS-PT's decisions on this search (derive --method pt): the pages read them
         shutil.copyfile(source / PT_ROWS, target / PT_ROWS)
-    if alphas_every > 1:
+    if alphas_every > 1 and (source / rundir.ALPHAS).exists():
         lines = (source / rundir.ALPHAS).read_text().splitlines(keepends=True)
         (target / rundir.ALPHAS).write_text("".join(thin_alphas(lines, alphas_every)))
     kept = {k: v for k, v in status.items() if k not in ("pid", "host", "traceback")}

@@ -1,5 +1,6 @@
 """Sweeps: members expanded and validated before anything starts, run on the local pool and on Ray, resumed
-after the driver is killed, a failing member leaving the others alone, and the report's statistics."""
+after the driver is killed, a failing member leaving the others alone, the report's statistics, and the script that
+records a finished sweep for assets/sweeps/."""
 
 from __future__ import annotations
 
@@ -305,3 +306,61 @@ def test_a_sweeps_progress_is_a_bar_on_a_terminal_and_a_line_per_change_in_a_log
         progress(s)
     progress.close()
     assert quiet.getvalue() == ""
+
+
+def _finished_member(sweep, member, steps):
+    run_dir = sweep.run_dir(member)
+    run_dir.mkdir(parents=True)
+    (run_dir / rundir.CONFIG).write_text(json.dumps({"kind": "search", "config": sweep.config(member).to_dict()}))
+    rundir.write_status(run_dir, state="finished", step=steps)
+    (run_dir / rundir.METRICS).write_text("".join(json.dumps({"step": s, "valid_acc": s / 100}) + "\n"
+                                                  for s in range(1, steps + 1)))
+    (run_dir / rundir.ALPHAS).write_text("".join(
+        json.dumps({"step": s, "normal": np.full((14, 8), s).tolist(), "reduce": np.zeros((14, 8)).tolist()}) + "\n"
+        for s in range(1, steps + 1)))
+    (run_dir / "checkpoint.pt").write_bytes(b"weights")
+    return run_dir
+
+
+def _record(*args):
+    return subprocess.run([sys.executable, "scripts/record_sweep.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_record_sweep_keeps_what_the_pages_read_and_refuses_an_unfinished_sweep(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import record_sweep
+
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=2)
+    for m in sweep.members:
+        _finished_member(sweep, m, 45)
+    out = record_sweep.record(sweep.path, "rec", alphas_every=20, root=tmp_path / "shipped")
+    recorded = load_sweep(out)
+    assert [m.name for m in recorded.members] == [m.name for m in sweep.members]
+    for m in recorded.members:
+        run_dir = recorded.run_dir(m)
+        assert not (run_dir / "checkpoint.pt").exists()
+        assert [r["step"] for r in rundir.read_alphas(run_dir)] == [1, 20, 40, 45]
+        assert rundir.read_metrics(run_dir) == rundir.read_metrics(sweep.run_dir(m))
+        assert "pid" not in rundir.read_status(run_dir)
+    assert [r.figures for r in member_results(recorded)] == [r.figures for r in member_results(sweep)]
+
+    rundir.write_status(sweep.run_dir(sweep.members[1]), state="stopped", step=10)
+    into = ("--into", str(tmp_path / "shipped"))
+    p = _record("--from", str(sweep.path), "--name", "rec", *into)
+    assert p.returncode != 0 and "not finished: 001-variant=darts-seed=1 (stopped)" in p.stderr
+    assert (tmp_path / "shipped" / "rec" / "sweep.json").exists()   # the earlier recording is left whole
+    p = _record("--from", str(tmp_path), "--name", "rec", *into)
+    assert p.returncode != 0 and "is not a sweep directory" in p.stderr
+    p = _record("--from", str(sweep.path), "--name", "../escape", *into)
+    assert p.returncode == 2 and "plain folder name" in p.stderr
+
+
+@pytest.mark.parametrize("name", ["../../outside", "a/b", "", 7])
+def test_a_sweep_json_whose_member_name_leads_out_of_the_sweep_is_refused(tmp_path, name):
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {}, 2)
+    record = json.loads((sweep.path / "sweep.json").read_text())
+    record["members"][0]["name"] = name
+    (sweep.path / "sweep.json").write_text(json.dumps(record))
+    with pytest.raises(SweepError, match="damaged .*not a plain folder name"):
+        load_sweep(sweep.path)

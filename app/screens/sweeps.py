@@ -13,16 +13,17 @@ import streamlit as st
 from app import nav, state
 from app.figures import alt
 from app.figures.sweeps import band_figure, win_frequency_figure
-from engine.runs import rundir
+from engine.runs import examples, rundir
 from engine.sweep.report import FIGURES, compare_groups, group_summaries, member_results
 from engine.sweep.spec import SWEEP_FILE, Sweep, SweepError, load_sweep
 
-__all__ = ["page", "sweep_dirs"]
+__all__ = ["page", "sweep_dirs", "shipped_key"]
 
 _ACTIVE = ("queued", "running", "paused", "stopping")
 _CURVES = {"valid_acc": "Supernet validation accuracy", "skips_normal": "Skip connections, normal cell",
            "hessian_eig": "Hessian eigenvalue (sharpness)", "expected_madds": "Expected mult-adds (cost)"}
 _START = ("python -m engine sweep --preset demo --grid variant=darts,beta_darts --seeds 4 --jobs 2")
+_SHIPPED = "shipped:"   # the URL's prefix for a sweep shipped with dartboard (assets/sweeps/)
 
 
 def sweep_dirs(root: Path) -> list[Path]:
@@ -157,18 +158,37 @@ def _open_member(sweep: Sweep, shown) -> None:
         nav.switch_to("search")
 
 
+def _choices(root: Path) -> dict[str, Path]:
+    """The sweeps to choose from, by the name the URL keeps: this runs root's, newest first, then the ones shipped
+    with dartboard (`shipped:NAME`), so the page has a real sweep to show on a fresh machine."""
+    out = {p.name: p for p in sweep_dirs(root)}
+    out.update({shipped_key(p.name): p for p in examples.shipped_sweeps()})
+    return out
+
+
+def shipped_key(name: str) -> str:
+    """The page's (and the URL's) name for the sweep `name` shipped with dartboard."""
+    return f"{_SHIPPED}{name}"
+
+
+def _label(key: str) -> str:
+    return f"{key.removeprefix(_SHIPPED)} · a recording shipped with dartboard" if key.startswith(_SHIPPED) else key
+
+
 def page() -> None:
     st.title("Sweeps")
-    sweeps = sweep_dirs(state.registry().runs_dir)
-    if not sweeps:
+    choices = _choices(state.registry().runs_dir)
+    if not any(not k.startswith(_SHIPPED) for k in choices):
         st.info("No sweep in this runs directory yet. A sweep runs one search per setting and seed, so a result "
                 "is a distribution rather than one run. Start one from a terminal:")
         st.code(_START, language="bash")
-        return
-    names = [p.name for p in sweeps]
-    name = st.selectbox("Sweep", names, key="sweep", bind="query-params")
+        if not choices:
+            return
+        st.caption("Meanwhile, here is a sweep recorded with dartboard:")
+    names = list(choices)
+    name = st.selectbox("Sweep", names, key="sweep", bind="query-params", format_func=_label)
     try:
-        sweep = load_sweep(sweeps[names.index(name)])
+        sweep = load_sweep(choices[name])
     except SweepError as e:
         st.error(str(e))
         return

@@ -14,13 +14,19 @@ from pathlib import Path
 from engine.runs import catalog, rundir
 
 __all__ = ["EXAMPLES_ROOT", "DEFAULT_EXAMPLE", "example_runs", "example", "is_example", "check_writable",
-           "COMPARISONS_ROOT", "COMPARISON_FILE", "shipped_comparison"]
+           "COMPARISONS_ROOT", "COMPARISON_FILE", "shipped_comparison", "SWEEPS_ROOT", "COLLAPSE_SWEEP",
+           "shipped_sweeps", "shipped_sweep"]
 
 EXAMPLES_ROOT = Path(__file__).resolve().parents[2] / "assets" / "runs"
 # A comparison shipped with the project (scripts/record_comparison.py): the trained cells of the Train page's
 # "Compare cells", each an ordinary (trimmed) training run directory, beside comparison.json, its table.
 COMPARISONS_ROOT = Path(__file__).resolve().parents[2] / "assets" / "compare"
 COMPARISON_FILE = "comparison.json"
+# Sweeps shipped with the project (scripts/record_sweep.py): a sweep directory whose members are trimmed
+# recordings. The Learn page's collapse lesson reads COLLAPSE_SWEEP (how often each variant collapses over seeds).
+SWEEPS_ROOT = Path(__file__).resolve().parents[2] / "assets" / "sweeps"
+COLLAPSE_SWEEP = "collapse"
+_SWEEP_FILE = "sweep.json"  # engine.sweep.spec.SWEEP_FILE (this module imports nothing that loads torch)
 # The recording Replay and Learn open on: the 10-epoch demo search. The others (the Learn page's collapse lesson,
 # assets/runs/*-example-collapse-*) are newer but longer and made for one lesson, so they come after it.
 DEFAULT_EXAMPLE = "demo"
@@ -43,11 +49,13 @@ def example(name: str) -> catalog.RunInfo | None:
 
 
 def is_example(run_dir: str | Path) -> bool:
-    """True for a shipped recording (read-only: no resume, no delete, no control requests)."""
+    """True for a shipped recording, alone or a member of a shipped sweep (read-only: no resume, no delete, no
+    control requests)."""
     try:
-        return Path(run_dir).resolve().parent == EXAMPLES_ROOT
+        path = Path(run_dir).resolve()
     except OSError:
         return False
+    return path.parent == EXAMPLES_ROOT or path.is_relative_to(SWEEPS_ROOT)
 
 
 def check_writable(run_dir: str | Path) -> None:
@@ -78,3 +86,16 @@ def shipped_comparison(name: str = DEFAULT_EXAMPLE, root: Path | None = None) ->
             if isinstance(r, dict) and isinstance(r.get("run_id"), str) and _plain_name(r["run_id"])
             and (folder / r["run_id"] / rundir.CONFIG).is_file()]
     return {**record, "rows": rows} if rows else None
+
+
+def shipped_sweeps(root: Path | None = None) -> list[Path]:
+    """The sweep directories shipped with the project, by name."""
+    base = root or SWEEPS_ROOT
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if (p / _SWEEP_FILE).is_file())
+
+
+def shipped_sweep(name: str = COLLAPSE_SWEEP, root: Path | None = None) -> Path | None:
+    """The shipped sweep directory called `name`, or None when this copy of dartboard does not have it."""
+    return next((p for p in shipped_sweeps(root) if p.name == name), None) if _plain_name(name) else None

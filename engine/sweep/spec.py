@@ -31,6 +31,7 @@ SWEEP_FILE = "sweep.json"
 MEMBERS = "members"
 TRAINED = "trained"
 FORMAT = "dartboard-sweep/1"
+_NAME = re.compile(r"[A-Za-z0-9._=+-]{1,200}")  # what _expand and _trainings produce: no separator, no space
 
 
 class SweepError(ValueError):
@@ -179,6 +180,14 @@ def create_sweep(root: str | os.PathLike, name: str, preset: str, sets: dict[str
     return Sweep(path, preset, sets, grid, seed_list, members, trainings, train)
 
 
+def _member_name(name: Any) -> str:
+    """A member's name is a folder inside the sweep directory: a damaged or hostile sweep.json must not lead a
+    reader (or a resume, which writes there) out of it."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"member name {str(name)[:60]!r} is not a plain folder name")
+    return name
+
+
 def load_sweep(path: str | os.PathLike) -> Sweep:
     """Read a sweep directory's sweep.json (a SweepError naming what is wrong otherwise)."""
     path = Path(path)
@@ -191,9 +200,10 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     try:
         if record.get("format") != FORMAT:
             raise SweepError(f"{path / SWEEP_FILE} is not a {FORMAT} file")
-        members = [Member(str(m["name"]), dict(m["settings"]), dict(m["overrides"])) for m in record["members"]]
-        trainings = [Member(str(m["name"]), dict(m["settings"]), dict(m["overrides"]), "train", str(m["source"]))
-                     for m in record.get("trainings", [])]
+        members = [Member(_member_name(m["name"]), dict(m["settings"]), dict(m["overrides"]))
+                   for m in record["members"]]
+        trainings = [Member(_member_name(m["name"]), dict(m["settings"]), dict(m["overrides"]), "train",
+                            str(m["source"])) for m in record.get("trainings", [])]
         return Sweep(path, str(record["preset"]), dict(record["sets"]), dict(record["grid"]),
                      [int(s) for s in record["seeds"]], members, trainings, record.get("train_preset"))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
