@@ -115,11 +115,12 @@ def test_the_same_sweep_on_ray_in_local_mode(tmp_path):
     pytest.importorskip("ray")
     from engine.sweep.run import run_on_ray
 
-    sweep = create_sweep(tmp_path, "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=1)
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=2)
     states = run_on_ray(sweep, threads=1, num_cpus=2)
-    assert set(states.values()) == {"finished"}, states
-    assert {rundir.read_config(sweep.run_dir(m))["config"]["variant"] for m in sweep.members} == {
-        "darts", "beta_darts"}
+    assert len(states) == 4 and set(states.values()) == {"finished"}, states
+    assert {(c["variant"], c["seed"]) for c in (rundir.read_config(sweep.run_dir(m))["config"]
+                                                for m in sweep.members)} == {
+        ("darts", 0), ("darts", 1), ("beta_darts", 0), ("beta_darts", 1)}
 
 
 def test_a_ray_address_that_does_not_answer_is_one_line(tmp_path):
@@ -364,3 +365,23 @@ def test_a_sweep_json_whose_member_name_leads_out_of_the_sweep_is_refused(tmp_pa
     (sweep.path / "sweep.json").write_text(json.dumps(record))
     with pytest.raises(SweepError, match="damaged .*not a plain folder name"):
         load_sweep(sweep.path)
+
+
+def test_a_member_opens_in_replay_from_the_sweeps_page(app_runs, page):
+    """'Open in Replay' hands the member's run directory to the Replay page (the two share the session), which
+    then offers it beside this runs root's searches and the recordings, although it lives in its sweep's folder."""
+    sweep = create_sweep(app_runs / "sweeps", "s", "smoke", {}, {"variant": ["darts", "beta_darts"]}, seeds=2)
+    for m in sweep.members:
+        _finished_member(sweep, m, 45)
+    at = page("sweeps")
+    at.run()
+    at.selectbox(key="sweep_member").set_value(sweep.members[2].name).run()
+    at.button(key="sweep_replay").click().run()   # the page switch itself needs the app's navigation
+    assert at.session_state["replay.run"] == sweep.members[2].name
+    replayed = page("replay")
+    for key in ("replay.run", "replay.extra"):
+        replayed.session_state[key] = at.session_state[key]
+    replayed.run()
+    assert not replayed.exception, replayed.exception
+    assert replayed.selectbox(key="replay.selected").value == sweep.members[2].name
+    assert replayed.query_params["run"] in (sweep.members[2].name, [sweep.members[2].name])

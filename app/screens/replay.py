@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -12,12 +13,16 @@ import streamlit as st
 from app import state
 from app.figures import labels, replay
 from app.panels import cells, curves, genotype, run_labels
-from engine.runs import catalog, examples
+from engine.runs import catalog, examples, rundir
 from engine.space import DEFAULT_SPACE, get_space, space_of_kinds
 
-__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride", "RUN_PARAM", "STEP_PARAM"]
+__all__ = ["page", "render", "PLAY_LABEL", "STOP_LABEL", "TICK_S", "SPEEDS", "stride", "RUN_PARAM", "STEP_PARAM",
+           "open_run"]
 
 RUN_PARAM = "run"     # the run shown, kept in the URL (?run=<run id>)
+# Session key: run directories another page sent here that neither list holds (a sweep's members, which live in
+# their sweep's folder), offered for the rest of the session.
+_EXTRA = "replay.extra"
 STEP_PARAM = "step"   # the step shown, kept in the URL (?step=<step>) while not playing
 
 PLAY_LABEL, STOP_LABEL = "Play", "Stop replay"
@@ -123,12 +128,33 @@ def _default_id(ids: Sequence[str]) -> str:
     return demo.run_id if demo is not None and demo.run_id in ids else ids[0]
 
 
+def open_run(run_dir: str | Path) -> None:
+    """Show the search in `run_dir` on the Replay page next (call from a callback or before switching pages)."""
+    extra = st.session_state.setdefault(_EXTRA, [])
+    if str(run_dir) not in extra:
+        extra.append(str(run_dir))
+    st.session_state["replay.run"] = Path(run_dir).name
+
+
+def _extra_runs(known: set[str]) -> list[catalog.RunInfo]:
+    out = []
+    for path in st.session_state.get(_EXTRA, []):
+        try:
+            info = catalog.run_info(path)
+        except (rundir.RunDirError, OSError):  # deleted since: it is simply no longer offered
+            continue
+        if info.run_id not in known and info.kind != "train":
+            out.append(info)
+    return out
+
+
 def page() -> None:
     reg = state.registry()
     cells.lecture_toggle()
     st.title("Replay")
     # this machine's searches, then the recordings shipped with the app: there is always one to replay
     runs = [r for r in catalog.list_runs(reg.runs_dir) if r.kind != "train"] + examples.example_runs()
+    runs += _extra_runs({r.run_id for r in runs})
     if not runs:
         st.info("No runs to replay yet. Start one on the Search page.")
         return

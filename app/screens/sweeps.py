@@ -13,6 +13,7 @@ import streamlit as st
 from app import nav, state
 from app.figures import alt
 from app.figures.sweeps import band_figure, win_frequency_figure
+from app.screens import replay
 from engine.runs import examples, rundir
 from engine.sweep.report import FIGURES, compare_groups, group_summaries, member_results
 from engine.sweep.spec import SWEEP_FILE, Sweep, SweepError, load_sweep
@@ -147,15 +148,18 @@ def _open_member(sweep: Sweep, shown) -> None:
     started = [r for r in shown if (sweep.run_dir(r.member) / rundir.CONFIG).exists()]
     if not started:
         return
-    c = st.columns([3, 1])
+    c = st.columns([3, 1, 1], vertical_alignment="bottom")
     name = c[0].selectbox("Member", [r.member.name for r in started], key="sweep_member")
+    run_dir = sweep.run_dir(name)
     if c[1].button("Open in Search", key="sweep_open", help="follow this member's run on the Search page"):
-        run_dir = sweep.run_dir(name)
         reg = state.registry()
         if reg.get(run_dir.name) is None:
             reg.follow(run_dir)
         state.select_run(run_dir.name)
         nav.switch_to("search")
+    if c[2].button("Open in Replay", key="sweep_replay", help="step through this member's recorded op weights"):
+        replay.open_run(run_dir)
+        nav.switch_to("replay")
 
 
 def _choices(root: Path) -> dict[str, Path]:
