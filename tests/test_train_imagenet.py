@@ -273,3 +273,21 @@ def test_compare_counts_the_imagenet_network_it_trained(tmp_path, runs_dir, caps
     from engine.nn.network import count_multiply_adds
 
     assert rows[0]["mult_adds"] == count_multiply_adds(net, (1, 3, size, size))
+
+
+def test_the_train_page_shows_the_top5_accuracy_it_recorded(tmp_path, app_runs, page):
+    """A training with top-5 scoring (an ImageNet one) shows its last test top-5 beside its top-1 on the Train page."""
+    from app import state
+    from engine.space.cnn.genotype import KNOWN_GENOTYPES
+
+    job = state.registry().start(_config(_tree(tmp_path / "tree"), epochs=1), genotype=KNOWN_GENOTYPES["DARTS_V2"],
+                                 source={"label": "DARTS_V2"})
+    assert job.join(120) and job.snapshot().state == "finished"
+    last = [r for r in rundir.read_metrics(job.run_dir) if "test_top5" in r][-1]
+    at = page("train")
+    at.session_state["train.run_id"] = job.run_id   # as Start training and the Runs page's resume set it
+    at.run()
+    assert not at.exception, at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Test accuracy (last epoch)"] == f"{last['test_acc']:.4f}"
+    assert shown["Test top-5 accuracy (last epoch)"] == f"{last['test_top5']:.4f}"

@@ -277,8 +277,14 @@ def _panel(job: Controller) -> None:
         return
     left.line_chart(curves_frame(metrics, ("train_loss", "test_loss")), height=260,
                     alt="Line chart: training and test loss against the step")
-    right.line_chart(curves_frame(metrics, ("train_acc", "test_acc")), height=260,
-                     alt="Line chart: training and test accuracy against the step")
+    top5 = any("test_top5" in m for m in metrics)  # an ImageNet training scores the 5 highest classes too
+    keys = ("train_acc", "test_acc", "test_top5") if top5 else ("train_acc", "test_acc")
+    right.line_chart(curves_frame(metrics, keys), height=260,
+                     alt=f"Line chart: training and test accuracy{' and test top-5 accuracy' if top5 else ''} "
+                         "against the step")
     tested = [m for m in metrics if "test_acc" in m]
     if tested:
-        st.metric("Test accuracy (last epoch)", f"{tested[-1]['test_acc']:.4f}")
+        c = st.columns(2) if top5 else [st]
+        c[0].metric("Test accuracy (last epoch)", f"{tested[-1]['test_acc']:.4f}")
+        if top5 and "test_top5" in tested[-1]:
+            c[1].metric("Test top-5 accuracy (last epoch)", f"{tested[-1]['test_top5']:.4f}")
