@@ -385,3 +385,88 @@ def test_a_member_opens_in_replay_from_the_sweeps_page(app_runs, page):
     assert not replayed.exception, replayed.exception
     assert replayed.selectbox(key="replay.selected").value == sweep.members[2].name
     assert replayed.query_params["run"] in (sweep.members[2].name, [sweep.members[2].name])
+
+
+def test_sweep_control_stops_the_whole_sweep_and_the_pending_members_stay_pending(tmp_path, cli):
+    """`sweep-control SWEEP stop` stops the running member after its step and starts no pending one (before, the
+    driver started them as soon as the running ones stopped); `sweep --resume` then runs the sweep to its end."""
+    from engine.sweep.control import SWEEP_CONTROL, sweep_gate
+
+    cmd = [sys.executable, "-m", "engine", "sweep", "--preset", "smoke", "--set", "epochs=25", "--seeds", "3",
+           "--jobs", "1", "--runs-dir", str(tmp_path), "--name", "s"]
+    driver = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    path = tmp_path / "sweeps" / "s"
+    try:
+        wait_for(lambda: (path / SWEEP_FILE).exists() and any(
+            rundir.read_metrics(d) for d in (path / "members").iterdir()), timeout=120)
+        told = cli("sweep-control", str(path), "stop")
+        assert "asked 1 running member(s); no member starts again" in told.stderr
+        assert driver.wait(120) == 1, driver.stderr.read()   # a member did not finish: exit 1, not 130
+    finally:
+        driver.kill()
+    sweep = load_sweep(path)
+    assert list(member_states(sweep).values()) == ["stopped", "pending", "pending"]
+    assert sweep_gate(path) == "stopped" and (path / SWEEP_CONTROL).exists()
+    assert cli("sweep", "--resume", str(path), "--jobs", "2").returncode == 0
+    assert sweep_gate(path) == "running" and set(member_states(sweep).values()) == {"finished"}
+    for m in sweep.members:
+        assert [r["step"] for r in rundir.read_metrics(sweep.run_dir(m))] == list(range(1, 51))
+
+
+def test_a_member_keeps_to_the_sweeps_gate_before_it_begins(tmp_path):
+    """A member process that begins while its sweep is paused waits, untouched, and runs once resumed; one that
+    begins after the sweep was stopped ends at once (exit 4), and the member stays pending, not failed. This is
+    what holds Ray's tasks, which the driver hands over all at once."""
+    from engine.sweep.control import HELD, set_sweep_gate
+
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2)
+    member = [sys.executable, "-m", "engine.sweep.member", str(sweep.path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    set_sweep_gate(sweep.path, "stopped")
+    held = subprocess.run([*member, sweep.members[0].name], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert held.returncode == HELD and "the sweep is stopped" in held.stderr
+    assert not sweep.run_dir(sweep.members[0]).exists()
+    assert run_local(sweep, jobs=2) == dict.fromkeys((m.name for m in sweep.members), "pending")  # starts none
+
+    set_sweep_gate(sweep.path, "paused")
+    proc = subprocess.Popen([*member, sweep.members[1].name], cwd=ROOT, env=env)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(3)                                         # waits at the gate ...
+        assert not sweep.run_dir(sweep.members[1]).exists()     # ... without beginning its run
+        set_sweep_gate(sweep.path, "running")
+        assert proc.wait(120) == 0
+    finally:
+        proc.kill()
+    assert member_states(sweep)[sweep.members[1].name] == "finished"
+
+
+def test_the_sweeps_page_pauses_resumes_and_stops_the_whole_sweep(app_runs, page):
+    from engine.sweep.control import sweep_gate
+
+    sweep = create_sweep(app_runs / "sweeps", "s", "smoke", {}, {}, seeds=3)
+    _finished_member(sweep, sweep.members[0], 45)    # the two others have not begun
+    at = page("sweeps")
+    at.run()
+    buttons = {k: at.button(key=f"sweep_{k}") for k in ("pause", "resume", "stop")}
+    assert [b.disabled for b in buttons.values()] == [False, True, False]
+    buttons["pause"].click().run()
+    assert not at.exception and sweep_gate(sweep.path) == "paused"
+    assert any("no member starts until it is resumed" in c.value for c in at.caption)
+    assert [at.button(key=f"sweep_{k}").disabled for k in ("pause", "resume", "stop")] == [True, False, False]
+    at.button(key="sweep_resume").click().run()
+    assert sweep_gate(sweep.path) == "running"
+    at.button(key="sweep_stop").click().run()
+    assert sweep_gate(sweep.path) == "stopped"
+    assert any(f"python -m engine sweep --resume {sweep.path}" in c.value for c in at.caption)
+    assert run_local(sweep, jobs=2)[sweep.members[1].name] == "pending"   # the driver starts none
+
+
+def test_a_shipped_or_finished_sweep_has_nothing_to_steer(app_runs, page):
+    sweep = create_sweep(app_runs / "sweeps", "s", "smoke", {}, {}, seeds=2)
+    for m in sweep.members:
+        _finished_member(sweep, m, 45)
+    at = page("sweeps")
+    at.run()
+    assert not at.exception and not [b for b in at.button if (b.key or "") in ("sweep_pause", "sweep_stop")]

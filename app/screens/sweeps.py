@@ -15,6 +15,7 @@ from app.figures import alt
 from app.figures.sweeps import band_figure, win_frequency_figure
 from app.screens import replay
 from engine.runs import examples, rundir
+from engine.sweep.control import steer, sweep_gate
 from engine.sweep.report import FIGURES, compare_groups, group_summaries, member_results
 from engine.sweep.spec import SWEEP_FILE, Sweep, SweepError, load_sweep
 
@@ -79,6 +80,7 @@ def _body(sweep: Sweep) -> None:
     st.caption(f"{len(results)} members ({', '.join(f'{n} {s}' for s, n in states.items())}); preset "
                f"`{sweep.preset}`, seeds {sweep.seeds}; supernet figures describe the search, not the quality of "
                "the cells it derives (train them to know that).")
+    _steering(sweep, [r.state for r in results + member_results(sweep, "train")])
     varied = list(sweep.grid)
     st.dataframe(_members_frame(sweep, shown, varied), hide_index=True, width="stretch",
                  column_config={"valid acc": st.column_config.NumberColumn(format="%.3f")})
@@ -125,6 +127,32 @@ def _body(sweep: Sweep) -> None:
     if sweep.trainings:
         _trained(sweep)
     _open_member(sweep, shown)
+
+
+def _steering(sweep: Sweep, states: list[str]) -> None:
+    """Pause, resume or stop the whole sweep: its running members after their step, and its gate, which keeps the
+    members that have not begun from starting (engine/sweep/control.py). One member: Open in Search."""
+    if examples.is_example(sweep.path) or all(s == "finished" for s in states):
+        return
+    gate = sweep_gate(sweep.path)
+    allowed = {"pause": gate == "running", "resume": gate == "paused" or "paused" in states,
+               "stop": gate != "stopped"}
+    labels = {"pause": "Pause the sweep", "resume": "Resume the sweep", "stop": "Stop the sweep"}
+    cols = st.columns(len(labels) + 1, vertical_alignment="center")
+    for col, (command, label) in zip(cols, labels.items(), strict=False):
+        col.button(label, key=f"sweep_{command}", disabled=not allowed[command], on_click=_steer,
+                   args=(sweep, command, label))
+    note = {"paused": "Paused: running members pause after their step and no member starts until it is resumed.",
+            "stopped": "Stopped: no member starts again."}.get(gate, "")
+    if gate == "stopped" or not any(s in _ACTIVE for s in states):
+        note += (f" `python -m engine sweep --resume {sweep.path}` continues it: finished members are kept, stopped "
+                 "ones go on from their checkpoints.")
+    cols[-1].caption(note.strip() or "One member: Open in Search below pauses, steps or stops it alone.")
+
+
+def _steer(sweep: Sweep, command: str, label: str) -> None:
+    """A button's callback: it runs before the page is drawn again, so the buttons show the new state."""
+    st.toast(f"{label}: asked {steer(sweep, command)} running member(s)")
 
 
 def _trained(sweep: Sweep) -> None:

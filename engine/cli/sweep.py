@@ -86,6 +86,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if args.grid or args.set:
                 raise BadInput("--resume continues a sweep as it was created: no --grid or --set")
             sweep = load_sweep(args.resume)
+            from engine.sweep.control import set_sweep_gate
+
+            set_sweep_gate(sweep.path, "running")  # a sweep stopped or paused as a whole goes on
         else:
             grid = parse_grid(args.grid or [])
             if not grid and args.seeds < 2:
@@ -199,19 +202,16 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
 
 def cmd_sweep_control(args: argparse.Namespace) -> int:
     from engine.cli.common import BadInput
-    from engine.runs.control_file import request_control
-    from engine.sweep.member import member_state
+    from engine.sweep.control import steer
     from engine.sweep.spec import SweepError, load_sweep
 
     try:
         sweep = load_sweep(args.sweep_dir)
-        members = [sweep.member(n) for n in args.member] if args.member else sweep.members
+        asked = steer(sweep, args.command, args.member)
     except SweepError as e:
         raise BadInput(str(e)) from None
-    asked = 0
-    for member in members:
-        if member_state(sweep.run_dir(member)) in ("running", "paused", "queued"):
-            request_control(sweep.run_dir(member), args.command)
-            asked += 1
-    print(f"{args.command}: asked {asked} running member(s)", file=sys.stderr)
+    whole = "" if args.member else {"pause": "; no member starts until the sweep is resumed",
+                                    "resume": "; members start again",
+                                    "stop": "; no member starts again until `sweep --resume`"}[args.command]
+    print(f"{args.command}: asked {asked} running member(s){whole}", file=sys.stderr)
     return 0

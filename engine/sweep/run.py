@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from engine.core.atomic import write_json_atomic
 from engine.runs import rundir
+from engine.sweep.control import HELD, sweep_gate
 from engine.sweep.member import member_state
 from engine.sweep.spec import Member, Sweep, SweepError
 
@@ -53,7 +54,7 @@ def member_states(sweep: Sweep) -> dict[str, str]:
     states = {}
     for m in sweep.members + sweep.trainings:
         state = member_state(sweep.run_dir(m))
-        if state == "pending" and outcomes.get(m.name, {}).get("exit", 0) != 0:
+        if state == "pending" and outcomes.get(m.name, {}).get("exit", 0) not in (0, HELD):
             state = "failed"
         states[m.name] = state
     return states
@@ -80,7 +81,7 @@ def _reason(sweep: Sweep, member: Member, code: int) -> str:
 
 def _record(sweep: Sweep, outcomes: dict[str, Any], member: Member, code: int) -> None:
     state = member_state(sweep.run_dir(member))
-    if state == "pending" and code != 0:
+    if state == "pending" and code not in (0, HELD):
         state = "failed"  # it ended before its run began: nothing was kept, the log says why
     outcomes[member.name] = {"exit": code, "state": state, "time": time.time(),
                              **({} if state == "finished" else {"reason": _reason(sweep, member, code)})}
@@ -135,7 +136,7 @@ def run_local(sweep: Sweep, jobs: int = 1, threads: int | None = 1, only: list[s
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for stage in _stages(sweep, only):
-            if not stopping:
+            if not stopping and sweep_gate(sweep.path) != "stopped":
                 _run_stage(sweep, stage(), jobs, threads, running, stopping, outcomes, on_change)
     finally:
         for sig, handler in previous.items():
@@ -153,7 +154,10 @@ def _run_stage(sweep: Sweep, todo: list[Member], jobs: int, threads: int | None,
     ago is still pending until its process has written its run directory."""
     reported = time.monotonic()
     while (todo and not stopping) or running:
-        while todo and len(running) < jobs and not stopping:
+        gate = sweep_gate(sweep.path)  # steered as a whole (engine/sweep/control.py): start none while not running
+        if gate == "stopped":
+            todo.clear()
+        while todo and len(running) < jobs and not stopping and gate == "running":
             member = next((m for m in todo if not _busy_elsewhere(sweep, m)), None)
             if member is None:
                 break  # every member left is being finished by a process of the previous driver
