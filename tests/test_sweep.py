@@ -390,7 +390,7 @@ def test_a_member_opens_in_replay_from_the_sweeps_page(app_runs, page):
 def test_sweep_control_stops_the_whole_sweep_and_the_pending_members_stay_pending(tmp_path, cli):
     """`sweep-control SWEEP stop` stops the running member after its step and starts no pending one (before, the
     driver started them as soon as the running ones stopped); `sweep --resume` then runs the sweep to its end."""
-    from engine.sweep.control import SWEEP_CONTROL, sweep_gate
+    from engine.sweep.gate import SWEEP_CONTROL, sweep_gate
 
     cmd = [sys.executable, "-m", "engine", "sweep", "--preset", "smoke", "--set", "epochs=25", "--seeds", "3",
            "--jobs", "1", "--runs-dir", str(tmp_path), "--name", "s"]
@@ -417,7 +417,7 @@ def test_a_member_keeps_to_the_sweeps_gate_before_it_begins(tmp_path):
     """A member process that begins while its sweep is paused waits, untouched, and runs once resumed; one that
     begins after the sweep was stopped ends at once (exit 4), and the member stays pending, not failed. This is
     what holds Ray's tasks, which the driver hands over all at once."""
-    from engine.sweep.control import HELD, set_sweep_gate
+    from engine.sweep.gate import HELD, set_sweep_gate
 
     sweep = create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2)
     member = [sys.executable, "-m", "engine.sweep.member", str(sweep.path)]
@@ -443,7 +443,7 @@ def test_a_member_keeps_to_the_sweeps_gate_before_it_begins(tmp_path):
 
 
 def test_the_sweeps_page_pauses_resumes_and_stops_the_whole_sweep(app_runs, page):
-    from engine.sweep.control import sweep_gate
+    from engine.sweep.gate import sweep_gate
 
     sweep = create_sweep(app_runs / "sweeps", "s", "smoke", {}, {}, seeds=3)
     _finished_member(sweep, sweep.members[0], 45)    # the two others have not begun

@@ -15,7 +15,8 @@ from app.figures import alt
 from app.figures.sweeps import band_figure, win_frequency_figure
 from app.screens import replay
 from engine.runs import examples, rundir
-from engine.sweep.control import steer, sweep_gate
+from engine.sweep.control import steer
+from engine.sweep.gate import sweep_gate
 from engine.sweep.report import FIGURES, compare_groups, group_summaries, member_results
 from engine.sweep.spec import SWEEP_FILE, Sweep, SweepError, load_sweep
 

@@ -86,7 +86,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if args.grid or args.set:
                 raise BadInput("--resume continues a sweep as it was created: no --grid or --set")
             sweep = load_sweep(args.resume)
-            from engine.sweep.control import set_sweep_gate
+            from engine.sweep.gate import set_sweep_gate
 
             set_sweep_gate(sweep.path, "running")  # a sweep stopped or paused as a whole goes on
         else:

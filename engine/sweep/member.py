@@ -5,7 +5,7 @@ crashes, runs out of memory or is killed takes nothing else with it. A member wh
 checkpoint continues from it; a finished member exits at once; otherwise it starts from step 0. SIGTERM and
 SIGINT stop it after the step in flight with a checkpoint, as for any search.
 
-Before it begins, a member keeps to the sweep's gate (engine/sweep/control.py): it waits while the sweep is
+Before it begins, a member keeps to the sweep's gate (engine/sweep/gate.py): it waits while the sweep is
 paused, and ends at once, untouched, when the sweep was stopped.
 
 Exit status: 0 finished (or already finished), 3 stopped (resumable), 1 failed, 2 the member cannot start, 4 held
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     state = member_state(run_dir)
     if state == "finished":
         return 0
-    from engine.sweep.control import HELD, wait_at_gate
+    from engine.sweep.gate import HELD, wait_at_gate
 
     if wait_at_gate(sweep.path) == "stopped":  # a stopped sweep starts nothing more, whatever started this process
         print(f"held: the sweep is stopped; `python -m engine sweep --resume {sweep.path}` continues it",

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from engine.core.atomic import write_json_atomic
 from engine.runs import rundir
-from engine.sweep.control import HELD, sweep_gate
+from engine.sweep.gate import HELD, sweep_gate
 from engine.sweep.member import member_state
 from engine.sweep.spec import Member, Sweep, SweepError
 
@@ -154,7 +154,7 @@ def _run_stage(sweep: Sweep, todo: list[Member], jobs: int, threads: int | None,
     ago is still pending until its process has written its run directory."""
     reported = time.monotonic()
     while (todo and not stopping) or running:
-        gate = sweep_gate(sweep.path)  # steered as a whole (engine/sweep/control.py): start none while not running
+        gate = sweep_gate(sweep.path)  # steered as a whole (engine/sweep/gate.py): start none while not running
         if gate == "stopped":
             todo.clear()
         while todo and len(running) < jobs and not stopping and gate == "running":
