@@ -237,18 +237,26 @@ def test_a_training_stage_needs_a_valid_preset_and_baselines_need_it(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def _driver(tmp_path, seeds: int, jobs: int) -> tuple[subprocess.Popen, Path]:
+    """`sweep` of 50-step smoke searches in its own process: (the driver, its sweep directory)."""
+    cmd = [sys.executable, "-m", "engine", "sweep", "--preset", "smoke", "--set", "epochs=25", "--seeds", str(seeds),
+           "--jobs", str(jobs), "--runs-dir", str(tmp_path), "--name", "s"]
+    return subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True), tmp_path / "sweeps" / "s"
+
+
+def _stepping(path: Path) -> int:
+    """How many members of the sweep at `path` have logged a step."""
+    members = path / "members"
+    return sum(bool(rundir.read_metrics(d)) for d in members.iterdir()) if (path / SWEEP_FILE).exists() else 0
+
+
 def test_the_command_line_stops_a_sweep_with_ctrl_c_and_resumes_it(tmp_path, cli):
     """Ctrl-C on `sweep` stops the running members after their step, each with a checkpoint, and exits 130;
     `sweep --resume` finishes them from there, each step logged once."""
     assert cli("sweep", "--preset", "smoke", check=False).returncode == 2  # one seed, no grid: nothing to sweep
-    cmd = [sys.executable, "-m", "engine", "sweep", "--preset", "smoke", "--set", "epochs=25", "--seeds", "2",
-           "--jobs", "2", "--runs-dir", str(tmp_path), "--name", "s"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    path = tmp_path / "sweeps" / "s"
+    driver, path = _driver(tmp_path, seeds=2, jobs=2)
     try:
-        wait_for(lambda: (path / SWEEP_FILE).exists() and all(
-            rundir.read_metrics(d) for d in (path / "members").iterdir()) and len(list((path / "members").iterdir()))
-            == 2, timeout=120)
+        wait_for(lambda: _stepping(path) == 2, timeout=120)
         driver.send_signal(signal.SIGINT)
         assert driver.wait(120) == 130, driver.stderr.read()
     finally:
@@ -392,13 +400,9 @@ def test_sweep_control_stops_the_whole_sweep_and_the_pending_members_stay_pendin
     driver started them as soon as the running ones stopped); `sweep --resume` then runs the sweep to its end."""
     from engine.sweep.gate import SWEEP_CONTROL, sweep_gate
 
-    cmd = [sys.executable, "-m", "engine", "sweep", "--preset", "smoke", "--set", "epochs=25", "--seeds", "3",
-           "--jobs", "1", "--runs-dir", str(tmp_path), "--name", "s"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    path = tmp_path / "sweeps" / "s"
+    driver, path = _driver(tmp_path, seeds=3, jobs=1)
     try:
-        wait_for(lambda: (path / SWEEP_FILE).exists() and any(
-            rundir.read_metrics(d) for d in (path / "members").iterdir()), timeout=120)
+        wait_for(lambda: _stepping(path) == 1, timeout=120)
         told = cli("sweep-control", str(path), "stop")
         assert "asked 1 running member(s); no member starts again" in told.stderr
         assert driver.wait(120) == 1, driver.stderr.read()   # a member did not finish: exit 1, not 130
