@@ -15,7 +15,7 @@ import streamlit as st
 from app import nav, state
 from app.figures import alt, cells_dot, collapse, labels, replay, tables
 from app.panels import cells, collapse_film
-from app.screens import learn_pt, learn_rnn
+from app.screens import learn_pt, learn_rnn, learn_sweep
 from engine.runs import catalog, examples
 from engine.search.collapse import count_ops
 from engine.space import DEFAULT_SPACE
@@ -213,6 +213,7 @@ def _collapse_lesson() -> None:
                                  help="step through this recording on the Replay page"):
                         st.session_state["replay.run"] = run.info.run_id
                         nav.switch_to("replay")
+        learn_sweep.render(_prose, LESSON_SETTLED, cells.lecture_on())
         if st.button("Close the lesson", key="learn.collapse_lesson.close"):
             st.session_state[LESSON_KEY] = False
             st.rerun()

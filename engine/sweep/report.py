@@ -25,7 +25,7 @@ from engine.sweep.run import member_states
 from engine.sweep.spec import Member, Sweep
 
 __all__ = ["MemberResult", "GroupSummary", "member_results", "group_summaries", "permutation_test", "compare_groups",
-           "FIGURES"]
+           "compare_values", "FIGURES"]
 
 # The final figures a group summarises: metrics.jsonl keys, and the skip count of the final normal cell; a
 # training's test accuracy (the second stage).
@@ -148,7 +148,11 @@ def permutation_test(a: list[float], b: list[float]) -> float:
 
 def compare_groups(g1: GroupSummary, g2: GroupSummary, figure: str = "valid_acc") -> str:
     """One plain sentence: is the difference between the groups larger than the seed-to-seed spread?"""
-    a, b = g1.values(figure), g2.values(figure)
+    return compare_values(figure, g1.label, g1.values(figure), g2.label, g2.values(figure))
+
+
+def compare_values(figure: str, label_a: str, a: list[float], label_b: str, b: list[float]) -> str:
+    """compare_groups on any per-seed figure: `a` and `b`, one value a seed of each group."""
     if len(a) < 2 or len(b) < 2:
         return (f"{figure}: too few finished seeds to compare ({len(a)} and {len(b)}; at least 2 each, "
                 "and 4 or more to resolve anything but a large difference)")
@@ -157,5 +161,5 @@ def compare_groups(g1: GroupSummary, g2: GroupSummary, figure: str = "valid_acc"
     spread = max(float(np.std(a, ddof=1)), float(np.std(b, ddof=1)))
     verdict = ("larger than the seed-to-seed spread" if p <= 0.05
                else "not distinguishable from the seed-to-seed spread")
-    return (f"{figure}: {g1.label} minus {g2.label} = {diff:+.4f} (seed spread up to {spread:.4f}); "
+    return (f"{figure}: {label_a} minus {label_b} = {diff:+.4f} (seed spread up to {spread:.4f}); "
             f"{verdict} (exact permutation test, p = {p:.3f}, {len(a)} vs {len(b)} seeds)")
