@@ -20,13 +20,14 @@ from engine.sweep.gate import sweep_gate
 from engine.sweep.report import FIGURES, compare_groups, group_summaries, member_results
 from engine.sweep.spec import SWEEP_FILE, Sweep, SweepError, load_sweep
 
-__all__ = ["page", "sweep_dirs", "shipped_key"]
+__all__ = ["page", "sweep_dirs", "shipped_key", "SHIPPED_CAPTION"]
 
 _ACTIVE = ("queued", "running", "paused", "stopping")
 _CURVES = {"valid_acc": "Supernet validation accuracy", "skips_normal": "Skip connections, normal cell",
            "hessian_eig": "Hessian eigenvalue (sharpness)", "expected_madds": "Expected mult-adds (cost)"}
 _START = ("python -m engine sweep --preset demo --grid variant=darts,beta_darts --seeds 4 --jobs 2")
 _SHIPPED = "shipped:"   # the URL's prefix for a sweep shipped with dartboard (assets/sweeps/)
+SHIPPED_CAPTION = "A sweep recorded with dartboard and shipped with it"
 
 
 def sweep_dirs(root: Path) -> list[Path]:
@@ -204,10 +205,6 @@ def shipped_key(name: str) -> str:
     return f"{_SHIPPED}{name}"
 
 
-def _label(key: str) -> str:
-    return f"{key.removeprefix(_SHIPPED)} · a recording shipped with dartboard" if key.startswith(_SHIPPED) else key
-
-
 def page() -> None:
     st.title("Sweeps")
     choices = _choices(state.registry().runs_dir)
@@ -219,12 +216,15 @@ def page() -> None:
             return
         st.caption("Meanwhile, here is a sweep recorded with dartboard:")
     names = list(choices)
-    name = st.selectbox("Sweep", names, key="sweep", bind="query-params", format_func=_label)
+    # no format_func: a bound selectbox keeps the formatted label in the URL, and `shipped:collapse` reads better
+    name = st.selectbox("Sweep", names, key="sweep", bind="query-params")
     try:
         sweep = load_sweep(choices[name])
     except SweepError as e:
         st.error(str(e))
         return
+    if name.startswith(_SHIPPED):
+        st.caption(f"{SHIPPED_CAPTION}: its members are recordings (no checkpoints), to study and replay.")
     active = any(r in _ACTIVE for r in (_quick_states(sweep)))
 
     @st.fragment(run_every=2.0 if active else None)

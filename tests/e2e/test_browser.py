@@ -409,8 +409,9 @@ def test_runs_page_and_replay(server: str, page: Page, e2e_runs: Path, artifacts
 
 def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: Path):
     """The Learn page's button opens the collapse lesson from the shipped recordings: two Plotly charts of the
-    three runs' counts and their three normal cells, on a server whose runs root may be empty."""
-    from app.screens import learn
+    three runs' counts and their three normal cells, then how often each variant collapsed over the seeds of the
+    shipped sweep, which opens on the Sweeps page; on a server whose runs root may be empty."""
+    from app.screens import learn, sweeps
     from engine.runs import examples
 
     page.goto(server)
@@ -421,7 +422,10 @@ def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: 
     expect(button).to_be_visible(timeout=LOAD_MS)
     button.click()
     body = keyed(page, "learn.collapse_lesson.body")
-    expect(body.locator("[data-testid=stPlotlyChart]")).to_have_count(2, timeout=CHANGE_MS)
+    # the three runs' two count charts, and how often each variant collapsed over the shipped sweep's seeds
+    expect(body.locator("[data-testid=stPlotlyChart]")).to_have_count(3, timeout=CHANGE_MS)
+    expect(keyed(page, "learn.collapse_seeds.band")).to_be_visible()
+    expect(body.get_by_text("seeds ended with a collapsed normal cell").first).to_be_visible()
     # each run's final normal cell, and each run's cell in the film (app/panels/collapse_film.py)
     expect(body.locator("[data-testid=stGraphVizChart]")).to_have_count(2 * len(learn.COLLAPSE_LESSON))
     expect(body.locator("[class*=st-key-learn-film-cell-] [data-testid=stGraphVizChart]")).to_have_count(
@@ -433,4 +437,11 @@ def test_learn_collapse_lesson_in_one_click(server: str, page: Page, artifacts: 
     keyed(page, f"learn.collapse_lesson.replay.{darts.run_id}", "button").click()
     expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=LOAD_MS)
     expect(page.get_by_role("combobox", name="Run")).to_have_value(darts.run_id, timeout=STATE_MS)
+    no_exception_box(page)
+    # back on Learn the lesson is still open; the sweep behind its counts opens on the Sweeps page
+    nav_learn.click()
+    keyed(page, "learn.collapse_lesson.sweep", "button").click(timeout=LOAD_MS)
+    expect(page.get_by_role("heading", name="Sweeps", exact=True)).to_be_visible(timeout=LOAD_MS)
+    expect(page.get_by_text(sweeps.SHIPPED_CAPTION)).to_be_visible(timeout=STATE_MS)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=LOAD_MS)
     no_exception_box(page)
