@@ -63,15 +63,7 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
     control, box, signals, errors, started = Control(), SnapshotBox(), [], [], []
     verbosity = getattr(args, "verbosity", NORMAL)
 
-    def on_signal(signum, frame):
-        signals.append(signum)
-        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint...", file=sys.stderr)
-        control.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, on_signal)
+    _stop_on_signals(control, signals)
 
     class _Errors(Callback):
         def on_run_start(self, info):
@@ -90,21 +82,48 @@ def _cmd_rnn_search(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         distributed.shutdown(world)
-    if not world.main:
-        return 0 if state not in ("failed", "interrupted") else 1
-    if state == "interrupted":  # another rank died (engine/runtime/distributed.py PeerLost)
-        print(f"interrupted: {box.get().message}", file=sys.stderr)
-        return 1
-    if state == "failed":
-        bad_input = bool(errors) and errors[0] in (*BAD_INPUT, "CorpusError")
-        print(f"{'error' if bad_input and not started else 'failed'}: {box.get().error}", file=sys.stderr)
-        return 2 if bad_input else 1
+    ended = _ended_badly(state, world, box, errors, started, (*BAD_INPUT, "CorpusError"))
+    if ended is not None:
+        return ended
     if verbosity > QUIET:
         print(f"{state}: {run_dir}", file=sys.stderr)
     rows = rundir.read_genotypes(run_dir)
     if rows:
         print(RNNGenotype.from_dict(rows[-1]["genotype"]).to_darts())
     return 128 + signals[0] if signals else 0
+
+
+def _stop_on_signals(control: Any, signals: list[int]) -> None:
+    """Ctrl-C, `kill` (SIGTERM: systemd, docker stop, a cluster's scheduler) and a closed terminal (SIGHUP) all end
+    a search the same way: the step in flight finishes, a checkpoint is written, state "stopped". A second Ctrl-C
+    aborts. `signals` collects them, for the exit status."""
+    def on_signal(signum, frame):
+        signals.append(signum)
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step with a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+        control.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
+
+
+def _ended_badly(state: str, world: Any, box: Any, errors: list[str], started: list[bool],
+                 bad_input: tuple[str, ...]) -> int | None:
+    """The exit status of a search that is over for this process, said in one line; None when rank 0's run
+    stopped or finished and the command goes on to print its cell. A failure whose exception is one of
+    `bad_input` exits 2, said as "error:" when it was refused before the run began."""
+    if not world.main:
+        return 0 if state not in ("failed", "interrupted") else 1
+    if state == "interrupted":  # another rank died (engine/runtime/distributed.py PeerLost)
+        print(f"interrupted: {box.get().message}", file=sys.stderr)
+        return 1
+    if state == "failed":
+        bad = bool(errors) and errors[0] in bad_input
+        print(f"{'error' if bad and not started else 'failed'}: {box.get().error}", file=sys.stderr)
+        return 2 if bad else 1
+    return None
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -143,18 +162,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     verbosity = getattr(args, "verbosity", NORMAL)
     signals: list[int] = []
 
-    def on_signal(signum, frame):  # first signal: stop after this step with a checkpoint; a second Ctrl-C aborts
-        signals.append(signum)
-        name = signal.Signals(signum).name
-        print(f"\n{name}: stopping after this step with a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
-        control.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    # Ctrl-C, `kill` (SIGTERM: systemd, docker stop, a cluster's scheduler) and a closed terminal (SIGHUP)
-    # all end the run the same way: the step in flight finishes, a checkpoint is written, state "stopped".
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, on_signal)
+    _stop_on_signals(control, signals)
     box = SnapshotBox()
     errors: list[str] = []
     started: list[bool] = []
@@ -179,18 +187,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         distributed.shutdown(world)
-    if not world.main:
-        return 0 if state not in ("failed", "interrupted") else 1
-    if state == "interrupted":  # another rank died (engine/runtime/distributed.py PeerLost)
-        print(f"interrupted: {box.get().message}", file=sys.stderr)
-        return 1
-    if state == "failed":
-        bad_input = bool(errors) and errors[0] in BAD_INPUT
-        if bad_input and not started:  # refused before it began: one line, as for any bad input
-            print(f"error: {box.get().error}", file=sys.stderr)
-            return 2
-        print(f"failed: {box.get().error}", file=sys.stderr)
-        return 2 if bad_input else 1
+    ended = _ended_badly(state, world, box, errors, started, BAD_INPUT)
+    if ended is not None:
+        return ended
     if verbosity > QUIET:
         print(f"{state}: {run_dir}", file=sys.stderr)
     genotype = rundir.latest_genotype(run_dir)
