@@ -474,3 +474,17 @@ def test_a_shipped_or_finished_sweep_has_nothing_to_steer(app_runs, page):
     at = page("sweeps")
     at.run()
     assert not at.exception and not [b for b in at.button if (b.key or "") in ("sweep_pause", "sweep_stop")]
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1, 2]", '{"state": "sleeping"}', '{"state": 7}'])
+def test_a_damaged_gate_file_reads_as_running_and_steering_rewrites_it(tmp_path, text):
+    """A sweep nobody steered has no gate file; a damaged one must not wedge it paused or stopped either."""
+    from engine.sweep.control import steer
+    from engine.sweep.gate import SWEEP_CONTROL, sweep_gate
+
+    sweep = create_sweep(tmp_path, "s", "smoke", {}, {}, seeds=2)
+    (sweep.path / SWEEP_CONTROL).write_text(text)
+    assert sweep_gate(sweep.path) == "running"
+    assert steer(sweep, "stop") == 0 and sweep_gate(sweep.path) == "stopped"
+    with pytest.raises(ValueError, match="unknown sweep command"):
+        steer(sweep, "step")
